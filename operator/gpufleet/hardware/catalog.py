@@ -1,0 +1,162 @@
+"""The GPU generation catalog: what each canonical generation is and how to spot it.
+
+Pure data and lookups. Each entry holds the memory the GPU reports (MiB, as NVML and
+GPU Feature Discovery's ``nvidia.com/gpu.memory`` label show it), memory bandwidth,
+dense tensor throughput, interconnect, the default relative throughput weight used by
+routing, and the GPU Feature Discovery ``nvidia.com/gpu.product`` strings that identify
+it. A node is matched on product **and** memory, so one generation can never be taken
+for another that shares a product-name prefix or a memory size (H100-80GB and A100-80GB
+report within 0.5 % of each other). ``gpufleet.hardware.overrides`` builds a catalog with
+site-specific changes; every lookup takes the catalog to use, defaulting to ``GPUS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+PRODUCT_LABEL = "nvidia.com/gpu.product"
+MEMORY_LABEL = "nvidia.com/gpu.memory"
+COUNT_LABEL = "nvidia.com/gpu.count"
+FAMILY_LABEL = "nvidia.com/gpu.family"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+# Drivers and board revisions report slightly different totals for one product (A100
+# PCIe 40GB: 40960 or 40536 MiB), so the memory label matches within this fraction.
+MEMORY_TOLERANCE = 0.02
+
+# Decode is memory-bandwidth bound, so the default throughput weight is the bandwidth
+# ratio to this reference (A100-80GB SXM4, 2039 GB/s); routing may override or learn it.
+REFERENCE_BANDWIDTH_GBPS = 2039.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GpuSpec:
+    """One GPU generation; bandwidth in GB/s, TFLOPS dense (without 2:4 sparsity)."""
+
+    name: str
+    memory_mib: int
+    bandwidth_gbps: float
+    bf16_tflops: float
+    fp8_tflops: float
+    interconnect: str
+    nvlink_gbps: float
+    throughput_weight: float
+    family: str
+    products: tuple[str, ...]
+    max_gpus_per_node: int = 8
+
+    @property
+    def memory_gib(self) -> float:
+        return self.memory_mib / 1024
+
+    @property
+    def primary_product(self) -> str:
+        return self.products[0]
+
+    def matches(self, product: str, memory_mib: int) -> bool:
+        """True when a node's product string and memory label describe this generation."""
+        tolerance = self.memory_mib * MEMORY_TOLERANCE
+        return product in self.products and abs(memory_mib - self.memory_mib) <= tolerance
+
+
+def _gpu(name: str, *, bandwidth_gbps: float, **fields: object) -> GpuSpec:
+    weight = round(bandwidth_gbps / REFERENCE_BANDWIDTH_GBPS, 2)
+    return GpuSpec(
+        name=name,
+        bandwidth_gbps=bandwidth_gbps,
+        throughput_weight=weight,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+# Product strings: GFD takes the NVML device name, drops characters outside
+# [A-Za-z0-9-_. ] and joins the words with "-" (NVIDIA/k8s-device-plugin,
+# internal/lm/resource.go, sanitise); "NVIDIA H100 80GB HBM3" becomes
+# "NVIDIA-H100-80GB-HBM3". Families are GFD's getArchFamily values (same file), from the
+# CUDA compute capability: 8.0/8.6 ampere, 8.9 ada-lovelace, 9.0 hopper, 10.x blackwell.
+# Memory: the MiB nvidia-smi / NVML report for that board. Time-sliced ("-SHARED") and
+# MIG ("-MIG-1g.10gb") products are deliberately not matched: vLLM needs whole GPUs.
+_GPUS: tuple[GpuSpec, ...] = (
+    # NVIDIA publishes no A10G data sheet; 24 GB GDDR6 at 600 GB/s per the AWS EC2 G5 page;
+    # tensor throughput is the commonly quoted 70 TFLOPS dense (the A10 data sheet, at
+    # higher clocks, gives 125). Ampere has no FP8.
+    _gpu(
+        "A10G", memory_mib=23028, bandwidth_gbps=600.0, bf16_tflops=70.0, fp8_tflops=0.0,
+        interconnect="pcie", nvlink_gbps=0.0, family="ampere", products=("NVIDIA-A10G",),
+    ),
+    # NVIDIA L4 data sheet: 24 GB, 300 GB/s, BF16 121 / FP8 242.5 TFLOPS dense.
+    _gpu(
+        "L4", memory_mib=23034, bandwidth_gbps=300.0, bf16_tflops=121.0, fp8_tflops=242.5,
+        interconnect="pcie", nvlink_gbps=0.0, family="ada-lovelace", products=("NVIDIA-L4",),
+    ),
+    # NVIDIA L40S data sheet: 48 GB, 864 GB/s, BF16 362 / FP8 733 TFLOPS dense.
+    _gpu(
+        "L40S", memory_mib=46068, bandwidth_gbps=864.0, bf16_tflops=362.0, fp8_tflops=733.0,
+        interconnect="pcie", nvlink_gbps=0.0, family="ada-lovelace", products=("NVIDIA-L40S",),
+    ),
+    # NVIDIA A100 data sheet: 40GB SXM4 1555 GB/s, BF16 312 TFLOPS dense, NVLink 600 GB/s.
+    _gpu(
+        "A100-40GB", memory_mib=40960, bandwidth_gbps=1555.0, bf16_tflops=312.0,
+        fp8_tflops=0.0, interconnect="nvlink", nvlink_gbps=600.0, family="ampere",
+        products=("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB"),
+    ),
+    # NVIDIA A100 data sheet: 80GB SXM4 2039 GB/s (PCIe 1935), BF16 312 TFLOPS dense.
+    _gpu(
+        "A100-80GB", memory_mib=81920, bandwidth_gbps=2039.0, bf16_tflops=312.0,
+        fp8_tflops=0.0, interconnect="nvlink", nvlink_gbps=600.0, family="ampere",
+        products=("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe"),
+    ),
+    # NVIDIA H100 data sheet, SXM5: 3.35 TB/s, BF16 989 / FP8 1979 TFLOPS dense, NVLink
+    # 900 GB/s. The SXM5 board reports as "NVIDIA H100 80GB HBM3"; the PCIe card (2 TB/s,
+    # 756 BF16 TFLOPS) shares the memory size and is served by the same generation.
+    _gpu(
+        "H100-80GB", memory_mib=81559, bandwidth_gbps=3350.0, bf16_tflops=989.0,
+        fp8_tflops=1979.0, interconnect="nvlink", nvlink_gbps=900.0, family="hopper",
+        products=("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe"),
+    ),
+    # NVIDIA H200 data sheet, SXM: 141 GB HBM3e at 4.8 TB/s, same tensor cores as H100.
+    _gpu(
+        "H200", memory_mib=143771, bandwidth_gbps=4800.0, bf16_tflops=989.0,
+        fp8_tflops=1979.0, interconnect="nvlink", nvlink_gbps=900.0, family="hopper",
+        products=("NVIDIA-H200", "NVIDIA-H200-NVL"),
+    ),
+    # NVIDIA HGX B200 data sheet, per GPU (8-GPU totals / 8): 8 TB/s, BF16 2.25 /
+    # FP8 4.5 PFLOPS dense, NVLink 5 1.8 TB/s.
+    _gpu(
+        "B200", memory_mib=183359, bandwidth_gbps=8000.0, bf16_tflops=2250.0,
+        fp8_tflops=4500.0, interconnect="nvlink", nvlink_gbps=1800.0, family="blackwell",
+        products=("NVIDIA-B200",),
+    ),
+)  # fmt: skip
+
+GPUS: Mapping[str, GpuSpec] = {g.name: g for g in _GPUS}
+
+
+class UnknownGpu(KeyError):
+    """A GPU generation name that is not in the catalog; ``args`` = (name, known names)."""
+
+    def __str__(self) -> str:
+        known = self.args[1] if len(self.args) > 1 else tuple(GPUS)
+        return f"unknown GPU generation {self.args[0]!r}; known: {', '.join(known)}"
+
+
+def get(name: str, gpus: Mapping[str, GpuSpec] = GPUS) -> GpuSpec:
+    """The entry for canonical ``name``; raises ``UnknownGpu`` listing the known names."""
+    try:
+        return gpus[name]
+    except KeyError:
+        raise UnknownGpu(name, tuple(gpus)) from None
+
+
+def identify(labels: Mapping[str, str], gpus: Mapping[str, GpuSpec] = GPUS) -> GpuSpec | None:
+    """The generation a node's GFD labels describe, or None when they match none.
+
+    Both the product string (exactly) and the memory label (within ``MEMORY_TOLERANCE``)
+    must match; a node without either label, or with a non-numeric memory label, is None.
+    """
+    product = labels.get(PRODUCT_LABEL)
+    memory = labels.get(MEMORY_LABEL)
+    if product is None or memory is None or not memory.isdigit():
+        return None
+    return next((gpu for gpu in gpus.values() if gpu.matches(product, int(memory))), None)
