@@ -1,0 +1,177 @@
+"""``gpufleet sim``: serve one simulated vLLM replica, or ``gpufleet sim fleet`` many.
+
+Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for settings the planner rejects or
+bad flags, 1 when a port cannot be bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+import pydantic
+from aiohttp import web
+
+from gpufleet.sim import faults, replica, server
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="sim_command", metavar="fleet")
+    fleet_parser = sub.add_parser("fleet", help="start several simulators from a fleet file")
+    from gpufleet.sim import fleet
+
+    fleet.add_arguments(fleet_parser)
+    add_replica_arguments(parser)
+    add_fault_arguments(parser)
+
+
+def add_replica_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpu", help="GPU generation, e.g. H100-80GB")
+    parser.add_argument("--model", help="catalog model name or Hugging Face id")
+    parser.add_argument("--served-model-name", help="model name the API answers to")
+    parser.add_argument("--tp", "--tensor-parallel-size", dest="tp", type=int)
+    parser.add_argument("--dtype", default="bf16")
+    parser.add_argument("--kv-cache-dtype", default="auto")
+    parser.add_argument("--max-model-len", type=int)
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    parser.add_argument("--max-num-seqs", type=int, default=256)
+    parser.add_argument("--max-num-batched-tokens", type=int)
+    parser.add_argument("--no-prefix-caching", action="store_true")
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--metrics-port", type=int, help="DCGM-exporter port (off if unset)")
+    parser.add_argument("--speed", type=float, default=1.0, help="simulated time / wall time")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--eos-median", type=int, default=0, help="median drawn output length; 0 = max_tokens"
+    )
+    parser.add_argument("--legacy-metric-names", action="store_true")
+
+
+def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("faults (also settable at POST /admin/faults)")
+    group.add_argument("--error-rate", type=float, default=0.0)
+    group.add_argument("--oom-rate", type=float, default=0.0)
+    group.add_argument("--hang", type=float, default=0.0, help="seconds before headers")
+    group.add_argument("--die-after-chunks", type=int)
+    group.add_argument("--slowdown", type=float, default=1.0)
+    group.add_argument("--refuse-connections", action="store_true")
+    group.add_argument("--unhealthy", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.sim_command == "fleet":
+        from gpufleet.sim import fleet
+
+        return fleet.run(args)
+    try:
+        settings = settings_from(args)
+    except (replica.ReplicaError, pydantic.ValidationError, ValueError) as exc:
+        print(f"gpufleet sim: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings, host=args.host, port=args.port, metrics_port=args.metrics_port))
+    except OSError as exc:
+        print(f"gpufleet sim: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def settings_from(args: argparse.Namespace) -> server.SimSettings:
+    """Validated settings from parsed flags; raises ``ReplicaError``/``ValueError``."""
+    if not args.gpu or not args.model:
+        raise ValueError("--gpu and --model are required")
+    if args.speed <= 0:
+        raise ValueError("--speed must be positive")
+    spec = replica.ReplicaSpec(
+        model=args.model,
+        gpu=args.gpu,
+        tensor_parallel_size=args.tp,
+        dtype=args.dtype,
+        kv_cache_dtype=args.kv_cache_dtype,
+        max_model_len=args.max_model_len,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_num_seqs=args.max_num_seqs,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        enable_prefix_caching=not args.no_prefix_caching,
+    )
+    fault_config = faults.FaultConfig(
+        error_rate=args.error_rate,
+        oom_rate=args.oom_rate,
+        hang_s=args.hang,
+        die_after_chunks=args.die_after_chunks,
+        slowdown=args.slowdown,
+        refuse_connections=args.refuse_connections,
+        unhealthy=args.unhealthy,
+    )
+    return server.SimSettings(
+        replica=replica.build(spec),
+        served_model_name=args.served_model_name or args.model,
+        speed=args.speed,
+        seed=args.seed,
+        eos_median_tokens=args.eos_median,
+        legacy_metric_names=args.legacy_metric_names,
+        faults=fault_config,
+    )
+
+
+class _Listener:
+    """The API listener, closed while the refuse-connections fault is on."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+        self._runner = runner
+        self._host = host
+        self._port = port
+        self._site: web.TCPSite | None = None
+
+    async def apply(self, refuse: bool) -> None:
+        if refuse and self._site is not None:
+            await self._site.stop()
+            self._site = None
+        elif not refuse and self._site is None:
+            self._site = web.TCPSite(self._runner, self._host, self._port)
+            await self._site.start()
+
+
+async def serve(
+    settings: server.SimSettings, *, host: str, port: int, metrics_port: int | None
+) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    app = server.create_app(settings)
+    api = web.AppRunner(app, handle_signals=False, access_log=None)
+    await api.setup()
+    listener = _Listener(api, host, port)
+    await listener.apply(settings.faults.refuse_connections)
+    state = app[server.STATE]
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    def on_faults(config: faults.FaultConfig) -> None:
+        task = loop.create_task(listener.apply(config.refuse_connections))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    state.fault_listeners.append(on_faults)
+    dcgm: web.AppRunner | None = None
+    if metrics_port is not None:
+        dcgm = web.AppRunner(server.create_dcgm_app(app), handle_signals=False, access_log=None)
+        await dcgm.setup()
+        await web.TCPSite(dcgm, host, metrics_port).start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"gpufleet sim: serving {settings.served_model_name} on http://{host}:{port}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            if dcgm is not None:
+                await dcgm.cleanup()
+        await api.cleanup()

@@ -1,0 +1,106 @@
+"""One simulated replica from its deployment settings: planner capacity + performance model.
+
+Pure glue between ``gpufleet.planning`` (does the model fit, how many KV tokens are left)
+and ``gpufleet.sim.perfmodel`` / ``engine``. Raises ``ReplicaError`` with the planner's
+reason when the settings cannot run, so the CLI can say why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gpufleet.hardware import catalog
+from gpufleet.planning import ModelArch, VariantPlan, get_model, plan_variant
+from gpufleet.sim import perfmodel
+from gpufleet.sim.engine import Engine, EngineConfig
+
+
+class ReplicaError(ValueError):
+    """Settings the planner rejects (model does not fit, unknown GPU or model, bad TP)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplicaSpec:
+    """What ``vllm serve`` would be started with, on which GPU generation."""
+
+    model: str
+    gpu: str
+    tensor_parallel_size: int | None = None
+    dtype: str = "bf16"
+    kv_cache_dtype: str = "auto"
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int | None = None
+    enable_prefix_caching: bool = True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Replica:
+    """A planned replica: its architecture, plan and performance model."""
+
+    spec: ReplicaSpec
+    arch: ModelArch
+    plan: VariantPlan
+    perf: perfmodel.PerfModel
+
+    @property
+    def tensor_parallel_size(self) -> int:
+        return self.perf.tensor_parallel_size
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            num_blocks=self.plan.kv_cache_tokens // 16,
+            max_model_len=self.plan.max_model_len,
+            max_num_seqs=self.spec.max_num_seqs,
+            max_num_batched_tokens=self.spec.max_num_batched_tokens
+            or default_max_num_batched_tokens(catalog.get(self.spec.gpu)),
+            enable_prefix_caching=self.spec.enable_prefix_caching,
+        )
+
+    def engine(self) -> Engine:
+        return Engine(self.engine_config(), self.perf)
+
+
+def default_max_num_batched_tokens(gpu: catalog.GpuSpec) -> int:
+    """vLLM V1's default chunked-prefill budget for its OpenAI server on ``gpu``.
+
+    vllm/engine/arg_utils.py (EngineArgs._set_default_args_v1): 8192 on GPUs with at
+    least 70 GiB that are not A100s, 2048 otherwise (larger budgets lowered A100 throughput
+    in vLLM's measurements).
+    """
+    big = gpu.memory_mib >= 70 * 1024 and not gpu.name.startswith("A100")
+    return 8192 if big else 2048
+
+
+def build(
+    spec: ReplicaSpec,
+    *,
+    arch: ModelArch | None = None,
+    efficiency: perfmodel.Efficiency | None = None,
+) -> Replica:
+    """Plan ``spec`` and build its performance model; ``ReplicaError`` if it cannot run.
+
+    ``arch`` describes a model outside the planner's catalog (``spec.model`` is then only
+    its served name).
+    """
+    try:
+        arch = arch or get_model(spec.model)
+        gpu = catalog.get(spec.gpu)
+        plan = plan_variant(
+            arch,
+            gpu,
+            dtype=spec.dtype,
+            kv_cache_dtype=spec.kv_cache_dtype,
+            tensor_parallel_size=spec.tensor_parallel_size,
+            max_model_len=spec.max_model_len,
+            gpu_memory_utilization=spec.gpu_memory_utilization,
+        )
+    except (KeyError, ValueError) as exc:
+        raise ReplicaError(str(exc)) from exc
+    if not plan.feasible:
+        raise ReplicaError(f"{spec.model} on {spec.gpu}: {plan.reason}")
+    perf = perfmodel.build(
+        arch, gpu, plan, kv_cache_dtype=spec.kv_cache_dtype, efficiency=efficiency
+    )
+    return Replica(spec, arch, plan, perf)
