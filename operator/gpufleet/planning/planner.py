@@ -261,12 +261,14 @@ def _weights_reason(inputs: _Inputs, tp: int, total: int) -> str:
 
 
 def _kv_reason(inputs: _Inputs, tp: int, kv_free: int, tokens: int) -> str:
+    wanted = inputs.min_sequences
+    sequences = "1 sequence" if wanted == 1 else f"{wanted} sequences"
     return (
-        f"at tensorParallelSize {tp} on {inputs.gpu.name} the weights leave {_gb(kv_free)} "
-        f"per GPU for KV cache, {tokens} tokens; {inputs.min_sequences} sequence(s) of "
-        f"maxModelLen {inputs.max_model_len} need "
-        f"{inputs.min_sequences * inputs.max_model_len} tokens "
-        "(lower maxModelLen, use fp8 KV cache or more GPUs)"
+        f"at tensorParallelSize {tp} the weights leave {_gb(kv_free)} of KV cache per "
+        f"{inputs.gpu.name}, {tokens:,} tokens; {sequences} of maxModelLen "
+        f"{inputs.max_model_len:,} {'needs' if wanted == 1 else 'need'} "
+        f"{wanted * inputs.max_model_len:,} "
+        "(lower maxModelLen, use an fp8 KV cache or more GPUs)"
     )
 
 

@@ -1,0 +1,294 @@
+"""The ModelPool API: one model served by vLLM on one or more GPU-generation variants.
+
+Spec and status as pydantic models; the CRD in ``crds/`` is generated from them. Rules
+that relate fields are CEL on the type (the API server enforces them at apply time) and
+repeated as pydantic validators (so a body validated here gets the same verdict).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pydantic
+
+from gpufleet.api import common
+from gpufleet.api.common import ApiModel, cel, rules
+from gpufleet.api.modelsource import ModelSpec
+from gpufleet.api.variant import Variant
+
+
+class Toleration(ApiModel):
+    """A toleration added to the pool's pods (the nvidia.com/gpu taint is tolerated always)."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=rules(
+            cel(
+                "self.operator != 'Exists' || !has(self.value) || self.value == ''",
+                "value must be empty when operator is Exists",
+                field_path=".value",
+            )
+        )
+    )
+
+    key: str = pydantic.Field(
+        default="", max_length=317, description="Taint key; empty with Exists matches all taints."
+    )
+    operator: Literal["Exists", "Equal"] = pydantic.Field(
+        default="Equal", description="Exists or Equal."
+    )
+    value: str = pydantic.Field(
+        default="", max_length=63, description="Taint value matched by Equal."
+    )
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = pydantic.Field(
+        default="", description="Taint effect matched; empty matches all."
+    )
+    toleration_seconds: int | None = pydantic.Field(
+        default=None, ge=0, description="How long a NoExecute taint is tolerated."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _exists_has_no_value(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise ValueError("value must be empty when operator is Exists")
+        return self
+
+
+class Placement(ApiModel):
+    """Where the pool's pods may run, beyond the GPU generation each variant selects."""
+
+    node_selector: dict[str, str] = pydantic.Field(
+        default_factory=dict, max_length=32, description="Extra node labels every pod requires."
+    )
+    tolerations: tuple[Toleration, ...] = pydantic.Field(
+        default=(), max_length=32, description="Extra tolerations for every pod."
+    )
+    priority_class_name: str | None = pydantic.Field(
+        default=None,
+        max_length=253,
+        pattern=common.DNS_SUBDOMAIN,
+        description="PriorityClass of the pods.",
+    )
+
+
+class Serving(ApiModel):
+    """vLLM image and the serving options common to all variants."""
+
+    image: str = pydantic.Field(
+        default="vllm/vllm-openai:v0.8.5",
+        min_length=1,
+        max_length=512,
+        description="vLLM OpenAI-server image.",
+    )
+    enable_prefix_caching: bool = pydantic.Field(
+        default=True, description="vLLM automatic prefix caching (--enable-prefix-caching)."
+    )
+    max_num_seqs: int = pydantic.Field(
+        default=256,
+        ge=1,
+        le=4096,
+        description="Most sequences one replica runs at once (--max-num-seqs).",
+    )
+    min_full_length_sequences: int = pydantic.Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description=(
+            "Planner: the KV cache must hold this many maxModelLen sequences "
+            "(1 = vLLM's own start-up check)."
+        ),
+    )
+    port: int = pydantic.Field(
+        default=8000, ge=1, le=65535, description="Port the vLLM server listens on."
+    )
+
+
+class Autoscaling(ApiModel):
+    """Targets of the per-variant autoscaler."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=rules(
+            cel(
+                "self.scaleUpStabilizationSeconds <= self.scaleDownStabilizationSeconds",
+                "scaleUpStabilizationSeconds must not exceed scaleDownStabilizationSeconds",
+                field_path=".scaleUpStabilizationSeconds",
+            )
+        )
+    )
+
+    enabled: bool = pydantic.Field(
+        default=True, description="Scale variants between minReplicas and maxReplicas."
+    )
+    target_kv_cache_usage: float = pydantic.Field(
+        default=0.8, ge=0.1, le=1.0, description="Mean KV-cache usage (0-1) per replica to aim for."
+    )
+    target_waiting_requests: int = pydantic.Field(
+        default=4, ge=0, le=10000, description="Mean requests waiting per replica to aim for."
+    )
+    target_ttft_seconds: float | None = pydantic.Field(
+        default=None,
+        gt=0,
+        le=600,
+        description="p90 time to first token to stay under; unset = not a signal.",
+    )
+    scale_up_stabilization_seconds: int = pydantic.Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description="How long a higher recommendation must persist before scaling up.",
+    )
+    scale_down_stabilization_seconds: int = pydantic.Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description="How long a lower recommendation must persist before scaling down.",
+    )
+    cold_start_seconds: int = pydantic.Field(
+        default=300,
+        ge=0,
+        le=7200,
+        description="Expected time for a new replica to load weights and become ready.",
+    )
+    scale_up_preference: Literal["cost", "throughput"] = pydantic.Field(
+        default="cost",
+        description="Which variant grows first: cheapest per token, or fastest generation.",
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _stabilization(self) -> Autoscaling:
+        if self.scale_up_stabilization_seconds > self.scale_down_stabilization_seconds:
+            raise ValueError(
+                "scaleUpStabilizationSeconds must not exceed scaleDownStabilizationSeconds"
+            )
+        return self
+
+
+_UNIQUE_GPU_QUANT = (
+    "self.variants.all(a, self.variants.exists_one(b, b.gpu == a.gpu && "
+    "(has(b.quantization) ? b.quantization : '') == (has(a.quantization) ? a.quantization : '')))"
+)
+
+
+class ModelPoolSpec(ApiModel):
+    """Desired state of a ModelPool."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=rules(
+            cel(
+                _UNIQUE_GPU_QUANT,
+                "variants must not repeat the same gpu and quantization",
+                field_path=".variants",
+                reason="FieldValueDuplicate",
+            )
+        )
+    )
+
+    model: ModelSpec = pydantic.Field(description="The model served.")
+    workload_class: Literal["interactive", "batch", "mixed"] = pydantic.Field(
+        default="interactive",
+        description="What the pool is tuned for: latency (interactive), throughput (batch), both.",
+    )
+    variants: tuple[Variant, ...] = pydantic.Field(
+        min_length=1,
+        max_length=16,
+        description="GPU generations serving the model; at least one.",
+        json_schema_extra=common.list_map("name"),
+    )
+    placement: Placement = pydantic.Field(
+        default_factory=Placement,
+        description="Scheduling constraints for all variants.",
+        json_schema_extra=common.OBJECT_DEFAULT,
+    )
+    serving: Serving = pydantic.Field(
+        default_factory=Serving,
+        description="vLLM image and common serving options.",
+        json_schema_extra=common.OBJECT_DEFAULT,
+    )
+    hub_token_secret_ref: common.SecretKeyRef | None = pydantic.Field(
+        default=None,
+        description="Secret key holding the model-hub token (HF_TOKEN), for gated models.",
+    )
+    autoscaling: Autoscaling = pydantic.Field(
+        default_factory=Autoscaling,
+        description="Per-variant autoscaling targets.",
+        json_schema_extra=common.OBJECT_DEFAULT,
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _unique_variants(self) -> ModelPoolSpec:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variants must have unique names")
+        keys = [(v.gpu, v.quantization) for v in self.variants]
+        if len(set(keys)) != len(keys):
+            raise ValueError("variants must not repeat the same gpu and quantization")
+        return self
+
+
+class VariantStatus(ApiModel):
+    """What the operator planned and runs for one variant."""
+
+    name: str = pydantic.Field(max_length=40, description="Variant name.")
+    gpu: str = pydantic.Field(max_length=63, description="GPU generation.")
+    feasible: bool = pydantic.Field(description="Whether the model fits this generation.")
+    tensor_parallel_size: int | None = pydantic.Field(
+        default=None, description="Chosen TP; unset when infeasible."
+    )
+    weights_per_gpu_bytes: int | None = pydantic.Field(
+        default=None, ge=0, description="Weight bytes on each GPU."
+    )
+    kv_cache_tokens: int = pydantic.Field(
+        default=0, ge=0, description="KV-cache capacity of one replica, in tokens."
+    )
+    max_concurrent_sequences: int = pydantic.Field(
+        default=0,
+        ge=0,
+        description="Full-length (maxModelLen) sequences one replica holds at once.",
+    )
+    desired_replicas: int = pydantic.Field(
+        default=0, ge=0, description="Replicas the operator wants."
+    )
+    ready_replicas: int = pydantic.Field(default=0, ge=0, description="Replicas ready to serve.")
+    reason: str = pydantic.Field(
+        default="", max_length=4096, description="Why the variant is infeasible or degraded."
+    )
+
+
+class ModelPoolStatus(ApiModel):
+    """Observed state of a ModelPool, written by the operator."""
+
+    observed_generation: int | None = pydantic.Field(
+        default=None, description="metadata.generation last reconciled."
+    )
+    conditions: tuple[common.Condition, ...] = pydantic.Field(
+        default=(),
+        description="Ready, Progressing, Degraded.",
+        json_schema_extra=common.list_map("type"),
+    )
+    variants: tuple[VariantStatus, ...] = pydantic.Field(
+        default=(),
+        description="Per-variant plan and replicas.",
+        json_schema_extra=common.list_map("name"),
+    )
+    variant_count: int = pydantic.Field(
+        default=0, ge=0, description="Number of variants (feasible or not)."
+    )
+    desired_replicas: int = pydantic.Field(
+        default=0, ge=0, description="Sum of the variants' desired replicas."
+    )
+    ready_replicas: int = pydantic.Field(
+        default=0, ge=0, description="Sum of the variants' ready replicas."
+    )
+
+
+PRINTER_COLUMNS = (
+    {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
+    {"name": "Variants", "type": "integer", "jsonPath": ".status.variantCount"},
+    {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
+    {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"},
+    {
+        "name": "Status",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+)

@@ -1,0 +1,125 @@
+"""One variant of a ModelPool: a GPU generation with its own TP, replicas and vLLM settings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import pydantic
+
+from gpufleet.api import common
+from gpufleet.api.common import ApiModel, cel, rules
+from gpufleet.planning import precision
+
+TP_SIZES = (1, 2, 4, 8)
+WeightDtype = precision.WeightDtype
+
+OWNED_VLLM_FLAGS = (
+    "--tensor-parallel-size",
+    "--gpu-memory-utilization",
+    "--max-model-len",
+    "--served-model-name",
+    "--model",
+    "--port",
+    "--quantization",
+    "--dtype",
+)
+
+_TP_RULE = (
+    "type(self.tensorParallelSize) == string ? self.tensorParallelSize == 'auto' "
+    ": self.tensorParallelSize in [1, 2, 4, 8]"
+)
+_EXTRA_ARGS_RULE = "self.extraArgs.all(a, !({}))".format(
+    " || ".join(f"a.startsWith('{flag}')" for flag in OWNED_VLLM_FLAGS)
+)
+
+
+class Variant(ApiModel):
+    """One GPU generation serving the pool, with its own TP, replicas and vLLM settings."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=rules(
+            cel(
+                _TP_RULE,
+                "tensorParallelSize must be 'auto' or one of 1, 2, 4, 8",
+                field_path=".tensorParallelSize",
+            ),
+            cel(
+                "!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+                "minReplicas must be less than or equal to maxReplicas",
+                field_path=".minReplicas",
+            ),
+            cel(
+                _EXTRA_ARGS_RULE,
+                "extraArgs may not set flags the operator owns: " + ", ".join(OWNED_VLLM_FLAGS),
+                field_path=".extraArgs",
+            ),
+        )
+    )
+
+    name: str = pydantic.Field(
+        max_length=40,
+        pattern=common.DNS_LABEL,
+        description="Variant name, unique in the pool (used in child object names).",
+    )
+    gpu: common.GpuName = pydantic.Field(
+        description="Canonical GPU generation the variant runs on."
+    )
+    quantization: WeightDtype | None = pydantic.Field(
+        default=None, description="Weight format for this variant; unset = model.dtype."
+    )
+    tensor_parallel_size: int | Literal["auto"] = pydantic.Field(
+        default="auto", description="GPUs per replica: 'auto' (planned) or 1, 2, 4, 8."
+    )
+    min_replicas: int = pydantic.Field(
+        default=1, ge=0, le=1000, description="Fewest replicas the autoscaler keeps."
+    )
+    max_replicas: int | None = pydantic.Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Most replicas the autoscaler runs; unset = minReplicas (no autoscaling).",
+    )
+    gpu_memory_utilization: float = pydantic.Field(
+        default=0.9,
+        ge=0.1,
+        le=0.99,
+        description="Fraction of GPU memory vLLM may use (--gpu-memory-utilization).",
+    )
+    max_model_len: int | None = pydantic.Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="Per-variant --max-model-len; unset = model.maxModelLen.",
+    )
+    extra_args: tuple[Annotated[str, pydantic.Field(max_length=256)], ...] = pydantic.Field(
+        default=(), max_length=32, description="Extra vLLM arguments, appended verbatim."
+    )
+    cost_per_gpu_hour: float | None = pydantic.Field(
+        default=None,
+        ge=0,
+        le=10000,
+        description="Price of one GPU-hour of this generation, for cost-aware routing and scaling.",
+    )
+
+    @pydantic.field_validator("tensor_parallel_size")
+    @classmethod
+    def _tp_size(cls, value: int | str) -> int | str:
+        if value != "auto" and value not in TP_SIZES:
+            raise ValueError("tensorParallelSize must be 'auto' or one of 1, 2, 4, 8")
+        return value
+
+    @pydantic.field_validator("extra_args")
+    @classmethod
+    def _not_owned(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for arg in value:
+            if arg.startswith(OWNED_VLLM_FLAGS):
+                raise ValueError(
+                    f"extraArgs may not set flags the operator owns (got {arg[:64]!r})"
+                )
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _replica_range(self) -> Variant:
+        if self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must be less than or equal to maxReplicas")
+        return self
