@@ -15,7 +15,7 @@ import sys
 import pydantic
 from aiohttp import web
 
-from gpufleet.sim import faults, replica, server
+from gpufleet.sim import faults, fleet, replica, server
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -23,8 +23,6 @@ DEFAULT_HOST = "127.0.0.1"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="sim_command", metavar="fleet")
     fleet_parser = sub.add_parser("fleet", help="start several simulators from a fleet file")
-    from gpufleet.sim import fleet
-
     fleet.add_arguments(fleet_parser)
     add_replica_arguments(parser)
     add_fault_arguments(parser)
@@ -66,8 +64,6 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.sim_command == "fleet":
-        from gpufleet.sim import fleet
-
         return fleet.run(args)
     try:
         settings = settings_from(args)

@@ -10,6 +10,7 @@ Handlers translate ``protocol.ApiError`` into vLLM's error JSON.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import math
@@ -45,7 +46,7 @@ class SimSettings:
     seed: int = 0
     eos_median_tokens: int = 0
     legacy_metric_names: bool = False
-    faults: FaultConfig = FaultConfig()
+    faults: FaultConfig = dataclasses.field(default_factory=FaultConfig)
     hostname: str = dataclasses.field(default_factory=socket.gethostname)
 
 
@@ -59,9 +60,7 @@ class SimState:
     faults: FaultConfig
     created: int
     served: int = 0
-    fault_listeners: list[Callable[[FaultConfig], None]] = dataclasses.field(
-        default_factory=list
-    )
+    fault_listeners: list[Callable[[FaultConfig], None]] = dataclasses.field(default_factory=list)
 
     def rng(self) -> random.Random:
         """A random source for the next request, fixed by the seed and its ordinal."""
@@ -77,7 +76,9 @@ class SimState:
 STATE: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
 
 
-def create_app(settings: SimSettings, *, clock: Callable[[], float] = time.monotonic) -> web.Application:
+def create_app(
+    settings: SimSettings, *, clock: Callable[[], float] = time.monotonic
+) -> web.Application:
     """The API app of one simulated replica."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
     vllm_metrics = metrics.VllmMetrics(
@@ -88,7 +89,11 @@ def create_app(settings: SimSettings, *, clock: Callable[[], float] = time.monot
         return state.faults.slowdown
 
     runner = Runner(
-        settings.replica.engine(), vllm_metrics, speed=settings.speed, slowdown=slowdown, clock=clock
+        settings.replica.engine(),
+        vllm_metrics,
+        speed=settings.speed,
+        slowdown=slowdown,
+        clock=clock,
     )
     state = SimState(settings, runner, vllm_metrics, settings.faults, int(time.time()))
     app[STATE] = state
@@ -143,10 +148,8 @@ async def _engine_loop(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(app[STATE].runner.run())
     yield
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
 
 
 def _error(exc: protocol.ApiError) -> web.Response:
@@ -290,9 +293,10 @@ def _output_length(
 ) -> tuple[int, str]:
     """Tokens to generate and the finish reason; ``ApiError`` if the context overflows."""
     max_len = state.settings.replica.plan.max_model_len
-    requested = (
-        parsed.requested_max_tokens if isinstance(parsed, protocol.ChatRequest) else parsed.max_tokens
-    )
+    if isinstance(parsed, protocol.ChatRequest):
+        requested = parsed.requested_max_tokens
+    else:
+        requested = parsed.max_tokens
     if prompt_tokens >= max_len or (requested and prompt_tokens + requested > max_len):
         raise protocol.context_error(
             requested=requested or 1, prompt=prompt_tokens, max_model_len=max_len
