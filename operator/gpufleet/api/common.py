@@ -9,7 +9,7 @@ the same verdict. The Literal name lists are checked against the catalogs by uni
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import pydantic
 from pydantic import alias_generators
@@ -41,6 +41,8 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # A Kubernetes resource quantity ("500m", "2", "4Gi").
 QUANTITY = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+# A label value (at most 63 characters, Kubernetes' limit).
+LabelValue = Annotated[str, pydantic.Field(max_length=63)]
 
 
 class ApiModel(pydantic.BaseModel):
@@ -104,7 +106,7 @@ class LabelSelectorRequirement(ApiModel):
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = pydantic.Field(
         description="How the key relates to the values."
     )
-    values: tuple[str, ...] = pydantic.Field(
+    values: tuple[LabelValue, ...] = pydantic.Field(
         default=(),
         max_length=64,
         description="Label values; non-empty for In/NotIn, empty for Exists/DoesNotExist.",
@@ -114,7 +116,7 @@ class LabelSelectorRequirement(ApiModel):
 class LabelSelector(ApiModel):
     """A Kubernetes label selector."""
 
-    match_labels: dict[str, str] = pydantic.Field(
+    match_labels: dict[str, LabelValue] = pydantic.Field(
         default_factory=dict,
         max_length=64,
         description="Labels an object must carry, all of them.",

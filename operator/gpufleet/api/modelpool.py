@@ -56,7 +56,7 @@ class Toleration(ApiModel):
 class Placement(ApiModel):
     """Where the pool's pods may run, beyond the GPU generation each variant selects."""
 
-    node_selector: dict[str, str] = pydantic.Field(
+    node_selector: dict[str, common.LabelValue] = pydantic.Field(
         default_factory=dict, max_length=32, description="Extra node labels every pod requires."
     )
     tolerations: tuple[Toleration, ...] = pydantic.Field(
