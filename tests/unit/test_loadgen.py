@@ -1,0 +1,83 @@
+"""Trace generation, the trace file, and the run summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpufleet.loadgen import report, trace, workloads
+
+
+def _spec(**kw: object) -> trace.TraceSpec:
+    base: dict[str, object] = {"seed": 7, "requests": 300, "rate": 10.0,
+                               "mix": {"chat": 0.6, "code": 0.3, "long": 0.1}}  # fmt: skip
+    return trace.TraceSpec(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_same_seed_same_trace_and_different_seed_differs() -> None:
+    assert trace.generate(_spec()) == trace.generate(_spec())
+    assert trace.generate(_spec()).requests != trace.generate(_spec(seed=8)).requests
+
+
+def test_trace_round_trips_through_its_file(tmp_path: Path) -> None:
+    generated = trace.generate(_spec())
+    trace.save(generated, tmp_path / "t.jsonl")
+    assert trace.load(tmp_path / "t.jsonl") == generated
+
+
+def test_bad_trace_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    trace.save(trace.generate(_spec(requests=3)), path)
+    path.write_text(path.read_text() + '{"index": "x"}\n')
+    with pytest.raises(ValueError, match=":5:"):
+        trace.load(path)
+
+
+def test_arrivals_are_sorted_and_rate_is_roughly_met() -> None:
+    requests = trace.generate(_spec(session_share=0.0)).requests
+    times = [r.at_s for r in requests]
+    assert times == sorted(times)
+    assert 300 / 10 * 0.7 < times[-1] < 300 / 10 * 1.3
+
+
+def test_step_arrivals_speed_up_halfway() -> None:
+    requests = trace.generate(_spec(arrival="step", step_factor=4.0, session_share=0.0)).requests
+    first, second = requests[149].at_s, requests[-1].at_s - requests[150].at_s
+    assert second < first / 2
+
+
+def test_sessions_resend_the_conversation() -> None:
+    generated = trace.generate(_spec(session_share=1.0, mean_turns=3.0))
+    later = next(r for r in generated.requests if r.turn == 2)
+    earlier = next(r for r in generated.requests if r.session == later.session and r.turn == 1)
+    new = trace.messages(generated.spec.seed, later, generated.spec)
+    old = trace.messages(generated.spec.seed, earlier, generated.spec)
+    assert new[: len(old)] == old
+    assert new[0]["role"] == "system"
+
+
+def test_chat_lengths_follow_the_published_medians() -> None:
+    generated = trace.generate(_spec(requests=2000, mix={"chat": 1.0}, session_share=0.0))
+    inputs = [r.input_tokens for r in generated.requests]
+    outputs = [r.output_tokens for r in generated.requests]
+    chat = workloads.get("chat")
+    assert report.percentile(inputs, 50) == pytest.approx(chat.input.median, rel=0.1)
+    assert report.percentile(outputs, 50) == pytest.approx(chat.output.median, rel=0.1)
+
+
+def test_summary_counts_goodput_per_class_slo() -> None:
+    slos = {"interactive": trace.Slo(ttft_s=1.0), "batch": trace.Slo(e2e_s=10.0)}
+    results = [
+        report.Result(0, "interactive", "t", 0.0, 200, 0.5, 0.01, 2.0, 100),
+        report.Result(1, "interactive", "t", 0.1, 200, 1.5, 0.01, 3.0, 100),
+        report.Result(2, "batch", "t", 0.2, 200, 5.0, 0.01, 9.0, 100),
+        report.Result(3, "batch", "t", 0.3, 503),
+    ]
+    summary = report.summarize(results, slos=slos, duration_s=2.0)
+    assert summary["succeeded"] == 3
+    assert summary["goodput_share"] == 0.5
+    assert summary["goodput_per_s"] == 1.0
+    assert summary["errors"] == {"503": 1}
+    assert summary["output_tokens_per_s"] == 150.0
+    assert report.percentile([1.0, 2.0, 3.0], 50) == 2.0

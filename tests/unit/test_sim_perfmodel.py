@@ -1,0 +1,56 @@
+"""The performance model against published vLLM measurements, and its shape."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpufleet.sim import calibration, replica
+
+
+@pytest.mark.parametrize("point", calibration.POINTS, ids=lambda p: p.name)
+def test_calibration_point_within_tolerance(point: calibration.Point) -> None:
+    predicted = calibration.predict(point)
+    error = abs(predicted - point.published) / point.published
+    assert error <= point.tolerance, f"{point.name}: {predicted:.4g} vs {point.published:.4g}"
+
+
+def test_median_error_is_what_the_docs_report() -> None:
+    # docs/simulator.md reports the median error; keep it honest within 0.02.
+    assert calibration.median_error() == pytest.approx(0.107, abs=0.02)
+
+
+def _perf(gpu: str) -> replica.Replica:
+    return replica.build(replica.ReplicaSpec("llama-3.1-8b", gpu, 1, max_model_len=8192))
+
+
+def test_decode_speed_orders_the_generations() -> None:
+    order = ["B200", "H200", "H100-80GB", "A100-80GB", "A100-40GB"]
+    steps = [_perf(g).perf.decode_seconds(batch=8, context=1024) for g in order]
+    assert steps == sorted(steps)
+    assert len(set(steps)) == len(steps)
+
+
+@pytest.mark.parametrize("gpu", ["A100-40GB", "H100-80GB", "B200"])
+def test_decode_slows_with_batch_and_context(gpu: str) -> None:
+    perf = _perf(gpu).perf
+    assert perf.decode_seconds(batch=64, context=1024) > perf.decode_seconds(batch=8, context=1024)
+    assert perf.decode_seconds(batch=8, context=8000) > perf.decode_seconds(batch=8, context=1000)
+
+
+def test_prefill_slows_with_prompt_length_and_is_compute_bound() -> None:
+    perf = _perf("H100-80GB").perf
+    assert perf.prefill_seconds(4096) > 3 * perf.prefill_seconds(1024)
+    assert perf.prefill_seconds(4096) > perf.decode_seconds(batch=1, context=4096)
+
+
+def test_tensor_parallel_makes_decode_faster_per_step() -> None:
+    one = replica.build(replica.ReplicaSpec("llama-3.1-70b", "H100-80GB", 2, max_model_len=8192))
+    four = replica.build(replica.ReplicaSpec("llama-3.1-70b", "H100-80GB", 4, max_model_len=8192))
+    assert four.perf.decode_seconds(batch=1, context=512) < one.perf.decode_seconds(
+        batch=1, context=512
+    )
+
+
+def test_infeasible_replica_says_why() -> None:
+    with pytest.raises(replica.ReplicaError, match=r"llama-3\.1-70b"):
+        replica.build(replica.ReplicaSpec("llama-3.1-70b", "A100-40GB", 1))
