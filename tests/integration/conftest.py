@@ -1,0 +1,27 @@
+"""Integration fixtures of gpufleet's own APIs: the CRDs, installed once per session.
+
+``crds`` applies ``crds/`` server-side (idempotent, so a reused dev cluster is fine) and
+waits until the API server reports every CRD Established.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from gpufleet.api import crd
+from tests.conftest import TestCluster
+
+CRD_DIR = pathlib.Path(__file__).parents[2] / "crds"
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: TestCluster) -> list[str]:
+    """Names of the installed gpufleet CRDs."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
+    names = [kind.crd_name for kind in crd.KINDS]
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names)
+    )
+    return names
