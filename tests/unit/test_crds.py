@@ -107,7 +107,7 @@ def test_lists_and_strings_under_spec_are_bounded(doc: dict[str, Any]) -> None:
 
 def test_object_defaults_make_nested_defaults_visible() -> None:
     spec = _schema(RP)["properties"]["spec"]["properties"]
-    assert spec["largeRequests"]["default"] == {}
+    assert spec["largeRequests"]["default"]["memoryPressure"]["inputTokens"] == 4000
     large = spec["largeRequests"]["properties"]
     assert large["inputTokens"]["default"] == 8000
     assert large["memoryPressure"]["properties"]["gpuMemoryPercent"]["default"] == 85

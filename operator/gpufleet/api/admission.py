@@ -85,7 +85,7 @@ class Admission(ApiModel):
     queue: Queue = pydantic.Field(
         default_factory=Queue,
         description="The admission queue.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(Queue),
     )
 
     @pydantic.model_validator(mode="after")

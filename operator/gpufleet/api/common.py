@@ -79,9 +79,14 @@ def list_map(*keys: str) -> dict[str, Any]:
     return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}
 
 
-OBJECT_DEFAULT: dict[str, Any] = {"default": {}}
-"""``json_schema_extra`` for an optional object whose own fields all have defaults: the
-API server then fills them in, so ``kubectl get -o yaml`` shows the effective values."""
+def object_default(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+    """``json_schema_extra`` for an optional object whose own fields all have defaults.
+
+    The CRD default is the whole default object, not ``{}``: the API server checks an
+    object default against the type's CEL rules *without* applying nested defaults, and
+    a full default also makes ``kubectl get -o yaml`` show every effective value.
+    """
+    return {"default": model().model_dump(mode="json", by_alias=True, exclude_none=True)}
 
 
 class SecretKeyRef(ApiModel):

@@ -177,7 +177,6 @@ class ModelPoolSpec(ApiModel):
                 _UNIQUE_GPU_QUANT,
                 "variants must not repeat the same gpu and quantization",
                 field_path=".variants",
-                reason="FieldValueDuplicate",
             )
         )
     )
@@ -196,12 +195,12 @@ class ModelPoolSpec(ApiModel):
     placement: Placement = pydantic.Field(
         default_factory=Placement,
         description="Scheduling constraints for all variants.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(Placement),
     )
     serving: Serving = pydantic.Field(
         default_factory=Serving,
         description="vLLM image and common serving options.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(Serving),
     )
     hub_token_secret_ref: common.SecretKeyRef | None = pydantic.Field(
         default=None,
@@ -210,7 +209,7 @@ class ModelPoolSpec(ApiModel):
     autoscaling: Autoscaling = pydantic.Field(
         default_factory=Autoscaling,
         description="Per-variant autoscaling targets.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(Autoscaling),
     )
 
     @pydantic.model_validator(mode="after")

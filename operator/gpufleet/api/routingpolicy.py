@@ -97,17 +97,17 @@ class RoutingPolicySpec(ApiModel):
     scorer_weights: ScorerWeights = pydantic.Field(
         default_factory=ScorerWeights,
         description="Weights of the cost strategy's scorers.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(ScorerWeights),
     )
     generation_weights: GenerationWeights = pydantic.Field(
         default_factory=GenerationWeights,
         description="Per-generation throughput weights.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(GenerationWeights),
     )
     token_estimation: TokenEstimation = pydantic.Field(
         default_factory=TokenEstimation,
         description="How request tokens are estimated.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(TokenEstimation),
     )
     request_classes: tuple[RequestClass, ...] = pydantic.Field(
         default=_DEFAULT_CLASSES,
@@ -124,22 +124,22 @@ class RoutingPolicySpec(ApiModel):
     large_requests: LargeRequests = pydantic.Field(
         default_factory=LargeRequests,
         description="Large-request triggers and placement.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(LargeRequests),
     )
     affinity: Affinity = pydantic.Field(
         default_factory=Affinity,
         description="Prefix and session affinity.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(Affinity),
     )
     admission: Admission = pydantic.Field(
         default_factory=Admission,
         description="Tenants, limits and the admission queue.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(Admission),
     )
     failure_handling: FailureHandling = pydantic.Field(
         default_factory=FailureHandling,
         description="Timeouts, retries, circuit breaker.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(FailureHandling),
     )
     prometheus: PrometheusSource | None = pydantic.Field(
         default=None, description="Metrics source; unset = the router's own counters only."
@@ -147,7 +147,7 @@ class RoutingPolicySpec(ApiModel):
     router: Router = pydantic.Field(
         default_factory=Router,
         description="The router Deployment.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(Router),
     )
 
     @pydantic.model_validator(mode="after")

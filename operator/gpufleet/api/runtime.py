@@ -72,12 +72,12 @@ class FailureHandling(ApiModel):
     retries: Retries = pydantic.Field(
         default_factory=Retries,
         description="Retry policy.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(Retries),
     )
     circuit_breaker: CircuitBreaker = pydantic.Field(
         default_factory=CircuitBreaker,
         description="Circuit breaker.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(CircuitBreaker),
     )
     fallback_model: str | None = pydantic.Field(
         default=None,
@@ -145,7 +145,7 @@ class PrometheusSource(ApiModel):
     metric_names: MetricNames = pydantic.Field(
         default_factory=MetricNames,
         description="Metric-name overrides.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(MetricNames),
     )
 
 

@@ -162,7 +162,7 @@ class RequestClass(ApiModel):
     slo: Slo = pydantic.Field(
         default_factory=Slo,
         description="Latency objectives.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(Slo),
     )
     preferred_generations: tuple[common.GpuName, ...] = pydantic.Field(
         default=(), max_length=8, description="Generations to send this class to first, in order."
@@ -226,7 +226,7 @@ class LargeRequests(ApiModel):
     memory_pressure: MemoryPressureTrigger = pydantic.Field(
         default_factory=MemoryPressureTrigger,
         description="Lower thresholds that apply while GPU memory is under pressure.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(MemoryPressureTrigger),
     )
     preferred_generations: tuple[common.GpuName, ...] = pydantic.Field(
         default=("B200", "H200", "H100-80GB", "A100-80GB"),
@@ -280,10 +280,10 @@ class Affinity(ApiModel):
     prefix: PrefixAffinity = pydantic.Field(
         default_factory=PrefixAffinity,
         description="Prefix affinity.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(PrefixAffinity),
     )
     session: SessionAffinity = pydantic.Field(
         default_factory=SessionAffinity,
         description="Session affinity.",
-        json_schema_extra=common.OBJECT_DEFAULT,
+        json_schema_extra=common.object_default(SessionAffinity),
     )
