@@ -1,0 +1,58 @@
+"""The ``gpufleet`` command: one entry point whose subcommands live in their own modules.
+
+Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``; it is
+imported only when chosen, so ``gpufleet --help`` stays fast and a subcommand's heavy
+dependencies load only for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+# (name, module, one-line help)
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    (
+        "dev-cluster",
+        "gpufleet.devcluster.command",
+        "build and run the local Kubernetes control plane",
+    ),
+    ("sim", "gpufleet.sim.command", "serve a simulated vLLM replica (or a fleet of them)"),
+    ("bench", "gpufleet.loadgen.command", "generate load against an OpenAI-compatible URL"),
+    ("plan", "gpufleet.planning.command", "plan a model on GPU generations: TP, weights, KV"),
+    ("crds", "gpufleet.api.command", "write the CRDs generated from the API models"),
+)
+
+
+class _Command(Protocol):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def _parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, dict[str, _Command]]:
+    parser = argparse.ArgumentParser(prog="gpufleet", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    loaded: dict[str, _Command] = {}
+    for name, module, help_text in COMMANDS:
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            mod: _Command = importlib.import_module(module)
+            mod.add_arguments(sub)
+            loaded[name] = mod
+    return parser, loaded
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser, loaded = _parser(args_list)
+    args = parser.parse_args(args_list)
+    return loaded[args.command].run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

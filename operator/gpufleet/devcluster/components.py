@@ -1,0 +1,167 @@
+"""The command lines of the control-plane components (pure).
+
+Given where a cluster keeps its files and which loopback ports it got, each function
+returns the argv of one component. Kept apart from process handling so the flags can be
+read and tested in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+from gpufleet.devcluster import certs
+
+SERVICE_CIDR = "10.96.0.0/16"
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+NODE_LEASE_SECONDS = 40
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ports:
+    """The loopback ports of one cluster."""
+
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Layout:
+    """Where one cluster keeps its files."""
+
+    root: Path
+
+    @property
+    def pki(self) -> certs.Pki:
+        return certs.Pki(self.root / "pki")
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.root / "etcd"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    def kubeconfig(self, stem: str) -> Path:
+        return self.root / "kubeconfigs" / f"{stem}.kubeconfig"
+
+    @property
+    def kwok_config(self) -> Path:
+        return self.root / "kwok.yaml"
+
+
+def pod_cidr(name: str) -> str:
+    """A /16 of 127.0.0.0/8 chosen from the cluster name, so clusters run side by side.
+
+    Pod IPs on loopback let a simulator process listen at its pod's own address. The
+    second octet stays within 64..191, clear of 127.0.0.1 and of the ranges people use
+    for other loopback services.
+    """
+    octet = 64 + int(hashlib.sha256(name.encode()).hexdigest(), 16) % 128
+    return f"127.{octet}.0.0/16"
+
+
+def etcd(binary: Path, layout: Layout, ports: Ports, name: str) -> list[str]:
+    client = f"http://127.0.0.1:{ports.etcd_client}"
+    peer = f"http://127.0.0.1:{ports.etcd_peer}"
+    return [
+        str(binary),
+        f"--name={name}",
+        f"--data-dir={layout.etcd_data}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster={name}={peer}",
+        "--initial-cluster-state=new",
+        "--log-level=warn",
+        "--quota-backend-bytes=2147483648",
+        # Compact often: tests create and delete many objects.
+        "--auto-compaction-mode=periodic",
+        "--auto-compaction-retention=5m",
+    ]
+
+
+def apiserver(binary: Path, layout: Layout, ports: Ports) -> list[str]:
+    pki = layout.pki
+    return [
+        str(binary),
+        f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={ports.apiserver}",
+        f"--cert-dir={layout.root / 'apiserver-certs'}",
+        f"--tls-cert-file={pki.apiserver_cert}",
+        f"--tls-private-key-file={pki.apiserver_key}",
+        f"--client-ca-file={pki.ca_cert}",
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        f"--service-account-issuer={SA_ISSUER}",
+        f"--service-account-key-file={pki.sa_pub}",
+        f"--service-account-signing-key-file={pki.sa_key}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--allow-privileged=true",
+        "--profiling=false",
+        "--event-ttl=1h",
+    ]
+
+
+def _component_auth(layout: Layout, stem: str) -> list[str]:
+    kubeconfig = layout.kubeconfig(stem)
+    return [
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        "--leader-elect=false",
+        "--profiling=false",
+        f"--cert-dir={layout.root / (stem + '-certs')}",
+    ]
+
+
+def controller_manager(binary: Path, layout: Layout, ports: Ports) -> list[str]:
+    pki = layout.pki
+    return [
+        str(binary),
+        *_component_auth(layout, "controller-manager"),
+        f"--secure-port={ports.controller_manager}",
+        "--use-service-account-credentials=true",
+        f"--service-account-private-key-file={pki.sa_key}",
+        f"--root-ca-file={pki.ca_cert}",
+        f"--cluster-signing-cert-file={pki.ca_cert}",
+        f"--cluster-signing-key-file={pki.ca_key}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--controllers=*,bootstrapsigner,tokencleaner",
+    ]
+
+
+def scheduler(binary: Path, layout: Layout, ports: Ports) -> list[str]:
+    return [str(binary), *_component_auth(layout, "scheduler"), f"--secure-port={ports.scheduler}"]
+
+
+def kwok(binary: Path, layout: Layout, ports: Ports, name: str) -> list[str]:
+    return [
+        str(binary),
+        f"--kubeconfig={layout.kubeconfig('kwok')}",
+        f"--config={layout.kwok_config}",
+        "--manage-all-nodes=false",
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        f"--cidr={pod_cidr(name)}",
+        "--node-ip=127.0.0.1",
+        f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
+        f"--server-address=127.0.0.1:{ports.kwok}",
+    ]

@@ -1,0 +1,1 @@
+"""GPU generations: the static catalog (pure) and NVML discovery (I/O)."""

@@ -1,0 +1,91 @@
+"""``gpufleet dev-cluster`` as a user runs it: up, status, down, bad input, side by side."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpufleet.devcluster import build, processes
+from gpufleet.devcluster import cluster as clusters
+from tests.conftest import LocalCluster
+
+pytestmark = pytest.mark.integration
+
+
+def gpufleet(*args: str, timeout: float = 110) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "gpufleet.cli", "dev-cluster", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _processes_of(name: str) -> set[int]:
+    """Pids whose command line mentions cluster ``name``'s directory (or its etcd name)."""
+    marker = str(clusters.layout_for(name).root).encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker + b"/" in cmdline or b"--name=" + name.encode() + b"\0" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def test_unknown_gpu_in_fleet_fails_fast_and_starts_nothing(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("nodeGroups:\n- {name: x, count: 1, gpu: V100}\n")
+    result = gpufleet("up", "--name", f"bad-{os.getpid()}", "--fleet", str(fleet), timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "nodeGroups[0] (x).gpu" in result.stderr and "H100-80GB" in result.stderr
+    assert not _processes_of(f"bad-{os.getpid()}"), "a failed up left processes behind"
+    assert clusters.load(f"bad-{os.getpid()}") is None
+
+
+def test_down_of_a_cluster_that_is_not_running_says_so() -> None:
+    result = gpufleet("down", "--name", "never-started", timeout=30)
+    assert result.returncode == 0
+    assert "'never-started' is not running" in result.stderr
+
+
+def test_second_cluster_runs_beside_the_first_and_down_leaves_nothing(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        "nodeGroups:\n- {name: a100, count: 1, gpu: A100-40GB}\n- {name: cpu, count: 1}\n"
+    )
+    name = f"side-{os.getpid()}"
+    try:
+        up = gpufleet("up", "--name", name, "--fleet", str(fleet))
+        assert up.returncode == 0, up.stderr
+        last = up.stdout.strip().splitlines()[-1]
+        assert last.startswith("export KUBECONFIG=")
+        second = clusters.load(name)
+        assert second is not None and clusters.is_running(second)
+        assert second.ports.apiserver != cluster.handle.ports.apiserver
+        status = gpufleet("status", "--name", name, timeout=30)
+        assert f"cluster '{name}': running" in status.stdout
+        kubectl = str(build.binary_path("kubectl"))
+        nodes = subprocess.run(
+            [kubectl, f"--kubeconfig={last.split('=', 1)[1]}", "get", "nodes", "-o", "name"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.split()
+        assert sorted(nodes) == ["node/kwok-a100-0", "node/kwok-cpu-0"]
+        assert {p.pid for p in second.procs} == _processes_of(name)
+        down = gpufleet("down", "--name", name, timeout=60)
+        assert down.returncode == 0
+        assert not _processes_of(name), "down left processes behind"
+        assert not any(processes.alive(p) for p in second.procs)
+    finally:
+        gpufleet("down", "--name", name, timeout=60)
+    assert all(processes.alive(p) for p in cluster.handle.procs), "the first cluster was disturbed"
