@@ -11,13 +11,13 @@ import pathlib
 import pytest
 
 from gpufleet.api import crd
-from tests.conftest import TestCluster
+from tests.conftest import LocalCluster
 
 CRD_DIR = pathlib.Path(__file__).parents[2] / "crds"
 
 
 @pytest.fixture(scope="session")
-def crds(cluster: TestCluster) -> list[str]:
+def crds(cluster: LocalCluster) -> list[str]:
     """Names of the installed gpufleet CRDs."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
     names = [kind.crd_name for kind in crd.KINDS]

@@ -20,7 +20,7 @@ EXAMPLES = sorted((pathlib.Path(__file__).parents[2] / "examples").glob("*.yaml"
 
 
 def _apply(
-    cluster: conftest.TestCluster,
+    cluster: conftest.LocalCluster,
     namespace: str,
     body: dict[str, Any] | str,
     *,
@@ -33,7 +33,7 @@ def _apply(
     )  # fmt: skip
 
 
-def _get(cluster: conftest.TestCluster, namespace: str, kind: str, name: str) -> dict[str, Any]:
+def _get(cluster: conftest.LocalCluster, namespace: str, kind: str, name: str) -> dict[str, Any]:
     out = cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout
     obj: dict[str, Any] = json.loads(out)
     return obj
@@ -41,7 +41,7 @@ def _get(cluster: conftest.TestCluster, namespace: str, kind: str, name: str) ->
 
 @pytest.mark.parametrize("case", api_cases.INVALID, ids=lambda c: c.id)
 def test_invalid_object_is_rejected_naming_the_field(
-    cluster: conftest.TestCluster, crds: list[str], namespace: str, case: api_cases.Case
+    cluster: conftest.LocalCluster, crds: list[str], namespace: str, case: api_cases.Case
 ) -> None:
     result = _apply(cluster, namespace, case.body)
     assert result.returncode != 0, f"accepted: {case.body}"
@@ -55,7 +55,7 @@ def test_invalid_object_is_rejected_naming_the_field(
     "body", [api_cases.modelpool(), api_cases.routingpolicy()], ids=["mp", "rp"]
 )
 def test_base_objects_are_accepted(
-    cluster: conftest.TestCluster, crds: list[str], namespace: str, body: dict[str, Any]
+    cluster: conftest.LocalCluster, crds: list[str], namespace: str, body: dict[str, Any]
 ) -> None:
     result = _apply(cluster, namespace, body)
     assert result.returncode == 0, result.stderr
@@ -63,14 +63,14 @@ def test_base_objects_are_accepted(
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_is_accepted(
-    cluster: conftest.TestCluster, crds: list[str], namespace: str, path: pathlib.Path
+    cluster: conftest.LocalCluster, crds: list[str], namespace: str, path: pathlib.Path
 ) -> None:
     result = _apply(cluster, namespace, path.read_text())
     assert result.returncode == 0, result.stderr
 
 
 def test_api_server_fills_in_defaults(
-    cluster: conftest.TestCluster, crds: list[str], namespace: str
+    cluster: conftest.LocalCluster, crds: list[str], namespace: str
 ) -> None:
     assert _apply(cluster, namespace, api_cases.routingpolicy("d")).returncode == 0
     spec = _get(cluster, namespace, "routingpolicy", "d")["spec"]
@@ -89,7 +89,7 @@ def test_api_server_fills_in_defaults(
 
 
 def test_server_side_apply_merges_variants_by_name(
-    cluster: conftest.TestCluster, crds: list[str], namespace: str
+    cluster: conftest.LocalCluster, crds: list[str], namespace: str
 ) -> None:
     assert _apply(cluster, namespace, api_cases.modelpool("m"), manager="a").returncode == 0
     extra = api_cases.modelpool("m")
@@ -103,7 +103,7 @@ def test_server_side_apply_merges_variants_by_name(
 
 
 def test_short_names_category_and_printer_columns(
-    cluster: conftest.TestCluster, crds: list[str], namespace: str
+    cluster: conftest.LocalCluster, crds: list[str], namespace: str
 ) -> None:
     assert _apply(cluster, namespace, api_cases.modelpool("p")).returncode == 0
     assert _apply(cluster, namespace, api_cases.routingpolicy("r")).returncode == 0
@@ -116,7 +116,7 @@ def test_short_names_category_and_printer_columns(
 
 
 def test_status_is_a_subresource(
-    cluster: conftest.TestCluster, crds: list[str], namespace: str
+    cluster: conftest.LocalCluster, crds: list[str], namespace: str
 ) -> None:
     body = api_cases.modelpool("s")
     body["status"] = {"readyReplicas": 7}
@@ -127,7 +127,7 @@ def test_status_is_a_subresource(
 
 
 def test_kubectl_explain_shows_field_descriptions(
-    cluster: conftest.TestCluster, crds: list[str]
+    cluster: conftest.LocalCluster, crds: list[str]
 ) -> None:
     out = cluster.kubectl("explain", "modelpool.spec.variants.tensorParallelSize").stdout
     assert "GPUs per replica" in out
