@@ -38,6 +38,7 @@ lint: install
 	$(BIN)/ruff format --check operator tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/gpufleet crds --check
 
 unit: install
 	$(BIN)/pytest tests/unit
