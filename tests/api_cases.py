@@ -195,7 +195,17 @@ INVALID: tuple[Case, ...] = (
         "scorerWeights",
         (
             "spec.scorerWeights",
-            dict.fromkeys(("load", "kvCache", "queue", "prefixAffinity", "sessionAffinity"), 0),
+            dict.fromkeys(
+                (
+                    "load",
+                    "kvCache",
+                    "queue",
+                    "prefixAffinity",
+                    "sessionAffinity",
+                    "classPreference",
+                ),
+                0,
+            ),
         ),
     ),
     _rp("router-replicas", "replicas", ("spec.router.replicas", 0)),

@@ -42,7 +42,10 @@ class Queue(ApiModel):
     """The bounded admission queue in front of the endpoints."""
 
     max_size: int = pydantic.Field(
-        default=1024, ge=0, le=1_000_000, description="Requests waiting; more get 503."
+        default=1024,
+        ge=0,
+        le=1_000_000,
+        description="Requests waiting; more get 429 (lowest priority shed first).",
     )
     timeout_seconds: int = pydantic.Field(
         default=30, ge=1, le=3600, description="Longest wait before 503 with Retry-After."

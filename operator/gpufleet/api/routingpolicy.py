@@ -35,7 +35,15 @@ PoolName = Annotated[str, pydantic.Field(max_length=253, pattern=common.DNS_SUBD
 
 _WEIGHT_SUM = " + ".join(
     f"self.scorerWeights.{w}"
-    for w in ("load", "kvCache", "queue", "prefixAffinity", "sessionAffinity", "cost")
+    for w in (
+        "load",
+        "kvCache",
+        "queue",
+        "prefixAffinity",
+        "sessionAffinity",
+        "cost",
+        "classPreference",
+    )
 )
 _DEFAULT_CLASSES = (
     RequestClass(name="interactive", priority=100, slo=Slo(ttft_millis=2000, tpot_millis=100)),

@@ -69,6 +69,12 @@ class FailureHandling(ApiModel):
     request_timeout_seconds: int = pydantic.Field(
         default=600, ge=1, le=86400, description="Whole request."
     )
+    chunk_idle_timeout_seconds: int = pydantic.Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="Longest silence between two streamed chunks before the stream fails.",
+    )
     retries: Retries = pydantic.Field(
         default_factory=Retries,
         description="Retry policy.",

@@ -49,6 +49,10 @@ class ScorerWeights(ApiModel):
     cost: Weight = pydantic.Field(
         default=0.0, description="Price per token of the endpoint's GPUs."
     )
+    class_preference: Weight = pydantic.Field(
+        default=1.0,
+        description="Endpoint's generation among the request class's preferred generations.",
+    )
 
 
 class GenerationWeights(ApiModel):
