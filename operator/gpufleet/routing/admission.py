@@ -1,0 +1,179 @@
+"""Admission: who a request belongs to, whether its tenant may send it now, and the
+order in which queued requests get an endpoint.
+
+- ``KeyRing`` maps SHA-256 digests of API keys to tenants (the keys themselves are not
+  kept), compared in constant time;
+- ``TokenBucket`` enforces tokens per minute: it refills continuously, may go into
+  debt once when full (so a request larger than the quota is not starved), and says
+  how long until a request of a given size fits;
+- ``WaitQueue`` orders waiting tickets by priority (higher first), FIFO within, and
+  when full sheds the lowest-priority newest ticket — possibly the newcomer.
+
+All time comes in as ``now`` (seconds, monotonic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import heapq
+import hmac
+import itertools
+from collections.abc import Mapping
+
+from gpufleet.api.admission import Tenant
+
+ANONYMOUS = "anonymous"
+
+
+def digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class UnknownKey(Exception):
+    """An API key was sent but belongs to no tenant."""
+
+
+class KeyRing:
+    """Tenant lookup by API key."""
+
+    def __init__(self, keys: Mapping[str, str]) -> None:
+        """``keys`` maps tenant name -> API key."""
+        self._digests = [(digest(k), tenant) for tenant, k in keys.items()]
+
+    def tenant(self, key: str | None) -> str | None:
+        """The tenant of ``key``; None when no key was sent; ``UnknownKey`` if unknown."""
+        if key is None:
+            return None
+        sent = digest(key)
+        found = None
+        for known, tenant in self._digests:
+            if hmac.compare_digest(known, sent):
+                found = tenant
+        if found is None:
+            raise UnknownKey
+        return found
+
+
+@dataclasses.dataclass(slots=True)
+class TokenBucket:
+    per_minute: float
+    level: float
+    updated: float
+
+    @classmethod
+    def full(cls, per_minute: float, now: float) -> TokenBucket:
+        return cls(per_minute, per_minute, now)
+
+    def _refill(self, now: float) -> None:
+        rate = self.per_minute / 60
+        self.level = min(self.per_minute, self.level + rate * max(0.0, now - self.updated))
+        self.updated = now
+
+    def take(self, tokens: float, now: float) -> float:
+        """Take ``tokens`` and return 0, or take nothing and return seconds to wait."""
+        self._refill(now)
+        if tokens <= self.level or self.level >= self.per_minute:
+            self.level -= tokens
+            return 0.0
+        return (min(tokens, self.per_minute) - self.level) / (self.per_minute / 60)
+
+    def give_back(self, tokens: float) -> None:
+        """Return tokens taken for a request that was not served."""
+        self.level = min(self.per_minute, self.level + tokens)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+    """``retry_after_s`` 0 when admitted; otherwise why not and when to retry."""
+
+    retry_after_s: float = 0.0
+    reason: str = ""
+
+    @property
+    def admitted(self) -> bool:
+        return not self.reason
+
+
+@dataclasses.dataclass(slots=True)
+class Quotas:
+    """Per-tenant token rate and concurrency."""
+
+    tenants: Mapping[str, Tenant]
+    anonymous_tokens_per_minute: int | None = None
+    _buckets: dict[str, TokenBucket] = dataclasses.field(default_factory=dict)
+    _in_flight: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def _rate(self, tenant: str) -> int | None:
+        spec = self.tenants.get(tenant)
+        return spec.tokens_per_minute if spec else self.anonymous_tokens_per_minute
+
+    def admit(self, tenant: str, tokens: float, now: float) -> Verdict:
+        """Check concurrency, then take tokens; on success the request is in flight."""
+        spec = self.tenants.get(tenant)
+        limit = spec.max_concurrent_requests if spec else None
+        if limit is not None and self._in_flight.get(tenant, 0) >= limit:
+            return Verdict(1.0, f"tenant {tenant} has {limit} requests in flight (its limit)")
+        rate = self._rate(tenant)
+        if rate is not None:
+            bucket = self._buckets.setdefault(tenant, TokenBucket.full(rate, now))
+            wait = bucket.take(tokens, now)
+            if wait > 0:
+                return Verdict(wait, f"tenant {tenant} is over its {rate} tokens per minute")
+        self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
+        return Verdict()
+
+    def release(self, tenant: str) -> None:
+        self._in_flight[tenant] = max(0, self._in_flight.get(tenant, 0) - 1)
+
+    def in_flight(self, tenant: str) -> int:
+        return self._in_flight.get(tenant, 0)
+
+
+@dataclasses.dataclass(order=True, frozen=True, slots=True)
+class Ticket:
+    """A queued request; sorts first when it should be served first."""
+
+    sort_key: tuple[int, int]
+    priority: int = dataclasses.field(compare=False)
+    enqueued_at: float = dataclasses.field(compare=False)
+
+
+@dataclasses.dataclass(slots=True)
+class WaitQueue:
+    """Bounded queue of tickets; ``order`` "priority" or "fifo"."""
+
+    max_size: int
+    order: str = "priority"
+    _heap: list[Ticket] = dataclasses.field(default_factory=list)
+    _gone: set[Ticket] = dataclasses.field(default_factory=set)
+    _seq: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
+
+    def push(self, priority: int, now: float) -> tuple[Ticket, Ticket | None]:
+        """Queue a ticket; the second value is the ticket shed to make room (may be the
+        new one itself, when the queue is full of equal or higher priority)."""
+        rank = -priority if self.order == "priority" else 0
+        ticket = Ticket((rank, next(self._seq)), priority, now)
+        if self.max_size == 0:
+            return ticket, ticket
+        heapq.heappush(self._heap, ticket)
+        if len(self) <= self.max_size:
+            return ticket, None
+        worst = max(t for t in self._heap if t not in self._gone)
+        self.remove(worst)
+        return ticket, worst
+
+    def head(self) -> Ticket | None:
+        """The ticket to serve next, or None."""
+        while self._heap and self._heap[0] in self._gone:
+            self._gone.discard(heapq.heappop(self._heap))
+        return self._heap[0] if self._heap else None
+
+    def remove(self, ticket: Ticket) -> None:
+        """Drop ``ticket`` (served, timed out or cancelled); unknown tickets are ignored."""
+        if ticket in self._heap and ticket not in self._gone:
+            self._gone.add(ticket)
+        self.head()
+
+    def __len__(self) -> int:
+        return len(self._heap) - len(self._gone)

@@ -1,0 +1,51 @@
+"""A per-endpoint circuit breaker over an injected clock.
+
+Closed: requests flow; ``consecutive_failures`` failures in a row open it. Open: no
+requests for ``open_seconds``. Then half-open: up to ``half_open_requests`` trial
+requests; a success closes it, a failure opens it again. Busy answers (429/503) are
+backpressure and are recorded as neither success nor failure by the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gpufleet.api.runtime import CircuitBreaker as BreakerPolicy
+from gpufleet.routing.model import CircuitState
+
+
+@dataclasses.dataclass(slots=True)
+class Breaker:
+    policy: BreakerPolicy
+    failures: int = 0
+    opened_at: float | None = None
+    probes: int = 0
+
+    def state(self, now: float) -> CircuitState:
+        if self.opened_at is None:
+            return "closed"
+        if now - self.opened_at < self.policy.open_seconds:
+            return "open"
+        return "half-open"
+
+    def probe_available(self, now: float) -> bool:
+        """Whether a request may be sent now (always when closed)."""
+        state = self.state(now)
+        if state == "half-open":
+            return self.probes < self.policy.half_open_requests
+        return state == "closed"
+
+    def on_attempt(self, now: float) -> None:
+        """A request is being sent; in half-open it takes a probe slot."""
+        if self.state(now) == "half-open":
+            self.probes += 1
+
+    def on_success(self) -> None:
+        self.failures, self.opened_at, self.probes = 0, None, 0
+
+    def on_failure(self, now: float) -> None:
+        """One failure; opens the circuit at the threshold or on a failed probe."""
+        self.failures += 1
+        half_open = self.state(now) == "half-open"
+        if half_open or self.failures >= self.policy.consecutive_failures:
+            self.opened_at, self.probes = now, 0

@@ -1,0 +1,135 @@
+"""Scorers: each maps the candidates of one request to values in [0, 1], higher is
+better; the cost strategy sums them with the RoutingPolicy's ``scorerWeights``.
+
+- ``load``: expected completion cost = (pending tokens + this request's cost) /
+  throughput; the cheapest endpoint scores 1, others min cost / their cost;
+- ``kv_cache``: KV-cache headroom (Prometheus, else the router's pending tokens over
+  the endpoint's KV capacity);
+- ``queue``: 1 / (1 + requests waiting) from Prometheus; neutral 1 without it;
+- ``prefix_affinity`` / ``session_affinity``: 1 for the affine endpoint, else 0;
+- ``class_preference``: the class's preferred generations, first = 1, falling
+  linearly; a class without preferences prefers the fastest generations
+  (relative per-GPU throughput);
+- ``cost``: neutral 1 — no price source exists yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from gpufleet.routing import cost
+from gpufleet.routing.model import Candidate, RoutingRequest
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Context:
+    """Per-request facts the scorers need beyond the candidates."""
+
+    prefix_target: str | None = None
+    session_target: str | None = None
+    preferred_generations: tuple[str, ...] = ()
+
+
+Scorer = Callable[[RoutingRequest, Sequence[Candidate], Context], list[float]]
+
+
+def expected_cost(request: RoutingRequest, candidate: Candidate) -> float:
+    """Seconds-like cost of finishing this request there: work ahead / throughput."""
+    work = candidate.load.pending_tokens + cost.request_cost(
+        request.input_tokens, request.output_tokens
+    )
+    return work / max(candidate.endpoint.throughput, 1e-9)
+
+
+def load(request: RoutingRequest, candidates: Sequence[Candidate], ctx: Context) -> list[float]:
+    costs = [expected_cost(request, c) for c in candidates]
+    best = min(costs, default=0.0)
+    return [best / c if c > 0 else 1.0 for c in costs]
+
+
+def _kv_headroom(request: RoutingRequest, candidate: Candidate) -> float:
+    signals = candidate.load.signals
+    if signals is not None and signals.kv_usage is not None:
+        return 1.0 - signals.kv_usage
+    capacity = candidate.endpoint.kv_capacity_tokens
+    if not capacity:
+        return 1.0
+    # Without metrics, input + output tokens in flight approximate the KV in use.
+    used = candidate.load.pending_tokens + request.input_tokens + request.output_tokens
+    return 1.0 - used / capacity
+
+
+def kv_cache(request: RoutingRequest, candidates: Sequence[Candidate], ctx: Context) -> list[float]:
+    return [_clamp(_kv_headroom(request, c)) for c in candidates]
+
+
+def queue(request: RoutingRequest, candidates: Sequence[Candidate], ctx: Context) -> list[float]:
+    out = []
+    for c in candidates:
+        waiting = c.load.signals.waiting if c.load.signals else None
+        out.append(1.0 if waiting is None else 1.0 / (1.0 + max(0.0, waiting)))
+    return out
+
+
+def prefix_affinity(
+    request: RoutingRequest, candidates: Sequence[Candidate], ctx: Context
+) -> list[float]:
+    return [1.0 if c.id == ctx.prefix_target else 0.0 for c in candidates]
+
+
+def session_affinity(
+    request: RoutingRequest, candidates: Sequence[Candidate], ctx: Context
+) -> list[float]:
+    return [1.0 if c.id == ctx.session_target else 0.0 for c in candidates]
+
+
+def class_preference(
+    request: RoutingRequest, candidates: Sequence[Candidate], ctx: Context
+) -> list[float]:
+    order = ctx.preferred_generations
+    if order:
+        return [1.0 - order.index(g) / len(order) if g in order else 0.0 for g in _gpus(candidates)]
+    per_gpu = [c.endpoint.throughput / c.endpoint.tensor_parallel_size for c in candidates]
+    fastest = max(per_gpu, default=1.0)
+    return [p / fastest for p in per_gpu]
+
+
+def price(request: RoutingRequest, candidates: Sequence[Candidate], ctx: Context) -> list[float]:
+    return [1.0 for _ in candidates]
+
+
+def _gpus(candidates: Sequence[Candidate]) -> list[str]:
+    return [c.endpoint.gpu for c in candidates]
+
+
+def _clamp(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+# Built by name from the RoutingPolicy's scorerWeights fields (snake_case).
+SCORERS: dict[str, Scorer] = {
+    "load": load,
+    "kv_cache": kv_cache,
+    "queue": queue,
+    "prefix_affinity": prefix_affinity,
+    "session_affinity": session_affinity,
+    "class_preference": class_preference,
+    "cost": price,
+}
+
+
+def weighted(
+    request: RoutingRequest,
+    candidates: Sequence[Candidate],
+    ctx: Context,
+    weights: dict[str, float],
+) -> list[float]:
+    """Sum of clamped scores x weights per candidate (zero-weight scorers skipped)."""
+    totals = [0.0] * len(candidates)
+    for name, weight in weights.items():
+        if weight <= 0:
+            continue
+        for i, value in enumerate(SCORERS[name](request, candidates, ctx)):
+            totals[i] += weight * _clamp(value)
+    return totals

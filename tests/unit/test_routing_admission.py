@@ -1,0 +1,123 @@
+"""Admission, circuit breaker and throughput learning over literal clocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpufleet.api.admission import Tenant
+from gpufleet.api.common import SecretKeyRef
+from gpufleet.api.runtime import CircuitBreaker
+from gpufleet.routing import admission, breaker, throughput
+
+
+def test_keyring() -> None:
+    ring = admission.KeyRing({"acme": "k-1", "zeta": "k-2"})
+    assert ring.tenant("k-2") == "zeta"
+    assert ring.tenant(None) is None
+    with pytest.raises(admission.UnknownKey):
+        ring.tenant("k-3")
+
+
+@pytest.mark.parametrize(
+    ("takes", "expected_waits"),
+    [
+        ([(0.0, 60), (0.0, 60)], [0.0, 60.0]),
+        ([(0.0, 100), (1.0, 10)], [0.0, 49.0]),  # a full bucket lends once
+        ([(0.0, 100), (30.0, 10)], [0.0, 20.0]),
+        ([(0.0, 30), (0.0, 30), (0.0, 30), (15.0, 30)], [0.0, 0.0, 30.0, 15.0]),
+    ],
+)
+def test_token_bucket(takes: list[tuple[float, int]], expected_waits: list[float]) -> None:
+    bucket = admission.TokenBucket.full(60, 0.0)
+    waits = [bucket.take(tokens, now) for now, tokens in takes]
+    assert waits == pytest.approx(expected_waits)
+
+
+def _tenant(name: str, **kw: object) -> Tenant:
+    return Tenant(name=name, api_key_secret_ref=SecretKeyRef(name="s"), **kw)  # type: ignore[arg-type]
+
+
+def test_quotas_concurrency_and_rate() -> None:
+    quotas = admission.Quotas(
+        {"a": _tenant("a", max_concurrent_requests=1), "b": _tenant("b", tokens_per_minute=100)},
+        anonymous_tokens_per_minute=None,
+    )
+    assert quotas.admit("a", 10, 0.0).admitted
+    blocked = quotas.admit("a", 10, 0.0)
+    assert not blocked.admitted and "in flight" in blocked.reason
+    quotas.release("a")
+    assert quotas.admit("a", 10, 0.0).admitted
+    assert quotas.admit("b", 100, 0.0).admitted
+    over = quotas.admit("b", 50, 0.0)
+    assert not over.admitted and over.retry_after_s == pytest.approx(30.0)
+    assert quotas.admit("anonymous", 10**9, 0.0).admitted
+    assert quotas.in_flight("b") == 1
+
+
+@pytest.mark.parametrize(
+    ("size", "pushes", "shed", "order"),
+    [
+        (3, [10, 100, 10], [None, None, None], [100, 10, 10]),
+        (2, [10, 100, 50], [None, None, 0], [100, 50]),
+        (2, [100, 100, 10], [None, None, 2], [100, 100]),
+        (0, [10], [0], []),
+    ],
+)
+def test_wait_queue(size: int, pushes: list[int], shed: list[int | None], order: list[int]) -> None:
+    queue = admission.WaitQueue(size)
+    tickets = []
+    for priority, expect in zip(pushes, shed, strict=True):
+        ticket, dropped = queue.push(priority, 0.0)
+        tickets.append(ticket)
+        assert dropped == (None if expect is None else tickets[expect])
+    served = []
+    while (head := queue.head()) is not None:
+        served.append(head.priority)
+        queue.remove(head)
+    assert served == order
+    assert len(queue) == 0
+
+
+def test_fifo_queue_ignores_priority() -> None:
+    queue = admission.WaitQueue(5, order="fifo")
+    first, _ = queue.push(1, 0.0)
+    queue.push(100, 0.0)
+    assert queue.head() == first
+
+
+def test_breaker_lifecycle() -> None:
+    b = breaker.Breaker(CircuitBreaker(consecutive_failures=2, open_seconds=10))
+    b.on_failure(0.0)
+    assert b.state(0.0) == "closed"
+    b.on_failure(1.0)
+    assert (b.state(5.0), b.probe_available(5.0)) == ("open", False)
+    assert (b.state(11.0), b.probe_available(11.0)) == ("half-open", True)
+    b.on_attempt(11.0)
+    assert not b.probe_available(11.0)
+    b.on_failure(12.0)
+    assert b.state(12.0) == "open"
+    b.on_attempt(22.5)
+    b.on_success()
+    assert (b.state(23.0), b.failures) == ("closed", 0)
+
+
+def test_success_resets_consecutive_count() -> None:
+    b = breaker.Breaker(CircuitBreaker(consecutive_failures=2))
+    b.on_failure(0.0)
+    b.on_success()
+    b.on_failure(1.0)
+    assert b.state(1.0) == "closed"
+
+
+def test_learner_scales_relative_to_catalog() -> None:
+    learner = throughput.Learner(half_life_s=60, min_samples=2)
+    catalog = {"fast": 1.0, "slow": 1.0, "new": 2.0}
+    for now in (0.0, 1.0):
+        learner.observe("fast", tokens=300, seconds=1.0, now=now)
+        learner.observe("slow", tokens=100, seconds=1.0, now=now)
+    learner.observe("new", tokens=500, seconds=1.0, now=1.0)
+    learner.observe("slow", tokens=1, seconds=1.0, now=1.0)  # one token: not a rate
+    weights = learner.weights(catalog)
+    assert weights == pytest.approx({"fast": 1.5, "slow": 0.5, "new": 2.0})
+    learner.forget("fast")
+    assert learner.weights(catalog)["slow"] == pytest.approx(1.0)
