@@ -25,8 +25,10 @@ class Retries(ApiModel):
     backoff_millis: int = pydantic.Field(
         default=100, ge=0, le=60000, description="Delay before a retry."
     )
-    on_status: tuple[Annotated[int, pydantic.Field(ge=400, le=599)], ...] = pydantic.Field(
-        default=(502, 503, 504), max_length=16, description="Upstream statuses that are retried."
+    on_status: tuple[Annotated[int, pydantic.Field(ge=500, le=599)], ...] = pydantic.Field(
+        default=(500, 502, 503, 504),
+        max_length=16,
+        description="Upstream statuses retried on another endpoint (5xx only; 4xx never).",
     )
 
 
