@@ -24,6 +24,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("bench", "gpufleet.loadgen.command", "generate load against an OpenAI-compatible URL"),
     ("plan", "gpufleet.planning.command", "plan a model on GPU generations: TP, weights, KV"),
     ("crds", "gpufleet.api.command", "write the CRDs generated from the API models"),
+    ("router", "gpufleet.router.command", "route OpenAI requests by expected compute cost"),
+    ("operator", "gpufleet.controller.command", "run the ModelPool operator (Kopf)"),
 )
 
 

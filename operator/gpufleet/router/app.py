@@ -1,0 +1,125 @@
+"""The router's app factory.
+
+``create_app(config)`` builds every component once and wires the routes; its
+``cleanup_ctx`` opens the upstream client session and runs the background loops —
+health probes, Kubernetes discovery, Prometheus signals, throughput learning — and
+cancels them on shutdown. ``on_shutdown`` marks the router draining (``/readyz`` 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from gpufleet.router import appkeys, discovery, handlers, service, signals
+from gpufleet.router.config import RouterConfig
+from gpufleet.router.gate import Gate
+from gpufleet.router.metrics import RouterMetrics
+from gpufleet.router.registry import Registry
+from gpufleet.router.stats import Stats
+from gpufleet.routing import admission, affinity, throughput
+
+Clock = Callable[[], float]
+
+
+def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Router:
+    """Every component of the router, from a validated config."""
+    policy = config.policy
+    prometheus = policy.prometheus
+    registry = Registry(
+        policy.failure_handling.circuit_breaker,
+        clock=clock,
+        staleness_s=prometheus.staleness_seconds if prometheus else 30.0,
+    )
+    registry.replace(discovery.static_endpoints(config))
+    gen = policy.generation_weights
+
+    def signal_age() -> float | None:
+        return router.signal_age()
+
+    router = service.Router(
+        config=config,
+        registry=registry,
+        quotas=admission.Quotas(
+            {t.name: t for t in policy.admission.tenants},
+            policy.admission.anonymous_tokens_per_minute,
+        ),
+        keyring=admission.KeyRing(config.keys()),
+        sessions=affinity.SessionTable(ttl_s=policy.affinity.session.ttl_seconds),
+        gate=Gate(
+            admission.WaitQueue(policy.admission.queue.max_size, policy.admission.queue.order),
+            clock=clock,
+        ),
+        metrics=RouterMetrics(registry, signal_age),
+        stats=Stats(),
+        learner=throughput.Learner(gen.learning_half_life_seconds, gen.min_samples),
+        clock=clock,
+    )
+    return router
+
+
+def create_app(config: RouterConfig, *, clock: Clock = time.monotonic) -> web.Application:
+    router = build(config, clock=clock)
+    app = web.Application(
+        client_max_size=config.limits.max_body_bytes, middlewares=[handlers.error_middleware]
+    )
+    app[appkeys.ROUTER] = router
+    app.cleanup_ctx.append(_client_session)
+    app.cleanup_ctx.append(_loop(discovery.health_loop))
+    if config.kubernetes is not None:
+        app.cleanup_ctx.append(_loop(discovery.kubernetes_loop))
+    if config.policy.prometheus is not None:
+        app.cleanup_ctx.append(_loop(signals.prometheus_loop))
+    if config.policy.generation_weights.mode == "auto":
+        app.cleanup_ctx.append(_loop(discovery.learning_loop))
+    app.on_shutdown.append(_drain)
+    app.router.add_post("/v1/chat/completions", handlers.generate("chat"))
+    app.router.add_post("/v1/completions", handlers.generate("completion"))
+    app.router.add_post("/v1/embeddings", handlers.generate("embedding"))
+    app.router.add_get("/v1/models", handlers.models)
+    app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get("/stats", handlers.stats_json)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    return app
+
+
+async def _client_session(app: web.Application) -> AsyncIterator[None]:
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
+    policy = app[appkeys.ROUTER].policy.failure_handling
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=policy.connect_timeout_seconds)
+    session = aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent",),
+    )
+    app[appkeys.HTTP] = session
+    yield
+    await session.close()
+
+
+Loop = Callable[[web.Application], Coroutine[Any, Any, None]]
+
+
+def _loop(body: Loop) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx entry running ``body`` as a task for the app's lifetime."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(body(app))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
+async def _drain(app: web.Application) -> None:
+    app[appkeys.ROUTER].draining = True

@@ -1,0 +1,174 @@
+"""The router's configuration file, validated at start.
+
+```yaml
+backends:            # static endpoints (what `gpufleet sim fleet` writes) ...
+- {url: http://127.0.0.1:8001, model: llama-3.1-8b, gpu: H100-80GB, tensorParallelSize: 1}
+kubernetes:          # ... or EndpointSlice discovery of the policy's pools
+  namespace: default
+policy: {strategy: cost}   # a RoutingPolicy spec (gpufleet.api), defaults filled in
+apiKeys:             # tenant name -> where its key is; tenants are policy.admission.tenants
+  acme: {env: ACME_KEY}
+```
+
+A standalone policy may omit ``pools`` (static backends need none): it is then treated
+as ``pools: [static]``. ``load`` raises ``ConfigError`` whose message names every bad
+key by its dotted path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+from pydantic import alias_generators
+
+from gpufleet.api.common import GpuName
+from gpufleet.api.routingpolicy import RoutingPolicySpec
+
+MIB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the keys at fault."""
+
+
+class _Model(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        alias_generator=alias_generators.to_camel,
+    )
+
+
+class Backend(_Model):
+    url: str = pydantic.Field(pattern=r"^https?://[^\s/]+$", description="Base URL, no path.")
+    model: str = pydantic.Field(min_length=1, max_length=128, description="Served model name.")
+    gpu: GpuName
+    tensor_parallel_size: int = pydantic.Field(default=1, ge=1, le=64)
+    metrics_url: str | None = pydantic.Field(
+        default=None, pattern=r"^https?://[^\s/]+$", description="DCGM exporter base URL."
+    )
+    kv_cache_tokens: int | None = pydantic.Field(
+        default=None, ge=1, description="KV capacity; unset = planned from the catalogs."
+    )
+
+
+class KubernetesSource(_Model):
+    namespace: str = pydantic.Field(min_length=1, max_length=63)
+    kubeconfig: Path | None = None
+    interval_seconds: float = pydantic.Field(default=2.0, gt=0, le=300)
+    port_name: str = "http"
+
+
+class KeySource(_Model):
+    """Exactly one of the key itself, an environment variable, or a file."""
+
+    value: str | None = pydantic.Field(default=None, min_length=8, repr=False)
+    env: str | None = None
+    file: Path | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one(self) -> KeySource:
+        if sum(x is not None for x in (self.value, self.env, self.file)) != 1:
+            raise ValueError("set exactly one of value, env, file")
+        return self
+
+    def read(self) -> str:
+        if self.value is not None:
+            return self.value
+        if self.env is not None:
+            return os.environ.get(self.env, "")
+        assert self.file is not None
+        return self.file.read_text().strip()
+
+
+class Limits(_Model):
+    max_body_bytes: int = pydantic.Field(default=8 * MIB, ge=1024, le=1024 * MIB)
+    max_in_flight_per_endpoint: int = pydantic.Field(default=256, ge=1, le=100_000)
+    max_tokens_limit: int = pydantic.Field(
+        default=1_000_000, ge=1, description="max_tokens above this are rejected (400)."
+    )
+
+
+class HealthCheck(_Model):
+    interval_seconds: float = pydantic.Field(default=5.0, gt=0, le=300)
+    timeout_seconds: float = pydantic.Field(default=2.0, gt=0, le=60)
+    path: str = "/health"
+
+
+class RouterConfig(_Model):
+    backends: tuple[Backend, ...] = ()
+    kubernetes: KubernetesSource | None = None
+    policy: RoutingPolicySpec
+    api_keys: dict[str, KeySource] = pydantic.Field(default_factory=dict)
+    limits: Limits = pydantic.Field(default_factory=Limits)
+    health_check: HealthCheck = pydantic.Field(default_factory=HealthCheck)
+    drain_seconds: float = pydantic.Field(default=10.0, ge=0, le=3600)
+    debug_headers: bool = False
+
+    @pydantic.model_validator(mode="after")
+    def _sources(self) -> RouterConfig:
+        if bool(self.backends) == (self.kubernetes is not None):
+            raise ValueError("set exactly one of backends and kubernetes")
+        tenants = {t.name for t in self.policy.admission.tenants}
+        unknown = sorted(set(self.api_keys) - tenants)
+        if unknown:
+            raise ValueError(f"apiKeys names tenants not in policy.admission.tenants: {unknown}")
+        missing = sorted(tenants - set(self.api_keys))
+        if missing:
+            raise ValueError(f"apiKeys lacks a key for tenants {missing}")
+        return self
+
+    def keys(self) -> dict[str, str]:
+        """Tenant -> API key, read now (``ConfigError`` when one is empty or unreadable)."""
+        out = {}
+        for tenant, source in self.api_keys.items():
+            try:
+                key = source.read()
+            except OSError as exc:
+                raise ConfigError(f"apiKeys.{tenant}.file: {exc.strerror}") from exc
+            if not key:
+                raise ConfigError(f"apiKeys.{tenant}: the key is empty")
+            out[tenant] = key
+        return out
+
+
+def _with_pools(raw: Any) -> Any:
+    if isinstance(raw, dict) and isinstance(raw.get("policy"), dict):
+        policy = raw["policy"]
+        if "pools" not in policy and "poolSelector" not in policy:
+            return {**raw, "policy": {**policy, "pools": ["static"]}}
+    return raw
+
+
+def _describe(exc: pydantic.ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        path = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        lines.append(f"{path}: {error['msg']}")
+    return "; ".join(lines)
+
+
+def parse(raw: object) -> RouterConfig:
+    """Validate a loaded document; ``ConfigError`` names the bad keys."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the config must be a YAML mapping with backends/kubernetes and policy")
+    try:
+        return RouterConfig.model_validate(_with_pools(raw))
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+
+
+def load(path: Path) -> RouterConfig:
+    """Read and validate ``path``."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not YAML: {exc}") from exc
+    return parse(raw)

@@ -1,0 +1,66 @@
+"""The admission queue's waiting side: requests wait here while every endpoint that
+could serve them is at its request limit.
+
+Order and shedding are ``routing.admission.WaitQueue``'s; this module only parks
+coroutines on futures. ``wake`` (called whenever an endpoint frees a slot) lets the
+head of the queue try again; a waiter keeps its place until it gets an endpoint,
+times out (503 with Retry-After) or is shed by a higher-priority arrival (429).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from gpufleet.router.errors import RateLimited, Unavailable
+from gpufleet.routing import admission
+
+
+class Gate:
+    def __init__(self, queue: admission.WaitQueue, *, clock: Callable[[], float]) -> None:
+        self._queue = queue
+        self._clock = clock
+        self._futures: dict[admission.Ticket, asyncio.Future[None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def enter(self, priority: int) -> admission.Ticket:
+        """Queue a request; ``RateLimited`` if the full queue sheds it at once."""
+        ticket, shed = self._queue.push(priority, self._clock())
+        if shed is ticket:
+            raise RateLimited("the admission queue is full", retry_after_s=1)
+        if shed is not None:
+            future = self._futures.pop(shed, None)
+            if future is not None and not future.done():
+                future.set_exception(
+                    RateLimited(
+                        "shed from the admission queue for higher priority", retry_after_s=1
+                    )
+                )
+        return ticket
+
+    async def wait(self, ticket: admission.Ticket, deadline: float) -> None:
+        """Until woken; ``Unavailable`` past ``deadline`` (clock time)."""
+        future = asyncio.get_running_loop().create_future()
+        self._futures[ticket] = future
+        try:
+            await asyncio.wait_for(future, timeout=max(0.0, deadline - self._clock()))
+        except TimeoutError:
+            raise Unavailable(
+                "no endpoint freed up within the queue timeout", retry_after_s=1
+            ) from None
+        finally:
+            self._futures.pop(ticket, None)
+
+    def leave(self, ticket: admission.Ticket) -> None:
+        self._queue.remove(ticket)
+        self._futures.pop(ticket, None)
+        self.wake()
+
+    def wake(self) -> None:
+        """Let the head of the queue try again."""
+        head = self._queue.head()
+        future = self._futures.get(head) if head is not None else None
+        if future is not None and not future.done():
+            future.set_result(None)

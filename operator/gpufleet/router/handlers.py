@@ -1,0 +1,156 @@
+"""HTTP handlers: the only place request objects exist. Each reads what it needs from
+the request, calls ``service``/``proxy``, and records the outcome; errors become
+OpenAI-shaped JSON in ``error_middleware``. No handler logs a key or prompt text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gpufleet.router import appkeys, body, proxy, service, stats
+from gpufleet.router.errors import BadRequest, NotFound, PayloadTooLarge, RouterError
+
+log = logging.getLogger("gpufleet.router")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _router(request: web.Request) -> service.Router:
+    return request.app[appkeys.ROUTER]
+
+
+def error_response(error: RouterError) -> web.Response:
+    return web.json_response(error.body(), status=error.status, headers=error.headers())
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RouterError as error:
+        return error_response(error)
+    except web.HTTPRequestEntityTooLarge:
+        limit = _router(request).config.limits.max_body_bytes
+        return error_response(PayloadTooLarge(f"the request body exceeds {limit} bytes"))
+    except web.HTTPNotFound:
+        return error_response(NotFound(f"no route for {request.path}", param=None))
+    except web.HTTPMethodNotAllowed as exc:
+        return error_response(
+            BadRequest(f"{request.method} is not allowed; use {', '.join(exc.allowed_methods)}")
+        )
+
+
+def generate(kind: body.Kind) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await _generate(request, kind)
+
+    return handle
+
+
+async def _generate(request: web.Request, kind: body.Kind) -> web.StreamResponse:
+    router = _router(request)
+    router.stats.total += 1
+    outcome = proxy.Outcome()
+    job: service.Job | None = None
+    try:
+        tenant = service.tenant_of(router, request.headers.get("Authorization"))
+        parsed = body.parse(
+            kind,
+            await _read(request, router),
+            max_tokens_limit=router.config.limits.max_tokens_limit,
+        )
+        job = service.prepare(router, parsed, tenant=tenant, headers=request.headers)
+        service.admit(router, job)
+        try:
+            response = await proxy.forward(router, appkeys.http(request.app), job, request, outcome)
+        finally:
+            router.quotas.release(job.tenant)
+        return _debug(router, response, outcome)
+    except RouterError as error:
+        outcome.label = f"rejected_{error.status}"
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        outcome.label = "cancelled"
+        raise
+    except Exception:
+        outcome.label = "internal_error"
+        log.exception("unexpected error while serving a request")
+        raise
+    finally:
+        _record(router, job, outcome)
+
+
+async def _read(request: web.Request, router: service.Router) -> bytes:
+    limit = router.config.limits.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the request body exceeds {limit} bytes")
+    return await request.read()
+
+
+def _debug(
+    router: service.Router, response: web.StreamResponse, outcome: proxy.Outcome
+) -> web.StreamResponse:
+    if router.config.debug_headers and outcome.decision and not response.prepared:
+        response.headers["x-gpufleet-endpoint"] = outcome.decision.endpoint.id
+        response.headers["x-gpufleet-gpu"] = outcome.decision.endpoint.gpu
+    return response
+
+
+def _record(router: service.Router, job: service.Job | None, outcome: proxy.Outcome) -> None:
+    decision = outcome.decision
+    gpu = decision.endpoint.gpu if decision else ""
+    endpoint = decision.endpoint.id if decision else ""
+    model = job.model if job else ""
+    klass = job.klass if job else ""
+    router.metrics.requests.labels(model, gpu, endpoint, klass, outcome.label).inc()
+    router.stats.outcomes[outcome.label] += 1
+    if klass:
+        router.stats.classes[klass] += 1
+    if decision is not None:
+        router.stats.generations[gpu] += 1
+        if decision.trigger:
+            router.stats.triggers[decision.trigger] += 1
+            router.metrics.triggers.labels(decision.trigger).inc()
+    log.debug("request class=%s endpoint=%s outcome=%s", klass, endpoint, outcome.label)
+
+
+async def models(request: web.Request) -> web.Response:
+    names = sorted(_router(request).served_models())
+    data = [{"id": n, "object": "model", "created": 0, "owned_by": "gpufleet"} for n in names]
+    return web.json_response({"object": "list", "data": data})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    payload = generate_latest(_router(request).metrics.registry)
+    return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def stats_json(request: web.Request) -> web.Response:
+    router = _router(request)
+    document = stats.document(
+        router.stats,
+        router.registry,
+        strategy=router.policy.strategy,
+        signal_age_s=router.signal_age(),
+        signal_error=router.signals_error,
+        queue_waiting=len(router.gate),
+    )
+    return web.json_response(document)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "time": time.time()})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when not draining and at least one endpoint is healthy."""
+    router = _router(request)
+    healthy = sum(1 for s in router.registry.slots.values() if s.healthy)
+    ready = healthy > 0 and not router.draining
+    body_ = {"ready": ready, "healthy_endpoints": healthy, "draining": router.draining}
+    return web.json_response(body_, status=200 if ready else 503)

@@ -1,0 +1,96 @@
+"""The router's Prometheus metrics, in a registry of its own (one per app).
+
+Counters and histograms are updated on the request path; per-endpoint gauges (in
+flight, pending tokens, breaker state) and signal staleness are read from the
+``Registry`` at scrape time by a collector, so they cost nothing per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gpufleet.router.registry import Registry
+
+_BREAKER = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class _Live(Collector):
+    def __init__(self, registry: Registry, signal_age: Callable[[], float | None]) -> None:
+        self._registry = registry
+        self._signal_age = signal_age
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        labels = ["endpoint", "gpu"]
+        in_flight = GaugeMetricFamily(
+            "gpufleet_router_in_flight", "Requests in flight per endpoint.", labels=labels
+        )
+        pending = GaugeMetricFamily(
+            "gpufleet_router_pending_tokens",
+            "Expected tokens not yet served per endpoint (decode-token equivalents).",
+            labels=labels,
+        )
+        state = GaugeMetricFamily(
+            "gpufleet_router_breaker_state",
+            "Circuit breaker per endpoint: 0 closed, 1 half-open, 2 open.",
+            labels=labels,
+        )
+        for candidate in self._registry.candidates():
+            key = [candidate.id, candidate.endpoint.gpu]
+            in_flight.add_metric(key, candidate.load.in_flight)
+            pending.add_metric(key, candidate.load.pending_tokens)
+            state.add_metric(key, _BREAKER[candidate.load.circuit])
+        yield from (in_flight, pending, state)
+        yield from self._signal_families()
+
+    def _signal_families(self) -> Iterable[GaugeMetricFamily]:
+        age = self._signal_age()
+        stale = GaugeMetricFamily(
+            "gpufleet_router_signals_stale",
+            "1 when Prometheus signals are missing or stale and local accounting is used.",
+        )
+        fresh = self._registry.fresh_signals()
+        stale.add_metric([], 0.0 if fresh else 1.0)
+        yield stale
+        age_family = GaugeMetricFamily(
+            "gpufleet_router_signals_age_seconds",
+            "Seconds since Prometheus signals were last read (-1: never).",
+        )
+        age_family.add_metric([], -1.0 if age is None else age)
+        yield age_family
+
+
+class RouterMetrics:
+    def __init__(self, registry: Registry, signal_age: Callable[[], float | None]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "gpufleet_router_requests",
+            "Requests by model, generation, endpoint, class and outcome.",
+            ["model", "gpu", "endpoint", "klass", "outcome"],
+            registry=r,
+        )
+        self.triggers = Counter(
+            "gpufleet_router_routing_triggers", "Large-request triggers fired.", ["trigger"],
+            registry=r,
+        )  # fmt: skip
+        self.retries = Counter(
+            "gpufleet_router_retries", "Attempts retried on another endpoint.", ["reason"],
+            registry=r,
+        )  # fmt: skip
+        self.queue_wait = Histogram(
+            "gpufleet_router_queue_wait_seconds", "Time spent in the admission queue.",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.ttft = Histogram(
+            "gpufleet_router_time_to_first_byte_seconds",
+            "Router-measured time to the first response byte from the upstream.",
+            ["model", "gpu"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        r.register(_Live(registry, signal_age))

@@ -1,0 +1,196 @@
+"""Forwarding one request upstream: retries before the first byte, streaming after.
+
+``forward`` leases an endpoint, runs one ``_attempt`` and, when the attempt failed
+before anything reached the client (connect error, timeout, a retryable 5xx, a stream
+that died before its first chunk), retries on another endpoint within the request's
+``maxRetries`` and the router-wide retry budget. Once the first chunk is written the
+request is committed: an upstream failure then ends the client's SSE stream with an
+error event and no ``[DONE]``. Streams are passed through chunk by chunk as they
+arrive; each chunk must come within ``chunkIdleTimeoutSeconds``. The lease is released
+in ``finally`` — completion, failure and client cancellation alike.
+
+Breaker bookkeeping: connect errors, timeouts and 5xx count as failures, except 503,
+which a busy engine answers (backpressure, as is 429); any other answer is a success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import aiohttp
+from aiohttp import web
+
+from gpufleet.router import service
+from gpufleet.router.errors import RouterError, UpstreamFailed, UpstreamTimeout
+from gpufleet.router.registry import Lease, Slot
+from gpufleet.routing import picker
+
+_HOP_HEADERS = {"content-type", "content-encoding", "x-request-id", "openai-processing-ms"}
+
+
+class _Retryable(Exception):
+    def __init__(self, error: RouterError, reason: str) -> None:
+        super().__init__(error.message)
+        self.error, self.reason = error, reason
+
+
+@dataclasses.dataclass(slots=True)
+class Outcome:
+    """What happened, for metrics: ``label`` is the outcome, ``endpoint`` may be None."""
+
+    label: str = "success"
+    decision: picker.Decision | None = None
+
+
+async def forward(
+    router: service.Router,
+    http: aiohttp.ClientSession,
+    job: service.Job,
+    request: web.Request,
+    outcome: Outcome,
+) -> web.StreamResponse:
+    tried: set[str] = set()
+    retries = router.policy.failure_handling.retries
+    while True:
+        decision = await service.route(router, job, frozenset(tried))
+        outcome.decision = decision
+        lease = router.registry.lease(decision.endpoint.id, job.estimate.cost)
+        try:
+            return await _attempt(router, http, job, request, lease, outcome)
+        except _Retryable as failed:
+            tried.add(decision.endpoint.id)
+            if len(tried) > retries.max_retries or not router.take_retry():
+                raise failed.error from None
+            router.metrics.retries.labels(failed.reason).inc()
+            router.stats.retries += 1
+        finally:
+            lease.release()
+            router.gate.wake()
+        await asyncio.sleep(retries.backoff_millis / 1000)
+
+
+async def _attempt(
+    router: service.Router,
+    http: aiohttp.ClientSession,
+    job: service.Job,
+    request: web.Request,
+    lease: Lease,
+    outcome: Outcome,
+) -> web.StreamResponse:
+    fh = router.policy.failure_handling
+    slot = lease.slot
+    url = slot.endpoint.id + request.path
+    started = router.clock()
+    try:
+        async with asyncio.timeout(fh.first_byte_timeout_seconds):
+            upstream = await http.post(url, data=job.payload, headers=_upstream_headers(request))
+            first = await _first_chunk(upstream, job.parsed.stream)
+    except TimeoutError:
+        slot.breaker.on_failure(router.clock())
+        error = UpstreamTimeout("the model server did not answer in time")
+        raise _Retryable(error, "timeout") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        slot.breaker.on_failure(router.clock())
+        raise _Retryable(UpstreamFailed("could not reach a model server"), _reason(exc)) from exc
+    try:
+        _judge(router, upstream.status, slot)
+        router.metrics.ttft.labels(job.model, slot.endpoint.gpu).observe(router.clock() - started)
+        if job.parsed.stream and upstream.status == 200:
+            return await _stream(router, upstream, first, request, lease, outcome)
+        outcome.label = _label(upstream.status)
+        return web.Response(body=first, status=upstream.status, headers=_down_headers(upstream))
+    finally:
+        upstream.close()
+
+
+async def _first_chunk(upstream: aiohttp.ClientResponse, stream: bool) -> bytes:
+    """The whole body, or for a 200 stream its first chunk (b'' if it ended at once)."""
+    if stream and upstream.status == 200:
+        return await upstream.content.readany()
+    return await upstream.read()
+
+
+def _judge(router: service.Router, status: int, slot: Slot) -> None:
+    """Breaker bookkeeping for an answer; ``_Retryable`` for the 5xx to retry."""
+    breaker = slot.breaker
+    now = router.clock()
+    if status >= 500 and status != 503:
+        breaker.on_failure(now)
+    elif status not in (429, 503):
+        breaker.on_success()
+    if status >= 500 and status in router.policy.failure_handling.retries.on_status:
+        raise _Retryable(UpstreamFailed(f"the model server answered {status}"), f"status_{status}")
+
+
+async def _stream(
+    router: service.Router,
+    upstream: aiohttp.ClientResponse,
+    first: bytes,
+    request: web.Request,
+    lease: Lease,
+    outcome: Outcome,
+) -> web.StreamResponse:
+    if not first:
+        lease.slot.breaker.on_failure(router.clock())
+        raise _Retryable(UpstreamFailed("the model server ended the stream at once"), "empty")
+    response = web.StreamResponse(status=200, headers=_down_headers(upstream))
+    response.headers["Cache-Control"] = "no-cache"
+    await response.prepare(request)
+    await response.write(first)
+    lease.progress(first.count(b"data:"))
+    error = await _pump(router, upstream, response, lease)
+    if error is not None:
+        lease.slot.breaker.on_failure(router.clock())
+        outcome.label = "upstream_error_mid_stream"
+        await response.write(error.sse_event())
+    await response.write_eof()
+    return response
+
+
+async def _pump(
+    router: service.Router,
+    upstream: aiohttp.ClientResponse,
+    response: web.StreamResponse,
+    lease: Lease,
+) -> RouterError | None:
+    """Copy chunks until the upstream ends; the upstream's failure, or None."""
+    idle = router.policy.failure_handling.chunk_idle_timeout_seconds
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(idle) as deadline:
+            while chunk := await upstream.content.readany():
+                # A client that went away raises here (ConnectionResetError) and ends
+                # the request; the caller's finally closes the upstream connection.
+                await response.write(chunk)
+                lease.progress(chunk.count(b"data:"))
+                deadline.reschedule(loop.time() + idle)
+    except TimeoutError:
+        return UpstreamTimeout(f"the model server sent nothing for {idle}s")
+    except aiohttp.ClientPayloadError:
+        return UpstreamFailed("the model server's stream broke off")
+    if not upstream.content.at_eof():
+        return UpstreamFailed("the model server's stream broke off")
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    return "connect" if isinstance(exc, aiohttp.ClientConnectorError) else "connection"
+
+
+def _label(status: int) -> str:
+    if status < 400:
+        return "success"
+    return "upstream_busy" if status in (429, 503) else f"upstream_{status // 100}xx"
+
+
+def _upstream_headers(request: web.Request) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    request_id = request.headers.get("x-request-id")
+    if request_id:
+        headers["x-request-id"] = request_id
+    return headers
+
+
+def _down_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
+    return {k: v for k, v in upstream.headers.items() if k.lower() in _HOP_HEADERS}

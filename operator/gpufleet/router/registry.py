@@ -1,0 +1,134 @@
+"""The live endpoint set and the router's own accounting of each endpoint.
+
+``Registry.replace`` swaps the endpoint set (discovery) without touching requests in
+flight: a removed endpoint's ``Slot`` stays alive for its ``Lease`` holders and is
+reported as draining until they finish. ``Lease`` is the only way load is added to an
+endpoint, and ``release`` is idempotent, so completion, error and client cancel (all
+in ``finally`` blocks) can never leak in-flight counts or pending tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+
+from gpufleet.api.runtime import CircuitBreaker
+from gpufleet.routing import affinity, breaker
+from gpufleet.routing.model import Candidate, Endpoint, Load, Signals
+
+Clock = Callable[[], float]
+
+
+@dataclasses.dataclass(slots=True)
+class Slot:
+    """Mutable state of one endpoint."""
+
+    endpoint: Endpoint
+    breaker: breaker.Breaker
+    in_flight: int = 0
+    pending_tokens: float = 0.0
+    healthy: bool = True
+    signals: Signals | None = None
+    signals_at: float | None = None
+    requests: int = 0
+    failures: int = 0
+
+
+class Lease:
+    """One request's claim on an endpoint: its cost is pending until released."""
+
+    __slots__ = ("_released", "cost", "slot")
+
+    def __init__(self, slot: Slot, cost: float) -> None:
+        self.slot, self.cost, self._released = slot, cost, False
+        slot.in_flight += 1
+        slot.pending_tokens += cost
+        slot.requests += 1
+
+    def progress(self, tokens: float) -> None:
+        """``tokens`` of the request's cost have been served."""
+        if self._released:
+            return
+        served = min(tokens, self.cost)
+        self.cost -= served
+        self.slot.pending_tokens = max(0.0, self.slot.pending_tokens - served)
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        self.slot.in_flight -= 1
+        self.slot.pending_tokens = max(0.0, self.slot.pending_tokens - self.cost)
+
+
+class Registry:
+    def __init__(
+        self, breaker_policy: CircuitBreaker, *, clock: Clock, staleness_s: float = 30.0
+    ) -> None:
+        self._policy = breaker_policy
+        self._clock = clock
+        self._staleness_s = staleness_s
+        self.slots: dict[str, Slot] = {}
+        self.draining: dict[str, Slot] = {}
+        self.ring = affinity.Ring(())
+        self.version = 0
+
+    def replace(self, endpoints: Iterable[Endpoint]) -> None:
+        """Make ``endpoints`` the routable set, keeping the state of those that stay."""
+        fresh: dict[str, Slot] = {}
+        for endpoint in endpoints:
+            old = self.slots.get(endpoint.id) or self.draining.pop(endpoint.id, None)
+            if old is None:
+                fresh[endpoint.id] = Slot(endpoint, breaker.Breaker(self._policy))
+            else:
+                old.endpoint = endpoint
+                fresh[endpoint.id] = old
+        for gone in set(self.slots) - set(fresh):
+            self.draining[gone] = self.slots[gone]
+        self.draining = {k: s for k, s in self.draining.items() if s.in_flight > 0}
+        changed = set(fresh) != set(self.slots)
+        self.slots = fresh
+        if changed:
+            self.ring = affinity.Ring(fresh)
+            self.version += 1
+
+    def candidates(self) -> list[Candidate]:
+        now = self._clock()
+        return [self._candidate(slot, now) for slot in self.slots.values()]
+
+    def _candidate(self, slot: Slot, now: float) -> Candidate:
+        b = slot.breaker
+        fresh = slot.signals_at is not None and now - slot.signals_at <= self._staleness_s
+        return Candidate(
+            slot.endpoint,
+            Load(
+                in_flight=slot.in_flight,
+                pending_tokens=slot.pending_tokens,
+                healthy=slot.healthy,
+                circuit=b.state(now),
+                probe_available=b.probe_available(now),
+                signals=slot.signals if fresh else None,
+            ),
+        )
+
+    def lease(self, endpoint_id: str, cost: float) -> Lease:
+        slot = self.slots[endpoint_id]
+        slot.breaker.on_attempt(self._clock())
+        return Lease(slot, cost)
+
+    def slot(self, endpoint_id: str) -> Slot | None:
+        return self.slots.get(endpoint_id) or self.draining.get(endpoint_id)
+
+    def set_signals(self, signals: dict[str, Signals], at: float) -> None:
+        for endpoint_id, value in signals.items():
+            slot = self.slots.get(endpoint_id)
+            if slot is not None:
+                slot.signals, slot.signals_at = value, at
+
+    def fresh_signals(self) -> int:
+        now = self._clock()
+        return sum(
+            1
+            for s in self.slots.values()
+            if s.signals_at is not None and now - s.signals_at <= self._staleness_s
+        )

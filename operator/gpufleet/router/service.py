@@ -1,0 +1,217 @@
+"""The router's state and the request path up to the choice of an endpoint.
+
+``Router`` holds every component, built once by ``build`` (no module-level state).
+``prepare`` turns an authenticated, parsed request into a ``Job`` (served model, class,
+priority, cost estimate); ``route`` asks the picker for an endpoint, waiting in the
+admission queue while all are saturated and switching to the fallback model when the
+requested one has no capacity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+
+from gpufleet.api.routingpolicy import RoutingPolicySpec
+from gpufleet.router import body
+from gpufleet.router.config import RouterConfig
+from gpufleet.router.errors import BadRequest, NotFound, RateLimited, Unauthorized, Unavailable
+from gpufleet.router.gate import Gate
+from gpufleet.router.metrics import RouterMetrics
+from gpufleet.router.registry import Registry
+from gpufleet.router.stats import Stats
+from gpufleet.routing import admission, affinity, cost, picker, throughput
+from gpufleet.routing.model import RoutingRequest
+
+log = logging.getLogger("gpufleet.router")
+Clock = Callable[[], float]
+# Retries may add at most this share of requests (plus the initial allowance), so a
+# failing fleet is not hit by a multiple of its traffic (a retry budget, as Finagle's).
+RETRY_BUDGET_RATIO = 0.2
+RETRY_BUDGET_INITIAL = 10.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    parsed: body.Parsed
+    model: str
+    payload: bytes
+    tenant: str
+    klass: str
+    priority: int
+    estimate: cost.Estimate
+    session: str | None
+    prefix_key: int | None
+
+    def routing_request(self, model: str) -> RoutingRequest:
+        e = self.estimate
+        return RoutingRequest(
+            model, e.input_tokens, e.output_tokens, e.kv_mb, self.prefix_key, self.session,
+            self.tenant, self.klass,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(slots=True)
+class Router:
+    config: RouterConfig
+    registry: Registry
+    quotas: admission.Quotas
+    keyring: admission.KeyRing
+    sessions: affinity.SessionTable
+    gate: Gate
+    metrics: RouterMetrics
+    stats: Stats
+    learner: throughput.Learner
+    clock: Clock
+    turn: int = 0
+    retry_allowance: float = RETRY_BUDGET_INITIAL
+    signals_at: float | None = None
+    signals_error: str = ""
+    draining: bool = False
+
+    @property
+    def policy(self) -> RoutingPolicySpec:
+        return self.config.policy
+
+    def signal_age(self) -> float | None:
+        return None if self.signals_at is None else self.clock() - self.signals_at
+
+    def served_models(self) -> dict[str, str]:
+        """Every name clients may use -> the served model it means."""
+        served = {s.endpoint.model: s.endpoint.model for s in self.registry.slots.values()}
+        aliases = {a.name: a.model for a in self.policy.model_aliases if a.model in served}
+        return served | aliases
+
+    def take_retry(self) -> bool:
+        if self.retry_allowance < 1:
+            return False
+        self.retry_allowance -= 1
+        return True
+
+
+def tenant_of(router: Router, authorization: str | None) -> str:
+    """The authenticated tenant; ``Unauthorized`` for a wrong key, or a missing one when
+    keys are required. Client-supplied identity headers are never consulted."""
+    key = None
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized("the Authorization header must be 'Bearer <API key>'")
+        key = value.strip()
+    try:
+        tenant = router.keyring.tenant(key)
+    except admission.UnknownKey:
+        raise Unauthorized("the API key is not valid") from None
+    if tenant is None and router.policy.admission.require_api_key:
+        raise Unauthorized("an API key is required: send Authorization: Bearer <key>")
+    return tenant or admission.ANONYMOUS
+
+
+def prepare(router: Router, parsed: body.Parsed, *, tenant: str, headers: Mapping[str, str]) -> Job:
+    """Resolve model and class, and estimate the cost; the errors a client can cause."""
+    model = router.served_models().get(parsed.model)
+    if model is None:
+        raise NotFound(f"the model {parsed.model!r} is not served here", param="model")
+    policy = router.policy
+    klass, priority = _klass(router, tenant, headers.get(policy.class_header))
+    estimation = policy.token_estimation
+    max_tokens = 0 if parsed.kind == "embedding" else parsed.max_tokens
+    est = cost.estimate(
+        input_token_count=cost.input_tokens(len(parsed.text), estimation),
+        max_tokens=max_tokens,
+        estimation=estimation,
+        kv_bytes=cost.kv_bytes_per_token(model),
+    )
+    limit = next((c.max_input_tokens for c in policy.request_classes if c.name == klass), None)
+    if limit is not None and est.input_tokens > limit:
+        raise BadRequest(f"about {est.input_tokens} input tokens exceed class {klass}'s {limit}")
+    session_cfg = policy.affinity.session
+    prefix_cfg = policy.affinity.prefix
+    return Job(
+        parsed=parsed,
+        model=model,
+        payload=body.with_model(parsed, model),
+        tenant=tenant,
+        klass=klass,
+        priority=priority,
+        estimate=est,
+        session=headers.get(session_cfg.header) if session_cfg.enabled else None,
+        prefix_key=affinity.prefix_key(parsed.text, prefix_cfg.prefix_chars)
+        if prefix_cfg.enabled
+        else None,
+    )
+
+
+def _klass(router: Router, tenant: str, named: str | None) -> tuple[str, int]:
+    policy = router.policy
+    classes = {c.name: c for c in policy.request_classes}
+    tenants = {t.name: t for t in policy.admission.tenants}
+    spec = tenants.get(tenant)
+    name = named or (spec.default_class if spec and spec.default_class else policy.default_class)
+    if classes and name not in classes:
+        raise BadRequest(
+            f"header {policy.class_header} must name one of: {', '.join(classes)}",
+            param=policy.class_header,
+        )
+    klass_priority = classes[name].priority if classes else 0
+    # Class priority dominates; the tenant's breaks ties within a class.
+    return name, klass_priority * 1001 + (spec.priority if spec else 0)
+
+
+def admit(router: Router, job: Job) -> None:
+    """Take the tenant's tokens and a concurrency slot; ``RateLimited`` when over."""
+    e = job.estimate
+    verdict = router.quotas.admit(job.tenant, e.input_tokens + e.output_tokens, router.clock())
+    if not verdict.admitted:
+        raise RateLimited(verdict.reason, retry_after_s=verdict.retry_after_s)
+
+
+async def route(router: Router, job: Job, exclude: frozenset[str]) -> picker.Decision:
+    """An endpoint for ``job``: queued while saturated, fallback model when unavailable."""
+    outcome = _pick(router, job, job.model, exclude)
+    fallback = router.policy.failure_handling.fallback_model
+    if isinstance(outcome, picker.NoCapacity) and fallback and fallback != job.model:
+        alternative = _pick(router, job, fallback, exclude)
+        if isinstance(alternative, picker.Decision):
+            return alternative
+    if isinstance(outcome, picker.NoCapacity) and outcome.kind == "saturated":
+        outcome = await _queued(router, job, exclude)
+    if isinstance(outcome, picker.Decision):
+        return outcome
+    if outcome.kind == "too_large":
+        raise BadRequest(outcome.reason, param="messages")
+    raise Unavailable(outcome.reason, retry_after_s=1)
+
+
+def _pick(
+    router: Router, job: Job, model: str, exclude: frozenset[str]
+) -> picker.Decision | picker.NoCapacity:
+    now = router.clock()
+    session = router.sessions.get(job.session, now) if job.session else None
+    router.turn += 1
+    inputs = picker.Inputs(
+        router.policy, turn=router.turn, ring=router.registry.ring, session_target=session,
+        exclude=exclude,
+    )  # fmt: skip
+    outcome = picker.pick(job.routing_request(model), router.registry.candidates(), inputs)
+    if isinstance(outcome, picker.Decision) and job.session:
+        router.sessions.put(job.session, outcome.endpoint.id, now)
+    return outcome
+
+
+async def _queued(
+    router: Router, job: Job, exclude: frozenset[str]
+) -> picker.Decision | picker.NoCapacity:
+    queue = router.policy.admission.queue
+    entered = router.clock()
+    ticket = router.gate.enter(job.priority)
+    try:
+        while True:
+            await router.gate.wait(ticket, entered + queue.timeout_seconds)
+            outcome = _pick(router, job, job.model, exclude)
+            if not (isinstance(outcome, picker.NoCapacity) and outcome.kind == "saturated"):
+                return outcome
+    finally:
+        router.gate.leave(ticket)
+        router.metrics.queue_wait.observe(router.clock() - entered)
