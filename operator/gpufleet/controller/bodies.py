@@ -1,0 +1,250 @@
+"""Typed shapes of the raw Kubernetes objects the operator renders and reads.
+
+``TypedDict`` mirrors of the API's JSON (camelCase keys, as sent over the wire), limited
+to the fields gpufleet writes or reads. Rendered bodies are server-side-apply intents:
+every key present is a field the operator owns, so a key is only present when it has a
+value (``NotRequired`` rather than ``None``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+# One JSON value as it appears in a Kubernetes body (for the drift comparison).
+Json = None | bool | int | float | str | list["Json"] | dict[str, "Json"]
+
+
+class OwnerReference(TypedDict):
+    apiVersion: str
+    kind: str
+    name: str
+    uid: str
+    controller: bool
+    blockOwnerDeletion: bool
+
+
+class Metadata(TypedDict):
+    name: str
+    namespace: str
+    labels: dict[str, str]
+    annotations: NotRequired[dict[str, str]]
+    ownerReferences: NotRequired[list[OwnerReference]]
+
+
+class LabelSelector(TypedDict):
+    matchLabels: dict[str, str]
+
+
+class NodeSelectorRequirement(TypedDict):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    values: NotRequired[list[str]]
+
+
+class NodeSelectorTerm(TypedDict):
+    matchExpressions: list[NodeSelectorRequirement]
+
+
+class NodeSelector(TypedDict):
+    nodeSelectorTerms: list[NodeSelectorTerm]
+
+
+class NodeAffinity(TypedDict):
+    requiredDuringSchedulingIgnoredDuringExecution: NodeSelector
+
+
+class Affinity(TypedDict):
+    nodeAffinity: NodeAffinity
+
+
+class Toleration(TypedDict):
+    key: NotRequired[str]
+    operator: str
+    value: NotRequired[str]
+    effect: NotRequired[str]
+    tolerationSeconds: NotRequired[int]
+
+
+class SecretKeySelector(TypedDict):
+    name: str
+    key: str
+
+
+class EnvVarSource(TypedDict):
+    secretKeyRef: SecretKeySelector
+
+
+class EnvVar(TypedDict):
+    name: str
+    value: NotRequired[str]
+    valueFrom: NotRequired[EnvVarSource]
+
+
+class HttpGet(TypedDict):
+    path: str
+    port: str
+
+
+class Probe(TypedDict):
+    httpGet: HttpGet
+    periodSeconds: int
+    failureThreshold: int
+    timeoutSeconds: int
+
+
+class ContainerPort(TypedDict):
+    name: str
+    containerPort: int
+    protocol: Literal["TCP"]
+
+
+class ResourceRequirements(TypedDict):
+    requests: dict[str, str]
+    limits: dict[str, str]
+
+
+class VolumeMount(TypedDict):
+    name: str
+    mountPath: str
+    readOnly: NotRequired[bool]
+    subPath: NotRequired[str]
+
+
+class Capabilities(TypedDict):
+    drop: list[str]
+
+
+class SeccompProfile(TypedDict):
+    type: Literal["RuntimeDefault"]
+
+
+class ContainerSecurityContext(TypedDict):
+    allowPrivilegeEscalation: bool
+    readOnlyRootFilesystem: bool
+    runAsNonRoot: bool
+    capabilities: Capabilities
+    seccompProfile: SeccompProfile
+
+
+class Container(TypedDict):
+    name: str
+    image: str
+    command: list[str]
+    args: list[str]
+    env: list[EnvVar]
+    ports: list[ContainerPort]
+    resources: ResourceRequirements
+    volumeMounts: list[VolumeMount]
+    startupProbe: Probe
+    readinessProbe: Probe
+    livenessProbe: Probe
+    securityContext: ContainerSecurityContext
+
+
+class EmptyDirSource(TypedDict):
+    medium: NotRequired[Literal["Memory"]]
+    sizeLimit: str
+
+
+class PvcSource(TypedDict):
+    claimName: str
+    readOnly: bool
+
+
+class Volume(TypedDict):
+    name: str
+    emptyDir: NotRequired[EmptyDirSource]
+    persistentVolumeClaim: NotRequired[PvcSource]
+
+
+class PodSecurityContext(TypedDict):
+    runAsNonRoot: bool
+    runAsUser: int
+    runAsGroup: int
+    fsGroup: int
+    seccompProfile: SeccompProfile
+
+
+class PodSpec(TypedDict):
+    containers: list[Container]
+    volumes: list[Volume]
+    affinity: Affinity
+    tolerations: list[Toleration]
+    securityContext: PodSecurityContext
+    terminationGracePeriodSeconds: int
+    enableServiceLinks: bool
+    automountServiceAccountToken: bool
+    nodeSelector: NotRequired[dict[str, str]]
+    priorityClassName: NotRequired[str]
+
+
+class TemplateMetadata(TypedDict):
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+class PodTemplate(TypedDict):
+    metadata: TemplateMetadata
+    spec: PodSpec
+
+
+class RollingUpdate(TypedDict):
+    maxSurge: int
+    maxUnavailable: int
+
+
+class Strategy(TypedDict):
+    type: Literal["RollingUpdate"]
+    rollingUpdate: RollingUpdate
+
+
+class DeploymentSpec(TypedDict):
+    replicas: NotRequired[int]
+    selector: LabelSelector
+    strategy: Strategy
+    revisionHistoryLimit: int
+    progressDeadlineSeconds: int
+    template: PodTemplate
+
+
+class Deployment(TypedDict):
+    apiVersion: Literal["apps/v1"]
+    kind: Literal["Deployment"]
+    metadata: Metadata
+    spec: DeploymentSpec
+
+
+class ServicePort(TypedDict):
+    name: str
+    port: int
+    targetPort: str
+    protocol: Literal["TCP"]
+
+
+class ServiceSpec(TypedDict):
+    type: Literal["ClusterIP"]
+    selector: dict[str, str]
+    ports: list[ServicePort]
+
+
+class Service(TypedDict):
+    apiVersion: Literal["v1"]
+    kind: Literal["Service"]
+    metadata: Metadata
+    spec: ServiceSpec
+
+
+class PdbSpec(TypedDict):
+    selector: LabelSelector
+    maxUnavailable: int
+
+
+class PodDisruptionBudget(TypedDict):
+    apiVersion: Literal["policy/v1"]
+    kind: Literal["PodDisruptionBudget"]
+    metadata: Metadata
+    spec: PdbSpec
+
+
+Child = Deployment | Service | PodDisruptionBudget
+ChildKind = Literal["Deployment", "Service", "PodDisruptionBudget"]

@@ -1,0 +1,81 @@
+"""``gpufleet operator``: run the ModelPool operator (Kopf) with gpufleet's settings.
+
+Cluster-wide unless ``--namespace`` is given (repeatable). ``--liveness`` serves Kopf's
+health endpoint, which fails when the ModelPool watch has missed changes. Run one
+replica (Deployment strategy Recreate): Kopf peering is not leader election.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from gpufleet.controller.config import OperatorConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = OperatorConfig()
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace; repeatable",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)"
+    )
+    parser.add_argument("--kubeconfig", type=Path, help="default: in-cluster, then $KUBECONFIG")
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=defaults.resync_seconds,
+        help="reconcile interval: every pool is reconciled at least this often",
+    )
+    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        help="health endpoint URL; 'none' to serve none",
+    )
+    parser.add_argument("--watch-check-seconds", type=float, default=defaults.watch_check_seconds)
+    parser.add_argument("--watch-grace-seconds", type=float, default=defaults.watch_grace_seconds)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every reconcile")
+
+
+def config_from(args: argparse.Namespace) -> OperatorConfig:
+    return OperatorConfig(
+        namespaces=tuple(args.namespace),
+        kubeconfig=args.kubeconfig,
+        resync_seconds=args.resync_seconds,
+        workers=args.workers,
+        watch_check_seconds=args.watch_check_seconds,
+        watch_grace_seconds=args.watch_grace_seconds,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    if config.kubeconfig is not None:
+        os.environ["KUBECONFIG"] = str(config.kubeconfig)  # Kopf's own login reads it
+    import kopf
+
+    import gpufleet.controller  # noqa: F401  (registers the handlers)
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    kopf.run(
+        clusterwide=not config.namespaces,
+        namespaces=config.namespaces,
+        liveness_endpoint=None if args.liveness == "none" else args.liveness,
+        standalone=True,
+        memo=kopf.Memo(gpufleet_config=config),
+    )
+    return 0

@@ -1,0 +1,202 @@
+"""The operator's Kubernetes I/O: server-side apply, delete, status patches, Secret checks.
+
+Synchronous calls on a ``kubernetes`` ``ApiClient`` (the reconciler runs them in a
+thread), raw JSON in and out — no model (de)serialisation, the bodies are the
+``TypedDict``s of ``controller.bodies``. Every write names one field manager. Errors are
+translated here into the operator's two failure kinds::
+
+    KubeError
+     ├── Transient   retry later: 409 conflict, 429 (honouring Retry-After), 5xx,
+     │               403 (RBAC may be fixed), connection failures; ``delay`` in seconds
+     └── Rejected    retrying cannot help: the API server refused the intent (400, 422)
+
+404 on delete and 409 AlreadyExists never surface: a child that is already gone, or
+already there, is what was wanted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import urllib3
+from kubernetes import client, config
+
+from gpufleet.api import common
+from gpufleet.api.modelpool import ModelPoolStatus
+from gpufleet.controller import bodies, naming, plan, status
+
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+_PATHS: Mapping[str, str] = {
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+    "Service": "/api/v1/namespaces/{ns}/services/{name}",
+    "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{name}",
+}
+_POOLS = f"/apis/{common.GROUP}/{common.VERSION}/namespaces/{{ns}}/modelpools"
+_ALL_POOLS = f"/apis/{common.GROUP}/{common.VERSION}/modelpools"
+TIMEOUT = (5, 30)
+
+
+class KubeError(Exception):
+    """An API call failed; see the subclasses for what to do about it."""
+
+
+class Transient(KubeError):
+    """Worth retrying after ``delay`` seconds."""
+
+    def __init__(self, message: str, *, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class Rejected(KubeError):
+    """The API server refused the request for good."""
+
+
+class NotFound(KubeError):
+    """404, for callers that treat absence as an answer."""
+
+
+def new_client(kubeconfig: Path | None) -> client.ApiClient:
+    """A client from ``kubeconfig``, else the in-cluster ServiceAccount, else ~/.kube."""
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            api: client.ApiClient = client.ApiClient()
+            return api
+        except config.ConfigException:
+            pass
+    api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig) if kubeconfig else None
+    )
+    api.configuration.connection_pool_maxsize = 16
+    return api
+
+
+def _translate(method: str, path: str, status_code: int, text: str, retry_after: str) -> KubeError:
+    try:
+        message = str(json.loads(text).get("message", text))
+    except ValueError:
+        message = text[:500]
+    what = f"{method} {path}: {status_code} {message}"
+    if status_code == 404:
+        return NotFound(what)
+    if status_code == 429:
+        delay = float(retry_after) if retry_after.isdigit() else 5.0
+        return Transient(what, delay=delay)
+    if status_code in (409, 403) or status_code >= 500:
+        return Transient(what, delay=30.0 if status_code == 403 else 2.0)
+    return Rejected(what)
+
+
+class Kube:
+    """The calls the reconciler makes; one instance per operator."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: object = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """One API call; the decoded JSON response, or a ``KubeError``."""
+        url = path + ("?" + urllib.parse.urlencode(query) if query else "")
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        params = self.api.param_serialize(
+            method, url, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        try:
+            response = self.api.call_api(*params[:4], _request_timeout=TIMEOUT)
+            response.read()  # type: ignore[no-untyped-call]
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise Transient(f"{method} {path}: {exc}", delay=2.0) from exc
+        text = response.data.decode() if response.data else "{}"
+        if response.status >= 300:
+            retry_after = str(response.getheader("Retry-After") or "")  # type: ignore[no-untyped-call]
+            raise _translate(method, path, response.status, text, retry_after)
+        return cast(dict[str, Any], json.loads(text))
+
+    def apply(self, child: bodies.Child) -> dict[str, Any]:
+        """Server-side apply ``child`` as the operator's field manager, taking conflicts."""
+        meta = child["metadata"]
+        path = _PATHS[child["kind"]].format(ns=meta["namespace"], name=meta["name"])
+        query = {"fieldManager": naming.FIELD_MANAGER, "force": "true"}
+        return self.request("PATCH", path, query=query, body=child, content_type=APPLY)
+
+    def delete(self, target: plan.Deletion) -> None:
+        """Delete one child (only the object with that UID); already gone is success."""
+        path = _PATHS[target.kind].format(ns=target.namespace, name=target.name)
+        body = {"preconditions": {"uid": target.uid}, "propagationPolicy": "Background"}
+        try:
+            self.request("DELETE", path, body=body)
+        except NotFound:
+            return
+        except Transient as exc:
+            if "Precondition failed" not in str(exc):
+                raise
+
+    def patch_status(self, namespace: str, name: str, new: ModelPoolStatus) -> str:
+        """Replace the pool's status (merge patch of the whole status object); returns the
+        pool's new resourceVersion, empty if the pool is gone."""
+        path = f"{_POOLS.format(ns=namespace)}/{name}/status"
+        doc = {"status": new.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        try:
+            out = self.request("PATCH", path, body=doc, content_type=MERGE)
+        except NotFound:
+            return ""  # the pool was deleted meanwhile: nothing to report on
+        return str(out.get("metadata", {}).get("resourceVersion", ""))
+
+    def secret_problem(self, namespace: str, ref: common.SecretKeyRef) -> str:
+        """Why the Secret ``ref`` cannot supply the hub token; empty when it can."""
+        path = f"/api/v1/namespaces/{namespace}/secrets/{ref.name}"
+        try:
+            secret = self.request("GET", path)
+        except NotFound:
+            return f'Secret "{ref.name}" not found in namespace "{namespace}"'
+        if ref.key not in (secret.get("data") or {}):
+            return f'Secret "{ref.name}" has no key "{ref.key}" (hubTokenSecretRef.key)'
+        return ""
+
+    def event(self, pool: Mapping[str, Any], event: status.Event, *, at: str) -> None:
+        """Post a core/v1 Event about ``pool`` (best effort: a lost Event is no failure)."""
+        meta = pool["metadata"]
+        ref = {
+            "apiVersion": common.API_VERSION,
+            "kind": "ModelPool",
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid", ""),
+        }
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": ref,
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message,
+            "source": {"component": "gpufleet-operator"},
+            "count": 1,
+            "firstTimestamp": at,
+            "lastTimestamp": at,
+        }
+        with contextlib.suppress(KubeError):
+            self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=body)
+
+    def pool_versions(self, namespaces: tuple[str, ...]) -> dict[tuple[str, str], str]:
+        """(namespace, name) → resourceVersion of every ModelPool in scope (one LIST each)."""
+        paths = [_POOLS.format(ns=ns) for ns in namespaces] if namespaces else [_ALL_POOLS]
+        out: dict[tuple[str, str], str] = {}
+        for path in paths:
+            for item in self.request("GET", path).get("items", []):
+                meta = item["metadata"]
+                out[(meta["namespace"], meta["name"])] = meta["resourceVersion"]
+        return out

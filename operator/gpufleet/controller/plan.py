@@ -1,0 +1,102 @@
+"""Reconcile, the pure half: desired children versus observed ones → what to write.
+
+``desired`` renders the intents for a pool; ``diff`` compares them with what the
+watches have seen and returns a ``Plan``: the intents to apply (missing, changed since
+last applied — the spec-hash differs — or edited out of band — the live object no longer
+contains the intent) and the children to delete (a variant removed or no longer
+feasible). An empty plan means nothing is written. While the hub-token Secret is missing
+the Deployments are *held*: neither created, changed nor deleted, since their pods could
+not start (and running ones still work).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+
+from gpufleet.api.modelpool import ModelPoolSpec
+from gpufleet.api.variant import Variant
+from gpufleet.controller import bodies, naming, observe, render
+from gpufleet.controller.variants import VariantDecision, deployment_name
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Deletion:
+    kind: bodies.ChildKind
+    namespace: str
+    name: str
+    uid: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """Writes that bring the children to the intent; ``apply`` keeps dependency order."""
+
+    apply: tuple[bodies.Child, ...] = ()
+    delete: tuple[Deletion, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.apply and not self.delete
+
+
+def autoscaled(spec: ModelPoolSpec, variant: Variant) -> bool:
+    """Whether the variant's replica count is the autoscaler's to choose."""
+    top = variant.max_replicas
+    return spec.autoscaling.enabled and top is not None and top > variant.min_replicas
+
+
+def replicas_intent(
+    spec: ModelPoolSpec, variant: Variant, observed: observe.ObservedChild | None
+) -> int | None:
+    """``minReplicas`` while the operator owns replicas; None once another manager (the
+    autoscaler) has taken the field of an autoscaled variant, so applies never fight it."""
+    others = observed.replicas_managers - {naming.FIELD_MANAGER} if observed else frozenset()
+    return None if others and autoscaled(spec, variant) else variant.min_replicas
+
+
+def desired(
+    pool: render.PoolRef,
+    spec: ModelPoolSpec,
+    decisions: Iterable[VariantDecision],
+    observed: Mapping[tuple[str, str], observe.ObservedChild],
+) -> tuple[bodies.Child, ...]:
+    """Service, PodDisruptionBudget, then one Deployment per feasible variant."""
+    children: list[bodies.Child] = [render.service(pool, spec), render.disruption_budget(pool)]
+    for decision in decisions:
+        if not decision.feasible:
+            continue
+        live = observed.get(("Deployment", deployment_name(pool.name, decision.name)))
+        replicas = replicas_intent(spec, decision.variant, live)
+        children.append(render.deployment(pool, spec, decision, replicas=replicas))
+    return tuple(children)
+
+
+def _stale(intent: bodies.Child, live: observe.ObservedChild | None) -> bool:
+    if live is None:
+        return True
+    hashes = intent["metadata"].get("annotations", {})
+    if live.spec_hash != hashes.get(naming.SPEC_HASH):
+        return True
+    as_json: bodies.Json = intent  # type: ignore[assignment]
+    return not observe.contains(live.body, as_json)
+
+
+def diff(
+    intents: Iterable[bodies.Child],
+    observed: Mapping[tuple[str, str], observe.ObservedChild],
+    *,
+    hold_deployments: bool = False,
+) -> Plan:
+    """The writes that turn ``observed`` (keyed by (kind, name)) into ``intents``."""
+    wanted = {(c["kind"], c["metadata"]["name"]): c for c in intents}
+    held = {"Deployment"} if hold_deployments else set()
+    apply = tuple(
+        c for key, c in wanted.items() if key[0] not in held and _stale(c, observed.get(key))
+    )
+    delete = tuple(
+        Deletion(kind=live.kind, namespace=live.namespace, name=live.name, uid=live.uid)  # type: ignore[arg-type]
+        for key, live in sorted(observed.items())
+        if key not in wanted and live.kind not in held
+    )
+    return Plan(apply=apply, delete=delete)

@@ -1,0 +1,244 @@
+"""The pod of one variant: vLLM arguments, GPU resources, placement, volumes, probes.
+
+Pure. ``pod_spec`` turns a planned variant into the PodSpec of its Deployment:
+
+- ``vllm serve`` with the planned TP and the variant's context, memory and quantization;
+- ``nvidia.com/gpu`` requested and limited to TP; **required** node affinity to the
+  generation's GPU Feature Discovery product strings *and* its memory label (a range,
+  as ``hardware.catalog`` matches it); the GPU taint tolerated;
+- ``/dev/shm`` as a memory emptyDir (NCCL and vLLM's workers exchange tensors through
+  it), a model-cache volume (an emptyDir, or the claim of a ``pvc://`` source), the hub
+  token from the referenced Secret, the NCCL environment from TP 4 on;
+- a startup probe whose budget grows with the weights to load, readiness and liveness
+  on ``/health``; a non-root, read-only-root, no-capability security context (vLLM only
+  needs writable HOME, cache and /tmp, which are volumes here).
+"""
+
+from __future__ import annotations
+
+import math
+
+from gpufleet.api.modelpool import ModelPoolSpec
+from gpufleet.controller import bodies
+from gpufleet.controller.variants import VariantDecision
+from gpufleet.hardware import catalog
+
+CONTAINER = "vllm"
+PORT_NAME = "http"
+CACHE_DIR = "/cache"
+MODELS_DIR = "/models"
+RUN_AS = 1000
+# vLLM's recommended NCCL settings for TP >= 4 in one node (the issue's list): fail fast
+# on collective errors instead of hanging, and enough channels/buffer for NVLink.
+NCCL_ENV = (
+    ("NCCL_ASYNC_ERROR_HANDLING", "1"),
+    ("NCCL_MIN_NCHANNELS", "4"),
+    ("NCCL_BUFFSIZE", "8388608"),
+    ("NCCL_P2P_DISABLE", "0"),
+)
+# Loading weights: a fixed start (image, CUDA init, CUDA graphs) plus ~100 MB/s of
+# weights fetched and copied to the GPUs; pessimistic on purpose, a slow start is
+# cheaper than a restart loop that never finishes loading.
+STARTUP_BASE_SECONDS = 300
+STARTUP_SECONDS_PER_GB = 10
+PROBE_PERIOD_SECONDS = 10
+# vLLM's --dtype for 16-bit weights and --quantization for load-time / kernel formats;
+# int8 and int4 checkpoints carry their quantization_config, which vLLM reads itself.
+_DTYPE_FLAG = {"bf16": "bfloat16", "fp16": "float16"}
+_QUANTIZATION_FLAG = {"fp8": "fp8", "awq": "awq", "gptq": "gptq"}
+GPU_TOLERATION = bodies.Toleration(key=catalog.GPU_RESOURCE, operator="Exists", effect="NoSchedule")
+
+
+def tensor_parallel_size(decision: VariantDecision) -> int:
+    tp = decision.plan.tensor_parallel_size
+    if tp is None:
+        raise ValueError(f"variant {decision.name} is infeasible: {decision.plan.reason}")
+    return tp
+
+
+def model_location(source: str) -> tuple[str, list[str]]:
+    """``--model`` and the extra flags a weight source needs (revision, load format)."""
+    scheme, _, rest = source.partition("://")
+    if scheme == "hf":
+        repo, _, revision = rest.partition("@")
+        return repo, (["--revision", revision] if revision else [])
+    if scheme == "pvc":
+        claim, _, path = rest.partition("/")
+        return f"{MODELS_DIR}/{claim}/{path}".rstrip("/"), []
+    return source, ["--load-format", "runai_streamer"]
+
+
+def vllm_args(spec: ModelPoolSpec, decision: VariantDecision) -> list[str]:
+    """The arguments after ``vllm serve``; owned flags first, the variant's extras last."""
+    model, source_flags = model_location(spec.model.source)
+    variant, plan = decision.variant, decision.plan
+    args = [
+        "--model", model,
+        "--served-model-name", spec.model.name,
+        "--tensor-parallel-size", str(tensor_parallel_size(decision)),
+        "--max-model-len", str(plan.max_model_len),
+        "--gpu-memory-utilization", f"{variant.gpu_memory_utilization:g}",
+        "--port", str(spec.serving.port),
+        "--max-num-seqs", str(spec.serving.max_num_seqs),
+        *source_flags,
+    ]  # fmt: skip
+    if decision.dtype in _DTYPE_FLAG:
+        args += ["--dtype", _DTYPE_FLAG[decision.dtype]]
+    if decision.dtype in _QUANTIZATION_FLAG:
+        args += ["--quantization", _QUANTIZATION_FLAG[decision.dtype]]
+    if spec.model.kv_cache_dtype == "fp8":
+        args += ["--kv-cache-dtype", "fp8"]
+    if spec.serving.enable_prefix_caching:
+        args.append("--enable-prefix-caching")
+    return [*args, *variant.extra_args]
+
+
+def env(spec: ModelPoolSpec, tp: int) -> list[bodies.EnvVar]:
+    out = [
+        bodies.EnvVar(name="HOME", value=CACHE_DIR),
+        bodies.EnvVar(name="HF_HOME", value=f"{CACHE_DIR}/huggingface"),
+        bodies.EnvVar(name="VLLM_NO_USAGE_STATS", value="1"),
+    ]
+    ref = spec.hub_token_secret_ref
+    if ref is not None:
+        selector = bodies.SecretKeySelector(name=ref.name, key=ref.key)
+        out.append(bodies.EnvVar(name="HF_TOKEN", valueFrom={"secretKeyRef": selector}))
+    if tp >= 4:
+        out += [bodies.EnvVar(name=k, value=v) for k, v in NCCL_ENV]
+    return out
+
+
+def startup_budget_seconds(weights_bytes: int) -> int:
+    return STARTUP_BASE_SECONDS + math.ceil(weights_bytes / 1e9) * STARTUP_SECONDS_PER_GB
+
+
+def _probe(*, period: int, failures: int) -> bodies.Probe:
+    return bodies.Probe(
+        httpGet=bodies.HttpGet(path="/health", port=PORT_NAME),
+        periodSeconds=period,
+        failureThreshold=failures,
+        timeoutSeconds=5,
+    )
+
+
+def node_affinity(gpu: catalog.GpuSpec) -> bodies.Affinity:
+    """Required: one of the generation's product strings and memory within tolerance."""
+    slack = math.ceil(gpu.memory_mib * catalog.MEMORY_TOLERANCE)
+    low, high = str(gpu.memory_mib - slack - 1), str(gpu.memory_mib + slack + 1)
+    term = bodies.NodeSelectorTerm(
+        matchExpressions=[
+            {"key": catalog.PRODUCT_LABEL, "operator": "In", "values": list(gpu.products)},
+            {"key": catalog.MEMORY_LABEL, "operator": "Gt", "values": [low]},
+            {"key": catalog.MEMORY_LABEL, "operator": "Lt", "values": [high]},
+        ]
+    )
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [term]}}}  # fmt: skip
+
+
+def tolerations(spec: ModelPoolSpec) -> list[bodies.Toleration]:
+    out = [GPU_TOLERATION]
+    for t in spec.placement.tolerations:
+        item = bodies.Toleration(operator=t.operator)
+        if t.key:
+            item["key"] = t.key
+        if t.value:
+            item["value"] = t.value
+        if t.effect:
+            item["effect"] = t.effect
+        if t.toleration_seconds is not None:
+            item["tolerationSeconds"] = t.toleration_seconds
+        out.append(item)
+    return out
+
+
+def resources(tp: int) -> bodies.ResourceRequirements:
+    """TP GPUs; host CPU and memory per GPU for tokenisation and weight staging."""
+    gpus = str(tp)
+    memory = f"{16 * tp + shm_gib(tp)}Gi"
+    return bodies.ResourceRequirements(
+        requests={"cpu": str(2 * tp), "memory": memory, catalog.GPU_RESOURCE: gpus},
+        limits={"memory": memory, catalog.GPU_RESOURCE: gpus},
+    )
+
+
+def shm_gib(tp: int) -> int:
+    return 2 * tp
+
+
+def volumes(spec: ModelPoolSpec, tp: int) -> tuple[list[bodies.Volume], list[bodies.VolumeMount]]:
+    vols = [
+        bodies.Volume(name="dshm", emptyDir={"medium": "Memory", "sizeLimit": f"{shm_gib(tp)}Gi"}),
+        bodies.Volume(name="model-cache", emptyDir={"sizeLimit": "1Ti"}),
+        bodies.Volume(name="tmp", emptyDir={"sizeLimit": "4Gi"}),
+    ]
+    mounts = [
+        bodies.VolumeMount(name="dshm", mountPath="/dev/shm"),
+        bodies.VolumeMount(name="model-cache", mountPath=CACHE_DIR),
+        bodies.VolumeMount(name="tmp", mountPath="/tmp"),
+    ]
+    scheme, _, rest = spec.model.source.partition("://")
+    if scheme == "pvc":
+        claim = rest.partition("/")[0]
+        pvc = bodies.PvcSource(claimName=claim, readOnly=True)
+        vols.append(bodies.Volume(name="model-weights", persistentVolumeClaim=pvc))
+        mounts.append(
+            bodies.VolumeMount(
+                name="model-weights", mountPath=f"{MODELS_DIR}/{claim}", readOnly=True
+            )
+        )
+    return vols, mounts
+
+
+def container(spec: ModelPoolSpec, decision: VariantDecision) -> bodies.Container:
+    tp = tensor_parallel_size(decision)
+    _, mounts = volumes(spec, tp)
+    startup = startup_budget_seconds(decision.plan.weights_bytes)
+    return bodies.Container(
+        name=CONTAINER,
+        image=spec.serving.image,
+        command=["vllm", "serve"],
+        args=vllm_args(spec, decision),
+        env=env(spec, tp),
+        ports=[{"name": PORT_NAME, "containerPort": spec.serving.port, "protocol": "TCP"}],
+        resources=resources(tp),
+        volumeMounts=mounts,
+        startupProbe=_probe(
+            period=PROBE_PERIOD_SECONDS, failures=math.ceil(startup / PROBE_PERIOD_SECONDS)
+        ),
+        readinessProbe=_probe(period=5, failures=3),
+        livenessProbe=_probe(period=15, failures=4),
+        securityContext=bodies.ContainerSecurityContext(
+            allowPrivilegeEscalation=False,
+            readOnlyRootFilesystem=True,
+            runAsNonRoot=True,
+            capabilities={"drop": ["ALL"]},
+            seccompProfile={"type": "RuntimeDefault"},
+        ),
+    )
+
+
+def pod_spec(spec: ModelPoolSpec, decision: VariantDecision) -> bodies.PodSpec:
+    tp = tensor_parallel_size(decision)
+    vols, _ = volumes(spec, tp)
+    out = bodies.PodSpec(
+        containers=[container(spec, decision)],
+        volumes=vols,
+        affinity=node_affinity(decision.gpu),
+        tolerations=tolerations(spec),
+        securityContext=bodies.PodSecurityContext(
+            runAsNonRoot=True,
+            runAsUser=RUN_AS,
+            runAsGroup=RUN_AS,
+            fsGroup=RUN_AS,
+            seccompProfile={"type": "RuntimeDefault"},
+        ),
+        terminationGracePeriodSeconds=60,
+        enableServiceLinks=False,
+        automountServiceAccountToken=False,
+    )
+    if spec.placement.node_selector:
+        out["nodeSelector"] = dict(spec.placement.node_selector)
+    if spec.placement.priority_class_name:
+        out["priorityClassName"] = spec.placement.priority_class_name
+    return out

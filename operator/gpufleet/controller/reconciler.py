@@ -1,0 +1,128 @@
+"""Reconcile one ModelPool: gather (caches, one Secret read) → plan (pure) → execute → status.
+
+The I/O half of the reconcile; every decision is made by ``controller.variants``,
+``controller.plan`` and ``controller.status``. Failures leave as Kopf's exception types,
+which the worker loop (``controller.runtime``) treats as Kopf would treat them in a
+handler: ``kopf.TemporaryError`` → retried after its ``delay``; ``kopf.PermanentError``
+→ the pool's status says why, and the pool is left alone until its spec changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import kopf
+import pydantic
+
+from gpufleet.api.modelpool import ModelPoolStatus
+from gpufleet.api.resources import ModelPool
+from gpufleet.controller import kube, observe, plan, render, status, variants
+from gpufleet.controller.workqueue import Key
+
+
+class Cache(Protocol):
+    """What the reconciler reads from the watches (``controller.runtime.OperatorState``)."""
+
+    def pool(self, key: Key) -> Mapping[str, Any] | None: ...
+
+    def children(self, key: Key) -> dict[tuple[str, str], observe.ObservedChild]: ...
+
+    def pods(self, key: Key) -> list[observe.ObservedPod]: ...
+
+    def remember_applied(self, obj: Mapping[str, Any]) -> None: ...
+
+    def previous_status(self, key: Key, body: Mapping[str, Any]) -> ModelPoolStatus | None: ...
+
+    def remember_status(
+        self, key: Key, written: ModelPoolStatus, resource_version: str
+    ) -> None: ...
+
+
+def _parse(raw: Mapping[str, Any]) -> ModelPool:
+    body = {k: v for k, v in raw.items() if k != "status"}
+    try:
+        return ModelPool.model_validate(body)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise kopf.PermanentError(f"invalid ModelPool: {where}: {first['msg']}") from exc
+
+
+def _execute(client: kube.Kube, cache: Cache, todo: plan.Plan) -> None:
+    for intent in todo.apply:
+        cache.remember_applied(client.apply(intent))
+    for target in todo.delete:
+        client.delete(target)
+
+
+async def reconcile(
+    key: Key, *, cache: Cache, client: kube.Kube, clock: Callable[[], datetime.datetime]
+) -> None:
+    """Bring pool ``key``'s children and status to its spec; no-op if the pool is gone."""
+    raw = cache.pool(key)
+    if raw is None:
+        return
+    pool = _parse(raw)
+    spec, meta = pool.spec, pool.metadata
+    ref = render.PoolRef(name=meta.name, namespace=key[0], uid=meta.uid or "")
+    decisions = variants.plan_pool(spec)
+    problems = variants.spec_problems(meta.name, spec)
+    secret_ref = spec.hub_token_secret_ref
+    missing = (
+        await asyncio.to_thread(client.secret_problem, key[0], secret_ref) if secret_ref else ""
+    )
+    if not problems:
+        observed = cache.children(key)
+        intents = plan.desired(ref, spec, decisions, observed)
+        todo = plan.diff(intents, observed, hold_deployments=bool(missing))
+        try:
+            await asyncio.to_thread(_execute, client, cache, todo)
+        except kube.Transient as exc:
+            raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
+        except kube.Rejected as exc:
+            problems = (f"the API server rejected a child: {exc}",)
+    await _report(key, raw, pool, decisions, problems, missing, cache, client, clock)
+    if problems:
+        raise kopf.PermanentError("; ".join(problems))
+
+
+async def _report(
+    key: Key,
+    raw: Mapping[str, Any],
+    pool: ModelPool,
+    decisions: tuple[variants.VariantDecision, ...],
+    problems: tuple[str, ...],
+    missing: str,
+    cache: Cache,
+    client: kube.Kube,
+    clock: Callable[[], datetime.datetime],
+) -> None:
+    """Write the status when it changed, and an Event per condition that flipped."""
+    children = cache.children(key)
+    deployments = {
+        d.name: children[("Deployment", variants.deployment_name(key[1], d.name))]
+        for d in decisions
+        if ("Deployment", variants.deployment_name(key[1], d.name)) in children
+    }
+    seen = status.Observation(
+        generation=pool.metadata.generation or 0,
+        deployments=deployments,
+        pods=cache.pods(key),
+        missing_secret=missing,
+        problems=problems,
+    )
+    previous = cache.previous_status(key, raw)
+    new = status.compute(pool.spec, decisions, seen, previous=previous, now=clock())
+    if new == previous:
+        return
+    try:
+        version = await asyncio.to_thread(client.patch_status, key[0], key[1], new)
+    except kube.Transient as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
+    cache.remember_status(key, new, version)
+    at = status.rfc3339(clock())
+    for event in status.transitions(previous, new):
+        await asyncio.to_thread(client.event, raw, event, at=at)

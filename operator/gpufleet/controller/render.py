@@ -1,0 +1,150 @@
+"""The children of a ModelPool as server-side-apply intents: Deployments, Service, PDB.
+
+Pure. One Deployment ``<pool>-<variant>`` per feasible variant (pod from
+``controller.podspec``), one Service named after the pool over all its variants' pods,
+and one PodDisruptionBudget allowing one voluntary disruption at a time. Every child is
+owned by the pool (``ownerReferences``, so deleting the pool lets the garbage collector
+remove it) and carries ``gpufleet.io/spec-hash``: a digest of the intent itself, so a
+changed intent is seen without comparing bodies. ``replicas`` is part of the intent
+only while the operator owns the field (see ``controller.observe.replicas_owned_by_others``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import TypeVar
+
+from gpufleet.api import common
+from gpufleet.api.modelpool import ModelPoolSpec
+from gpufleet.controller import bodies, naming, podspec
+from gpufleet.controller.variants import VariantDecision, deployment_name
+
+PROGRESS_DEADLINE_MARGIN_SECONDS = 600
+_C = TypeVar("_C", bodies.Deployment, bodies.Service, bodies.PodDisruptionBudget)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolRef:
+    """The identity of the ModelPool the children belong to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+def owner_reference(pool: PoolRef) -> bodies.OwnerReference:
+    return bodies.OwnerReference(
+        apiVersion=common.API_VERSION,
+        kind="ModelPool",
+        name=pool.name,
+        uid=pool.uid,
+        controller=True,
+        blockOwnerDeletion=True,
+    )
+
+
+def _metadata(pool: PoolRef, name: str, labels: dict[str, str]) -> bodies.Metadata:
+    return bodies.Metadata(
+        name=name,
+        namespace=pool.namespace,
+        labels=labels,
+        ownerReferences=[owner_reference(pool)],
+    )
+
+
+def spec_hash(child: bodies.Child) -> str:
+    """A digest of the intent, ignoring any spec-hash annotation already on it."""
+    doc = json.loads(json.dumps(child))
+    doc["metadata"].get("annotations", {}).pop(naming.SPEC_HASH, None)
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def with_hash(child: _C) -> _C:
+    digest = spec_hash(child)
+    child["metadata"]["annotations"] = child["metadata"].get("annotations", {}) | {
+        naming.SPEC_HASH: digest
+    }
+    return child
+
+
+def variant_labels(pool: str, spec: ModelPoolSpec, decision: VariantDecision) -> dict[str, str]:
+    return naming.variant_selector(pool, decision.name) | {
+        naming.GPU: decision.gpu.name,
+        naming.MODEL: naming.label_value(spec.model.name),
+        naming.TENSOR_PARALLEL_SIZE: str(podspec.tensor_parallel_size(decision)),
+        naming.COMPONENT: "model-server",
+    }
+
+
+def _template_annotations(spec: ModelPoolSpec) -> dict[str, str]:
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(spec.serving.port),
+        "prometheus.io/path": "/metrics",
+        naming.MODEL_ANNOTATION: spec.model.name,
+    }
+
+
+def deployment(
+    pool: PoolRef, spec: ModelPoolSpec, decision: VariantDecision, *, replicas: int | None
+) -> bodies.Deployment:
+    """The Deployment of a feasible variant; ``replicas`` None leaves the field to others."""
+    labels = variant_labels(pool.name, spec, decision)
+    startup = podspec.startup_budget_seconds(decision.plan.weights_bytes)
+    body_spec = bodies.DeploymentSpec(
+        selector={"matchLabels": naming.variant_selector(pool.name, decision.name)},
+        # Surge one replica and never drop below the desired count: a rollout waits for
+        # spare GPUs rather than taking serving capacity away.
+        strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        revisionHistoryLimit=3,
+        progressDeadlineSeconds=startup + PROGRESS_DEADLINE_MARGIN_SECONDS,
+        template={
+            "metadata": {"labels": labels, "annotations": _template_annotations(spec)},
+            "spec": podspec.pod_spec(spec, decision),
+        },
+    )
+    if replicas is not None:
+        body_spec["replicas"] = replicas
+    name = deployment_name(pool.name, decision.name)
+    return with_hash(
+        bodies.Deployment(
+            apiVersion="apps/v1",
+            kind="Deployment",
+            metadata=_metadata(pool, name, labels),
+            spec=body_spec,
+        )
+    )
+
+
+def _pool_labels(pool: str) -> dict[str, str]:
+    return naming.pool_labels(pool) | {naming.COMPONENT: "model-server"}
+
+
+def service(pool: PoolRef, spec: ModelPoolSpec) -> bodies.Service:
+    """One ClusterIP Service over every variant's pods, named after the pool."""
+    port = bodies.ServicePort(
+        name=podspec.PORT_NAME, port=spec.serving.port, targetPort=podspec.PORT_NAME, protocol="TCP"
+    )
+    return with_hash(
+        bodies.Service(
+            apiVersion="v1",
+            kind="Service",
+            metadata=_metadata(pool, pool.name, _pool_labels(pool.name)),
+            spec={"type": "ClusterIP", "selector": naming.pool_labels(pool.name), "ports": [port]},
+        )
+    )
+
+
+def disruption_budget(pool: PoolRef) -> bodies.PodDisruptionBudget:
+    """At most one of the pool's pods voluntarily disrupted (drained, evicted) at a time."""
+    return with_hash(
+        bodies.PodDisruptionBudget(
+            apiVersion="policy/v1",
+            kind="PodDisruptionBudget",
+            metadata=_metadata(pool, pool.name, _pool_labels(pool.name)),
+            spec={"selector": {"matchLabels": naming.pool_labels(pool.name)}, "maxUnavailable": 1},
+        )
+    )

@@ -1,0 +1,210 @@
+"""The ModelPool status, computed from the plan and what the watches observed.
+
+Pure; the clock is an argument. Follows the Kubernetes API conventions: conditions
+``Ready``, ``Progressing`` and ``Degraded`` with a CamelCase ``reason`` and a human
+``message``; ``lastTransitionTime`` moves only when a condition's status flips (a new
+message alone keeps it), so computing the status of an unchanged pool yields an equal
+value and nothing is written. Per variant: the planner's TP and KV capacity, desired and
+ready replicas, and a ``reason`` starting ``Infeasible:`` (the planner's words),
+``Unschedulable:`` (the scheduler's message of a Pending pod) or ``SecretMissing:``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+
+from gpufleet.api import common
+from gpufleet.api.modelpool import ModelPoolSpec, ModelPoolStatus, VariantStatus
+from gpufleet.controller import observe, plan
+from gpufleet.controller.variants import VariantDecision
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Observation:
+    """Everything the status is computed from, besides the spec and the plans."""
+
+    generation: int
+    deployments: Mapping[str, observe.ObservedChild]  # by variant name
+    pods: Sequence[observe.ObservedPod]
+    missing_secret: str = ""  # why the hub-token Secret cannot be used; empty when it can
+    problems: tuple[str, ...] = ()  # spec_problems(); non-empty = nothing was planned
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """A Kubernetes Event to post about a condition that flipped."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+def _variant_status(
+    spec: ModelPoolSpec, decision: VariantDecision, seen: Observation
+) -> VariantStatus:
+    p = decision.plan
+    live = seen.deployments.get(decision.name)
+    base = VariantStatus(
+        name=decision.name,
+        gpu=decision.gpu.name,
+        feasible=p.feasible,
+        tensor_parallel_size=p.tensor_parallel_size,
+        weights_per_gpu_bytes=p.weights_per_gpu_bytes,
+        kv_cache_tokens=p.kv_cache_tokens,
+        max_concurrent_sequences=p.max_concurrent_sequences,
+    )
+    if not p.feasible:
+        return base.model_copy(update={"reason": f"Infeasible: {p.reason}"})
+    intent = plan.replicas_intent(spec, decision.variant, live)
+    desired = intent if intent is not None else (live.replicas if live else 0) or 0
+    update: dict[str, object] = {
+        "desired_replicas": desired,
+        "ready_replicas": live.ready_replicas if live else 0,
+    }
+    pending = [x.unschedulable for x in seen.pods if x.variant == decision.name and x.unschedulable]
+    if seen.missing_secret:
+        update["reason"] = f"SecretMissing: {seen.missing_secret}"
+    elif pending:
+        update["reason"] = f"Unschedulable: {pending[0]}"
+    return base.model_copy(update=update)
+
+
+def _converged(v: VariantStatus, live: observe.ObservedChild | None) -> bool:
+    return live is not None and live.rolled_out and v.ready_replicas >= v.desired_replicas
+
+
+def _names(items: Iterable[VariantStatus]) -> str:
+    return ", ".join(v.name for v in items)
+
+
+def _all_blocked(reason: str, degraded: str, msg: str) -> list[tuple[str, str, str, str]]:
+    return [
+        ("Ready", "False", reason, msg),
+        ("Progressing", "False", reason, msg),
+        ("Degraded", "True", degraded, msg),
+    ]
+
+
+def _conditions(
+    variants: Sequence[VariantStatus], seen: Observation
+) -> list[tuple[str, str, str, str]]:
+    """(type, status, reason, message) of Ready, Progressing, Degraded."""
+    if seen.problems:
+        return _all_blocked("InvalidSpec", "InvalidSpec", "; ".join(seen.problems))
+    feasible = [v for v in variants if v.feasible]
+    infeasible = [v for v in variants if not v.feasible]
+    if not feasible:
+        msg = "no variant fits its GPU generation: " + "; ".join(
+            f"{v.name}: {v.reason}" for v in infeasible
+        )
+        return _all_blocked("NoFeasibleVariant", "VariantInfeasible", msg)
+    if seen.missing_secret:
+        msg = f"hub token unavailable: {seen.missing_secret}"
+        return _all_blocked("SecretMissing", "SecretMissing", msg)
+    waiting = [v for v in feasible if not _converged(v, seen.deployments.get(v.name))]
+    stuck = [v for v in feasible if v.reason.startswith("Unschedulable")]
+    return [_ready(feasible, waiting), _progressing(waiting, stuck), _degraded(stuck, infeasible)]
+
+
+def _ready(
+    feasible: list[VariantStatus], waiting: list[VariantStatus]
+) -> tuple[str, str, str, str]:
+    if waiting:
+        detail = "; ".join(f"{v.name} {v.ready_replicas}/{v.desired_replicas}" for v in waiting)
+        return ("Ready", "False", "VariantsNotReady", f"variants not ready: {detail}")
+    ready = sum(v.ready_replicas for v in feasible)
+    return ("Ready", "True", "AllVariantsReady",
+            f"{ready} replicas ready across {len(feasible)} variants")  # fmt: skip
+
+
+def _progressing(
+    waiting: list[VariantStatus], stuck: list[VariantStatus]
+) -> tuple[str, str, str, str]:
+    moving = [v for v in waiting if v not in stuck]
+    if moving:
+        return ("Progressing", "True", "RollingOut", f"rolling out: {_names(moving)}")
+    if stuck:
+        return ("Progressing", "False", "Unschedulable", f"cannot place pods of {_names(stuck)}")
+    return ("Progressing", "False", "Complete", "every variant runs its latest spec")
+
+
+def _degraded(
+    stuck: list[VariantStatus], infeasible: list[VariantStatus]
+) -> tuple[str, str, str, str]:
+    problems = [f"{v.name}: {v.reason}" for v in (*stuck, *infeasible)]
+    if stuck:
+        return ("Degraded", "True", "VariantUnschedulable", "; ".join(problems))
+    if infeasible:
+        return ("Degraded", "True", "VariantInfeasible", "; ".join(problems))
+    return ("Degraded", "False", "AsExpected", "every variant is feasible and placed")
+
+
+def _condition(
+    item: tuple[str, str, str, str],
+    previous: Mapping[str, common.Condition],
+    *,
+    generation: int,
+    now: str,
+) -> common.Condition:
+    kind, state, reason, message = item
+    old = previous.get(kind)
+    since = old.last_transition_time if old is not None and old.status == state else now
+    return common.Condition(
+        type=kind,
+        status=state,
+        reason=reason,
+        message=message[:32768],
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+
+
+def rfc3339(now: datetime.datetime) -> str:
+    return now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def compute(
+    spec: ModelPoolSpec,
+    decisions: Sequence[VariantDecision],
+    seen: Observation,
+    *,
+    previous: ModelPoolStatus | None,
+    now: datetime.datetime,
+) -> ModelPoolStatus:
+    """The status to write; equal to ``previous`` when nothing observable changed."""
+    variants = [_variant_status(spec, d, seen) for d in decisions]
+    old = {c.type: c for c in (previous.conditions if previous else ())}
+    conditions = tuple(
+        _condition(c, old, generation=seen.generation, now=rfc3339(now))
+        for c in _conditions(variants, seen)
+    )
+    return ModelPoolStatus(
+        observed_generation=seen.generation,
+        conditions=conditions,
+        variants=tuple(variants),
+        variant_count=len(spec.variants),
+        desired_replicas=sum(v.desired_replicas for v in variants),
+        ready_replicas=sum(v.ready_replicas for v in variants),
+    )
+
+
+def _event_type(condition: common.Condition) -> str:
+    healthy = {"Ready": "True", "Degraded": "False"}.get(condition.type, condition.status)
+    return "Normal" if condition.status == healthy else "Warning"
+
+
+def transitions(previous: ModelPoolStatus | None, current: ModelPoolStatus) -> list[Event]:
+    """An Event for every condition whose status flipped (or first appeared): Warning when
+    it flipped to unhealthy (Ready False, Degraded True), Normal otherwise."""
+    old = {c.type: c.status for c in (previous.conditions if previous else ())}
+    return [
+        Event(
+            type=_event_type(c),
+            reason=c.reason or f"{c.type}{c.status}",
+            message=f"{c.type}={c.status}: {c.message}"[:1024],
+        )
+        for c in current.conditions
+        if old.get(c.type) != c.status
+    ]

@@ -1,0 +1,113 @@
+"""Planning every variant of a ModelPool, and the specs no reconcile can ever satisfy.
+
+Pure. ``plan_pool`` runs the planner (``gpufleet.planning``) once per variant with the
+variant's own dtype, TP, context and memory settings; ``spec_problems`` lists what makes
+a schema-valid spec impossible to realise (names the API server would reject on the
+children), each naming the field at fault.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from gpufleet.api.modelpool import ModelPoolSpec
+from gpufleet.api.modelsource import ModelSpec
+from gpufleet.api.variant import Variant
+from gpufleet.hardware import catalog
+from gpufleet.planning import models, planner
+
+# Service names are DNS-1035 labels; label values (gpufleet.io/pool) are at most 63.
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+MAX_LABEL = 63
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VariantDecision:
+    """One variant with its GPU generation and the planner's verdict."""
+
+    variant: Variant
+    gpu: catalog.GpuSpec
+    plan: planner.VariantPlan
+    dtype: str
+
+    @property
+    def name(self) -> str:
+        return self.variant.name
+
+    @property
+    def feasible(self) -> bool:
+        return self.plan.feasible
+
+
+def model_arch(model: ModelSpec) -> models.ModelArch:
+    """The planner's view of the pool's model: the catalog entry or the explicit numbers."""
+    if model.catalog_name is not None:
+        return models.get(model.catalog_name)
+    arch = model.architecture
+    if arch is None:  # the API's validators make this unreachable
+        raise ValueError("model: exactly one of catalogName and architecture must be set")
+    return models.ModelArch(
+        name=model.name,
+        parameters=arch.parameters,
+        num_layers=arch.num_layers,
+        hidden_size=arch.hidden_size,
+        num_attention_heads=arch.num_attention_heads,
+        num_kv_heads=arch.num_kv_heads,
+        head_dim=arch.head_dim,
+        max_context=arch.max_context,
+        vocab_size=arch.vocab_size,
+        tie_word_embeddings=arch.tie_word_embeddings,
+    )
+
+
+def plan_pool(spec: ModelPoolSpec) -> tuple[VariantDecision, ...]:
+    """The planner's decision for every variant, in spec order."""
+    arch = model_arch(spec.model)
+    return tuple(_decide(spec, arch, v) for v in spec.variants)
+
+
+def _decide(spec: ModelPoolSpec, arch: models.ModelArch, variant: Variant) -> VariantDecision:
+    gpu = catalog.get(variant.gpu)
+    dtype = variant.quantization or spec.model.dtype
+    tp = variant.tensor_parallel_size
+    plan = planner.plan_variant(
+        arch,
+        gpu,
+        dtype=dtype,
+        kv_cache_dtype=spec.model.kv_cache_dtype,
+        tensor_parallel_size=None if tp == "auto" else tp,
+        max_model_len=variant.max_model_len or spec.model.max_model_len,
+        gpu_memory_utilization=variant.gpu_memory_utilization,
+        min_sequences=spec.serving.min_full_length_sequences,
+    )
+    return VariantDecision(variant=variant, gpu=gpu, plan=plan, dtype=dtype)
+
+
+def deployment_name(pool: str, variant: str) -> str:
+    return f"{pool}-{variant}"
+
+
+def spec_problems(pool: str, spec: ModelPoolSpec) -> tuple[str, ...]:
+    """Why no reconcile can realise this pool; empty when it can.
+
+    The pool's name becomes a Service name (a DNS-1035 label) and a label value, and
+    each ``<pool>-<variant>`` a Deployment name whose pods carry it in labels: all at
+    most 63 characters.
+    """
+    problems: list[str] = []
+    if len(pool) > MAX_LABEL or not _DNS_1035.match(pool):
+        problems.append(
+            f"metadata.name {pool!r} must be a DNS-1035 label (lowercase letters, digits and "
+            f"'-', starting with a letter, at most {MAX_LABEL} characters): it names the "
+            "pool's Service"
+        )
+    for variant in spec.variants:
+        name = deployment_name(pool, variant.name)
+        if len(name) > MAX_LABEL:
+            problems.append(
+                f"spec.variants[{variant.name}].name: Deployment name {name!r} is "
+                f"{len(name)} characters; pool and variant names together must be at most "
+                f"{MAX_LABEL - 1}"
+            )
+    return tuple(problems)
