@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from gpufleet.router import service
-from gpufleet.router.errors import RouterError, UpstreamFailed, UpstreamTimeout
+from gpufleet.router.errors import RouterError, Unavailable, UpstreamFailed, UpstreamTimeout
 from gpufleet.router.registry import Lease, Slot
 from gpufleet.routing import picker
 
@@ -52,8 +52,9 @@ async def forward(
 ) -> web.StreamResponse:
     tried: set[str] = set()
     retries = router.policy.failure_handling.retries
+    last: _Retryable | None = None
     while True:
-        decision = await service.route(router, job, frozenset(tried))
+        decision = await _route(router, job, frozenset(tried), last)
         outcome.decision = decision
         lease = router.registry.lease(decision.endpoint.id, job.estimate.cost)
         try:
@@ -62,12 +63,27 @@ async def forward(
             tried.add(decision.endpoint.id)
             if len(tried) > retries.max_retries or not router.take_retry():
                 raise failed.error from None
-            router.metrics.retries.labels(failed.reason).inc()
-            router.stats.retries += 1
+            last = failed
         finally:
             lease.release()
             router.gate.wake()
         await asyncio.sleep(retries.backoff_millis / 1000)
+
+
+async def _route(
+    router: service.Router, job: service.Job, tried: frozenset[str], last: _Retryable | None
+) -> picker.Decision:
+    """The next endpoint; after a failure, the failure itself when none is left."""
+    try:
+        decision = await service.route(router, job, tried)
+    except Unavailable:
+        if last is not None:
+            raise last.error from None
+        raise
+    if last is not None:
+        router.metrics.retries.labels(last.reason).inc()
+        router.stats.retries += 1
+    return decision
 
 
 async def _attempt(

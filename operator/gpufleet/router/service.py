@@ -99,6 +99,8 @@ def tenant_of(router: Router, authorization: str | None) -> str:
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthorized("the Authorization header must be 'Bearer <API key>'")
         key = value.strip()
+    if not router.policy.admission.tenants:
+        return admission.ANONYMOUS  # no tenants: keys are not checked (clients send any)
     try:
         tenant = router.keyring.tenant(key)
     except admission.UnknownKey:

@@ -1,0 +1,267 @@
+"""Proxying against real simulator processes: the openai client (streaming too),
+retries before the first byte only, timeouts, mid-stream failures, client cancel,
+circuit breaking, and accounting that never leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from gpufleet.router import appkeys
+from tests.router.peers import (
+    MODEL,
+    Sim,
+    chat,
+    free_port,
+    router_config,
+    serve_router,
+    settled,
+    start_sim,
+    stream_events,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _no_leak(stats: dict[str, Any]) -> None:
+    for endpoint in stats["endpoints"]:
+        assert endpoint["in_flight"] == 0, endpoint
+        assert endpoint["pending_tokens"] == 0, endpoint
+
+
+async def test_openai_client_streaming_and_not(sims: tuple[Sim, Sim]) -> None:
+    backends = [s.backend() for s in sims]
+    async with serve_router(router_config(backends)) as (url, _):
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        try:
+            assert [m.id async for m in client.models.list()] == [MODEL]
+            reply = await client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "hello"}], max_tokens=6
+            )
+            assert reply.usage is not None and reply.usage.completion_tokens == 6
+            stream = await client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=5,
+                stream=True, stream_options={"include_usage": True},
+            )  # fmt: skip
+            pieces, usage = [], None
+            async for chunk in stream:
+                pieces += [c.delta.content for c in chunk.choices if c.delta.content]
+                usage = chunk.usage or usage
+            assert len(pieces) == 5 and usage is not None and usage.completion_tokens == 5
+            completion = await client.completions.create(model=MODEL, prompt="abc", max_tokens=3)
+            assert completion.choices[0].finish_reason == "length"
+        finally:
+            await client.close()
+        _no_leak(await settled(url))
+
+
+async def test_stream_is_passed_through_unbuffered(sims: tuple[Sim, Sim]) -> None:
+    fast, _ = sims
+    fast.faults(slowdown=200)  # ~ a token every 0.1 s at speed 20
+    async with serve_router(router_config([fast.backend()])) as (url, _):
+        async with aiohttp.ClientSession() as session:
+            body = chat(max_tokens=6, stream=True)
+            async with session.post(url + "/v1/chat/completions", json=body) as r:
+                loop = asyncio.get_running_loop()
+                stamps = []
+                async for raw in r.content:
+                    if raw.startswith(b"data: "):
+                        stamps.append(loop.time())
+        assert len(stamps) == 8  # role, 6 tokens, [DONE]
+        assert stamps[-1] - stamps[1] > 0.2  # chunks arrived spread out, not in one burst
+
+
+async def test_connect_error_is_retried_and_unhealthy_endpoint_dropped(
+    sims: tuple[Sim, Sim],
+) -> None:
+    fast, _ = sims
+    dead = {"url": f"http://127.0.0.1:{free_port()}", "model": MODEL, "gpu": "B200"}
+    raw = router_config([dead, fast.backend()], strategy="round-robin")
+    raw["healthCheck"] = {"intervalSeconds": 300}
+    async with serve_router(raw) as (url, app), aiohttp.ClientSession() as session:
+        slot = app[appkeys.ROUTER].registry.slots[dead["url"]]
+        slot.healthy = True  # as if the probe had not run yet: requests do reach it
+        for _ in range(4):
+            async with session.post(url + "/v1/chat/completions", json=chat()) as r:
+                assert r.status == 200
+                assert r.headers["x-gpufleet-endpoint"] == fast.url
+        stats = await settled(url)
+    assert stats["retries"] >= 1
+    assert stats["outcomes"] == {"success": 4}
+    _no_leak(stats)
+
+
+async def test_breaker_opens_and_stops_traffic(sims: tuple[Sim, Sim]) -> None:
+    fast, slow = sims
+    fast.faults(error_rate=1.0)
+    raw = router_config(
+        [fast.backend(), slow.backend()],
+        strategy="least-request",
+        failureHandling={"circuitBreaker": {"consecutiveFailures": 2, "openSeconds": 60},
+                         "retries": {"backoffMillis": 0}},
+    )  # fmt: skip
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+        for _ in range(8):
+            async with session.post(url + "/v1/chat/completions", json=chat()) as r:
+                assert r.status == 200
+                assert r.headers["x-gpufleet-endpoint"] == slow.url
+        stats = await settled(url)
+    states = {e["id"]: e["circuit"] for e in stats["endpoints"]}
+    assert states == {fast.url: "open", slow.url: "closed"}
+    assert stats["retries"] == 2  # two failures opened the circuit; no request after
+    _no_leak(stats)
+
+
+async def test_5xx_is_retried_elsewhere_4xx_is_not(sims: tuple[Sim, Sim]) -> None:
+    fast, slow = sims
+    fast.faults(error_rate=1.0)
+    raw = router_config([fast.backend(), slow.backend()], strategy="round-robin")
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+        for _ in range(4):
+            async with session.post(url + "/v1/chat/completions", json=chat()) as r:
+                assert r.status == 200
+                assert r.headers["x-gpufleet-endpoint"] == slow.url
+        retried = (await settled(url))["retries"]
+        assert retried >= 1
+        fast.faults()
+        too_long = chat(max_tokens=16384)  # beyond the context window: the engine's 400
+        for _ in range(2):
+            async with session.post(url + "/v1/chat/completions", json=too_long) as r:
+                assert r.status == 400
+                assert "context" in (await r.text()).lower()
+        stats = await settled(url)
+    assert stats["retries"] == retried
+    _no_leak(stats)
+
+
+async def test_first_byte_timeout_retries(sims: tuple[Sim, Sim]) -> None:
+    fast, slow = sims
+    fast.faults(hang_s=30)
+    raw = router_config(
+        [fast.backend(), slow.backend()],
+        strategy="round-robin",
+        failureHandling={"firstByteTimeoutSeconds": 1, "retries": {"backoffMillis": 0}},
+    )
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+        for _ in range(2):
+            async with session.post(url + "/v1/chat/completions", json=chat()) as r:
+                assert r.status == 200 and r.headers["x-gpufleet-endpoint"] == slow.url
+        _no_leak(await settled(url))
+
+
+async def test_all_failing_gives_upstream_error(sims: tuple[Sim, Sim]) -> None:
+    fast, slow = sims
+    fast.faults(error_rate=1.0)
+    slow.faults(error_rate=1.0)
+    raw = router_config([fast.backend(), slow.backend()], failureHandling={"retries": {
+        "maxRetries": 5, "backoffMillis": 0}})  # fmt: skip
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+        async with session.post(url + "/v1/chat/completions", json=chat()) as r:
+            assert r.status == 502  # both tried once, then the last failure is reported
+            assert (await r.json())["error"]["type"] == "upstream_error"
+        stats = await settled(url)
+    assert stats["retries"] == 1
+    _no_leak(stats)
+
+
+async def test_stream_dying_before_first_chunk_is_retried(sims: tuple[Sim, Sim]) -> None:
+    fast, slow = sims
+    fast.faults(die_after_chunks=0)
+    raw = router_config([fast.backend(), slow.backend()], strategy="round-robin")
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+        for _ in range(2):
+            async with session.post(url + "/v1/chat/completions", json=chat(stream=True)) as r:
+                events = await stream_events(r)
+            assert events[-1] == b"[DONE]"
+        _no_leak(await settled(url))
+
+
+async def test_mid_stream_failure_ends_with_error_event(sims: tuple[Sim, Sim]) -> None:
+    fast, _ = sims
+    fast.faults(die_after_chunks=3)
+    async with serve_router(router_config([fast.backend()])) as (url, _):
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url + "/v1/chat/completions", json=chat(stream=True)) as r:
+                assert r.status == 200
+                events = await stream_events(r)
+        stats = await settled(url)
+    assert b"[DONE]" not in events
+    assert json.loads(events[-1])["error"]["type"] == "upstream_error"
+    assert len(events) == 4  # three chunks passed through, then the error
+    assert stats["outcomes"] == {"upstream_error_mid_stream": 1}
+    _no_leak(stats)
+
+
+async def test_chunk_idle_timeout() -> None:
+    real_time = start_sim("H100-80GB", speed=1.0)
+    try:
+        raw = router_config([real_time.backend()], failureHandling={"chunkIdleTimeoutSeconds": 1})
+        async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+            body = chat(max_tokens=500, stream=True)
+            async with session.post(url + "/v1/chat/completions", json=body) as r:
+                first = await r.content.readline()
+                assert first.startswith(b"data: ")
+                real_time.faults(slowdown=1000)  # a decode step now takes seconds
+                events = await stream_events(r)
+            assert b"[DONE]" not in events
+            assert json.loads(events[-1])["error"]["type"] == "upstream_timeout"
+            _no_leak(await settled(url))
+    finally:
+        real_time.stop()
+
+
+async def test_client_cancel_releases_everything(sims: tuple[Sim, Sim]) -> None:
+    fast, _ = sims
+    fast.faults(slowdown=100)
+    async with serve_router(router_config([fast.backend()])) as (url, _):
+        async with aiohttp.ClientSession() as session:
+            for _ in range(3):
+                body = chat(max_tokens=500, stream=True)
+                async with session.post(url + "/v1/chat/completions", json=body) as r:
+                    await r.content.readline()
+                    r.close()  # the client goes away mid-stream
+            stats = await settled(url)
+            _no_leak(stats)
+            assert stats["outcomes"].get("cancelled") == 3
+            running = await _sim_running(session, fast)
+    assert running == 0  # the upstream requests were cancelled too
+
+
+async def _sim_running(session: aiohttp.ClientSession, sim: Sim) -> float:
+    for _ in range(100):
+        async with session.get(sim.url + "/metrics") as r:
+            text = await r.text()
+        line = next(x for x in text.splitlines() if x.startswith("vllm:num_requests_running"))
+        value = float(line.rsplit(" ", 1)[1])
+        if value == 0:
+            return value
+        await asyncio.sleep(0.05)
+    return value
+
+
+async def test_concurrent_mixed_traffic_balances_and_never_leaks(sims: tuple[Sim, Sim]) -> None:
+    raw = router_config([s.backend() for s in sims], strategy="cost")
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+
+        async def one(i: int) -> int:
+            body = chat(f"request {i} " * (1 + i % 7), max_tokens=4 + i % 9, stream=i % 2 == 0)
+            async with session.post(url + "/v1/chat/completions", json=body) as r:
+                await r.read()
+                return r.status
+
+        statuses = await asyncio.gather(*(one(i) for i in range(40)))
+        stats = await settled(url)
+        async with session.get(url + "/metrics") as r:
+            exposition = await r.text()
+    assert statuses == [200] * 40
+    _no_leak(stats)
+    assert stats["total_requests"] == 40
+    assert sum(g["requests"] for g in stats["generations"].values()) == 40
+    assert "gpufleet_router_requests_total{" in exposition
+    assert "gpufleet_router_pending_tokens{" in exposition
+    assert "gpufleet_router_signals_stale 1.0" in exposition
