@@ -107,7 +107,7 @@ def spec_problems(pool: str, spec: ModelPoolSpec) -> tuple[str, ...]:
         if len(name) > MAX_LABEL:
             problems.append(
                 f"spec.variants[{variant.name}].name: Deployment name {name!r} is "
-                f"{len(name)} characters; pool and variant names together must be at most "
-                f"{MAX_LABEL - 1}"
+                f"{len(name)} characters, over the {MAX_LABEL} allowed; shorten metadata.name "
+                "or the variant name"
             )
     return tuple(problems)

@@ -1,0 +1,177 @@
+"""Running the operator under test: as a ServiceAccount bound only to its RBAC manifest.
+
+``operator_identity`` (session) applies ``deploy/rbac/operator-rbac.yaml``, mints a token
+for the ServiceAccount with the TokenRequest API and writes a kubeconfig that uses it,
+with the cluster's server URL and CA. ``Operator`` starts ``gpufleet operator`` (or
+``kopf run -m gpufleet.controller``) as a subprocess and always reaps it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from gpufleet.devcluster import cluster as clusters
+from gpufleet.devcluster import kubeconfig
+from tests.conftest import LocalCluster
+
+ROOT = Path(__file__).parents[2]
+RBAC = ROOT / "deploy" / "rbac" / "operator-rbac.yaml"
+SA_NAMESPACE = "gpufleet-system"
+SA_NAME = "gpufleet-operator"
+BIN = Path(sys.executable).parent
+GROUP, VERSION, PLURAL = "gpufleet.io", "v1alpha1", "modelpools"
+
+
+def until(
+    what: str, probe: Callable[[], Any], *, timeout: float = 60.0, every: float = 0.25
+) -> Any:
+    """``probe()``'s first truthy value, polled every ``every`` s; AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_account_kubeconfig(handle: clusters.Cluster, api: client.ApiClient, path: Path) -> Path:
+    """Apply the operator's RBAC, mint a 1-hour token and write a kubeconfig using it."""
+    core = client.CoreV1Api(api)
+    with contextlib.suppress(client.ApiException):
+        core.create_namespace({"metadata": {"name": SA_NAMESPACE}})
+    from kubernetes import utils  # the generic "apply a YAML file" helper
+
+    for doc in yaml.safe_load_all(RBAC.read_text()):
+        with contextlib.suppress(utils.FailToCreateError):
+            utils.create_from_dict(api, doc)
+    token = core.create_namespaced_service_account_token(
+        SA_NAME, SA_NAMESPACE, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": handle.name,
+                "cluster": {
+                    "server": handle.server,
+                    "certificate-authority": str(handle.layout.pki.ca_cert),
+                },
+            }
+        ],
+        "users": [{"name": SA_NAME, "user": {"token": token}}],
+        "contexts": [{"name": "op", "context": {"cluster": handle.name, "user": SA_NAME}}],
+        "current-context": "op",
+    }
+    return kubeconfig.write(path, yaml.safe_dump(doc))
+
+
+class Operator:
+    """One operator subprocess; ``start``/``kill``/``stop`` may be called repeatedly."""
+
+    def __init__(
+        self,
+        kubeconfig_path: Path,
+        log: Path,
+        *,
+        namespaces: tuple[str, ...] = (),
+        resync_seconds: float = 2.0,
+        via_kopf: bool = False,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self.kubeconfig = kubeconfig_path
+        self.log = log
+        self.namespaces = namespaces
+        self.resync_seconds = resync_seconds
+        self.via_kopf = via_kopf
+        self.extra = extra
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._logs: list[Any] = []
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/healthz"
+
+    def _argv(self) -> tuple[list[str], dict[str, str]]:
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), PYTHONUNBUFFERED="1")
+        scope = [a for ns in self.namespaces for a in ("-n", ns)]
+        if self.via_kopf:
+            env["GPUFLEET_OPERATOR_RESYNC_SECONDS"] = str(self.resync_seconds)
+            argv = [str(BIN / "kopf"), "run", "-m", "gpufleet.controller", "--standalone"]
+            argv += ["--liveness", self.health_url]
+            argv += scope or ["--all-namespaces"]
+            return argv, env
+        argv = [str(BIN / "gpufleet"), "operator", "--kubeconfig", str(self.kubeconfig)]
+        argv += ["--resync-seconds", str(self.resync_seconds), "--liveness", self.health_url]
+        return argv + scope + list(self.extra), env
+
+    def start(self) -> Operator:
+        argv, env = self._argv()
+        out = self.log.open("ab")
+        self._logs.append(out)
+        self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no graceful shutdown."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+        for out in self._logs:
+            out.close()
+        self._logs.clear()
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@contextlib.contextmanager
+def running(operator: Operator) -> Iterator[Operator]:
+    try:
+        yield operator.start()
+    finally:
+        operator.stop()
+
+
+def get_pool(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any]:
+    api = client.CustomObjectsApi(cluster.api_client)
+    pool: dict[str, Any] = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    return pool
+
+
+def condition(pool: dict[str, Any], kind: str) -> dict[str, Any]:
+    for cond in (pool.get("status") or {}).get("conditions", []):
+        if cond["type"] == kind:
+            return dict(cond)
+    return {}
