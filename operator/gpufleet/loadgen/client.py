@@ -3,8 +3,9 @@
 Requests start at their trace times (scaled by ``time_scale``), at most ``concurrency``
 in flight (a request waits for a slot; its latency counts from when it is sent). Each is
 a streamed chat completion with ``stream_options.include_usage`` and vLLM's
-``ignore_eos`` so output lengths follow the trace; the tenant goes in ``user`` and the
-``x-tenant-id`` header, the class in ``x-request-class``. TTFT is the first chunk with
+``ignore_eos`` so output lengths follow the trace; the tenant goes in ``user`` (and, when
+``api_keys`` maps it to a key, in ``Authorization: Bearer``, which is how the router
+identifies tenants), the class in the router's ``x-gpufleet-class`` header. TTFT is the first chunk with
 content, TPOT the mean gap between later content chunks.
 """
 
@@ -14,7 +15,7 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
@@ -22,6 +23,8 @@ from gpufleet.loadgen import trace
 from gpufleet.loadgen.report import Result
 
 Progress = Callable[[int, int], None]
+# The router's default RoutingPolicy classHeader.
+CLASS_HEADER = "x-gpufleet-class"
 
 
 async def replay(
@@ -33,6 +36,7 @@ async def replay(
     time_scale: float = 1.0,
     timeout_s: float = 300.0,
     progress: Progress | None = None,
+    api_keys: Mapping[str, str] | None = None,
 ) -> tuple[list[Result], float]:
     """Send every request of ``loaded``; the results and the run's wall duration."""
     url = target.rstrip("/") + "/v1/chat/completions"
@@ -46,7 +50,7 @@ async def replay(
 
         async def one(request: trace.TraceRequest) -> None:
             async with slots:
-                result = await _send(session, url, model, loaded, request, started)
+                result = await _send(session, url, model, loaded, request, started, api_keys or {})
             results.append(result)
             if progress is not None:
                 progress(len(results), total)
@@ -69,6 +73,7 @@ async def _send(
     loaded: trace.Trace,
     request: trace.TraceRequest,
     started: float,
+    api_keys: Mapping[str, str],
 ) -> Result:
     body = {
         "model": model,
@@ -79,7 +84,9 @@ async def _send(
         "ignore_eos": True,
         "user": request.tenant,
     }
-    headers = {"x-tenant-id": request.tenant, "x-request-class": request.klass}
+    headers = {CLASS_HEADER: request.klass}
+    if request.tenant in api_keys:
+        headers["Authorization"] = f"Bearer {api_keys[request.tenant]}"
     sent = time.monotonic()
     base = Result(request.index, request.klass, request.tenant, sent - started, status=0)
     try:

@@ -105,17 +105,22 @@ def _query_all(client: Any, metric_names: list[str]) -> dict[str, list[Sample]]:
     return results
 
 
-def _client(url: str) -> Any:
+def _client(url: str, timeout_s: float) -> Any:
     from prometheus_api_client import PrometheusConnect
+    from urllib3.util.retry import Retry
 
-    return PrometheusConnect(url=url, disable_ssl=True)
+    # No client-side retries: the next refresh is the retry, and a slow failure would
+    # only delay noticing that the signals went stale.
+    return PrometheusConnect(
+        url=url, disable_ssl=True, retry=Retry(total=0), timeout=max(1, int(timeout_s))
+    )
 
 
 async def prometheus_loop(app: web.Application) -> None:
     router = app[appkeys.ROUTER]
     source = router.policy.prometheus
     assert source is not None
-    client = await asyncio.to_thread(_client, source.url)
+    client = await asyncio.to_thread(_client, source.url, source.refresh_interval_seconds * 2)
     names = _names(source.metric_names)
     while True:
         try:

@@ -1,0 +1,136 @@
+"""Admission against real simulators: tenant quotas keyed on the API key (never on
+client headers), the bounded queue (429 when full, 503 after the timeout, lowest
+priority shed first), large-request placement and session affinity."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.router.peers import Sim, chat, router_config, serve_router, settled
+
+pytestmark = pytest.mark.slow
+URL = "/v1/chat/completions"
+
+
+def _tenants(sim: Sim, **admission: Any) -> dict[str, Any]:
+    raw = router_config(
+        [sim.backend()],
+        admission={
+            "tenants": [
+                {"name": "small", "apiKeySecretRef": {"name": "s"}, "tokensPerMinute": 600,
+                 "maxConcurrentRequests": 1},
+                {"name": "big", "apiKeySecretRef": {"name": "b"}},
+            ],
+            **admission,
+        },
+    )  # fmt: skip
+    raw["apiKeys"] = {"small": {"value": "key-small-000"}, "big": {"value": "key-big-0000"}}
+    return raw
+
+
+async def test_tokens_per_minute_and_concurrency(sims: tuple[Sim, Sim]) -> None:
+    fast, _ = sims
+    fast.faults(slowdown=10)
+    small = {"Authorization": "Bearer key-small-000", "X-Forwarded-For": "10.0.0.1"}
+    big = {"Authorization": "Bearer key-big-0000"}
+    async with serve_router(_tenants(fast)) as (url, _), aiohttp.ClientSession() as session:
+
+        async def send(headers: dict[str, str], tokens: int = 400) -> tuple[int, str | None]:
+            body = chat(max_tokens=tokens)
+            async with session.post(url + URL, json=body, headers=headers) as r:
+                await r.read()
+                return r.status, r.headers.get("Retry-After")
+
+        first, second = await asyncio.gather(send(small), send(small))
+        assert sorted([first[0], second[0]]) == [200, 429]  # one in flight at a time
+        small_other_ip = {**small, "X-Forwarded-For": "10.9.9.9"}
+        status, retry_after = await send(small_other_ip)  # tokens spent: 429 whatever the IP
+        assert status == 429 and retry_after is not None and int(retry_after) >= 1
+        assert [await send(big, 20) for _ in range(3)] == [(200, None)] * 3
+        stats = await settled(url)
+    assert stats["outcomes"]["rejected_429"] == 2
+
+
+def _queued(sim: Sim, **queue: Any) -> dict[str, Any]:
+    raw = router_config([sim.backend()], admission={"queue": queue})
+    raw["limits"] = {"maxInFlightPerEndpoint": 1}
+    return raw
+
+
+async def test_queue_full_timeout_and_priority(sims: tuple[Sim, Sim]) -> None:
+    fast, _ = sims
+    fast.faults(slowdown=400)  # a 20-token answer takes ~2 s
+    raw = _queued(fast, maxSize=1, timeoutSeconds=30)
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+
+        async def send(klass: str, tokens: int = 20) -> int:
+            headers = {"x-gpufleet-class": klass}
+            async with session.post(url + URL, json=chat(max_tokens=tokens), headers=headers) as r:
+                await r.read()
+                return r.status
+
+        running = asyncio.create_task(send("batch"))
+        await asyncio.sleep(0.3)
+        waiting_batch = asyncio.create_task(send("batch"))
+        await asyncio.sleep(0.3)
+        rejected = await send("batch")  # queue full of equal priority: the newcomer goes
+        interactive = asyncio.create_task(send("interactive"))  # sheds the queued batch
+        results = await asyncio.gather(running, waiting_batch, interactive)
+        assert rejected == 429
+        assert results == [200, 429, 200]
+        _no_leak(await settled(url))
+
+
+async def test_queue_timeout_gives_503(sims: tuple[Sim, Sim]) -> None:
+    fast, _ = sims
+    fast.faults(slowdown=400)
+    raw = _queued(fast, maxSize=4, timeoutSeconds=1)
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+
+        async def send() -> tuple[int, str | None]:
+            async with session.post(url + URL, json=chat(max_tokens=60)) as r:
+                await r.read()
+                return r.status, r.headers.get("Retry-After")
+
+        results = await asyncio.gather(send(), send())
+        assert sorted(s for s, _ in results) == [200, 503]
+        assert any(s == 503 and h for s, h in results)
+        _no_leak(await settled(url))
+
+
+def _no_leak(stats: dict[str, Any]) -> None:
+    assert all(e["in_flight"] == 0 and e["pending_tokens"] == 0 for e in stats["endpoints"])
+    assert stats["queue"]["waiting"] == 0
+
+
+async def test_large_requests_go_to_large_tp_and_are_counted(sims: tuple[Sim, Sim]) -> None:
+    fast, slow = sims
+    big = {**fast.backend(), "gpu": "B200", "tensorParallelSize": 2}  # stands in for a TP-2 B200
+    raw = router_config([big, slow.backend()], strategy="cost")
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+        long_prompt = "word " * 9000  # ~11k estimated tokens: large_input
+        for content, expected in ((long_prompt, fast.url), ("short", None)):
+            async with session.post(url + URL, json=chat(content, max_tokens=4)) as r:
+                assert r.status == 200
+                if expected:
+                    assert r.headers["x-gpufleet-endpoint"] == expected
+        stats = await settled(url)
+    assert stats["routing"]["triggers"]["large_input"] == 1
+    assert stats["routing"]["large_percentage"] == 50.0
+
+
+async def test_session_affinity_sticks(sims: tuple[Sim, Sim]) -> None:
+    raw = router_config([s.backend() for s in sims], strategy="cost")
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+        seen = set()
+        for i in range(6):
+            headers = {"x-session-id": "conversation-1"}
+            body = chat(f"turn {i} " * (i + 1), max_tokens=4)
+            async with session.post(url + URL, json=body, headers=headers) as r:
+                assert r.status == 200
+                seen.add(r.headers["x-gpufleet-endpoint"])
+    assert len(seen) == 1

@@ -1,0 +1,112 @@
+"""Prometheus signals: a real Prometheus process scraping real simulators, read by the
+router in the background; when Prometheus goes away the router says so and routes on
+its own accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from tests.router.peers import Sim, chat, free_port, get_status, router_config, serve_router
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def prometheus(
+    sims: tuple[Sim, Sim], tmp_path: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed (Debian package 'prometheus', see .ci/run)")
+    targets = [f"127.0.0.1:{s.port}" for s in sims] + [f"127.0.0.1:{s.metrics_port}" for s in sims]
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "sims", "static_configs": [{"targets": targets}]}],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            assert proc.poll() is None, "prometheus exited"
+            try:
+                if get_status(url + "/-/ready") == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+async def _stats_until(
+    session: aiohttp.ClientSession, url: str, check: Any, timeout_s: float = 30.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        async with session.get(url + "/stats") as r:
+            stats: dict[str, Any] = await r.json()
+        if check(stats) or time.monotonic() > deadline:
+            return stats
+        await asyncio.sleep(0.2)
+
+
+async def test_signals_from_prometheus_then_stale(
+    sims: tuple[Sim, Sim], prometheus: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    prom_url, proc = prometheus
+    raw = router_config(
+        [s.backend() for s in sims],
+        prometheus={
+            "url": prom_url,
+            "refreshIntervalSeconds": 0.5,
+            "stalenessSeconds": 2,
+            "metricNames": {"kvCacheUsage": "vllm:kv_cache_usage_perc"},  # vLLM V1 name
+        },
+    )
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+        async with session.post(url + "/v1/chat/completions", json=chat()) as r:
+            assert r.status == 200
+
+        def all_fresh(stats: dict[str, Any]) -> bool:
+            rows = [e.get("signals") or {} for e in stats["endpoints"]]
+            return all(r.get("kv_usage") is not None and r.get("gpu_memory_percent") for r in rows)
+
+        stats = await _stats_until(session, url, all_fresh)
+        assert stats["signals"]["source"] == "prometheus"
+        assert stats["signals"]["fresh_endpoints"] == 2
+        for endpoint in stats["endpoints"]:
+            signals = endpoint["signals"]
+            assert 0 <= signals["kv_usage"] <= 1
+            assert signals["waiting"] == 0
+            assert 80 < signals["gpu_memory_percent"] < 95  # vLLM preallocates 90 %
+        proc.terminate()
+        proc.wait(timeout=20)
+        stats = await _stats_until(
+            session, url, lambda s: s["signals"]["source"] == "local" and s["signals"]["last_error"]
+        )
+        assert stats["signals"]["source"] == "local"
+        assert stats["signals"]["last_error"]
+        assert all(e["signals"] is None for e in stats["endpoints"])
+        async with session.get(url + "/metrics") as r:
+            assert "gpufleet_router_signals_stale 1.0" in await r.text()
+        async with session.post(url + "/v1/chat/completions", json=chat()) as r:
+            assert r.status == 200  # routing goes on with local accounting
