@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from gpufleet.devcluster import fleet, nodes
+from gpufleet.devcluster import fleet
 from gpufleet.hardware import catalog
 from gpufleet.planning import get_model, plan_variant
 from tests.conftest import LocalCluster
@@ -214,7 +213,7 @@ def test_mixed_generation_pool_gets_planned_tp_placement_and_ready_status(
 
         import urllib.request
 
-        with urllib.request.urlopen(operator.health_url, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(operator.health_url, timeout=10) as response:
             assert response.status == 200
             assert "watch" in json.loads(response.read())
 
