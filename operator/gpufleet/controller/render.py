@@ -57,7 +57,10 @@ def _metadata(pool: PoolRef, name: str, labels: dict[str, str]) -> bodies.Metada
 def spec_hash(child: bodies.Child) -> str:
     """A digest of the intent, ignoring any spec-hash annotation already on it."""
     doc = json.loads(json.dumps(child))
-    doc["metadata"].get("annotations", {}).pop(naming.SPEC_HASH, None)
+    annotations = doc["metadata"].pop("annotations", {})
+    annotations.pop(naming.SPEC_HASH, None)
+    if annotations:
+        doc["metadata"]["annotations"] = annotations
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -1,0 +1,249 @@
+"""The operator's pure reconcile core: observed projections, plan, status, liveness, queue."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+from typing import Any
+
+import pytest
+
+from gpufleet.api.modelpool import ModelPoolSpec
+from gpufleet.controller import bodies, liveness, naming, observe, plan, render, status, variants
+from gpufleet.controller.config import OperatorConfig
+from gpufleet.controller.workqueue import WorkQueue
+
+POOL = render.PoolRef(name="p", namespace="ns", uid="u")
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+def spec(variants_: list[dict[str, Any]] | None = None, **over: Any) -> ModelPoolSpec:
+    return ModelPoolSpec.model_validate(
+        {
+            "model": {"name": "m", "source": "hf://o/m", "catalogName": "llama-3.1-8b",
+                      "maxModelLen": 8192},
+            "variants": variants_ or [{"name": "a", "gpu": "H100-80GB", "minReplicas": 1}],
+        } | over
+    )  # fmt: skip
+
+
+def live(intent: bodies.Child, **over: Any) -> observe.ObservedChild:
+    """What the API server would return for ``intent``: defaults added, status set."""
+    doc = json.loads(json.dumps(intent))
+    doc["metadata"] |= {"uid": "x", "resourceVersion": "5", "generation": 1}
+    doc["spec"]["extraDefault"] = True
+    doc["status"] = {"readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1}
+    return observe.child(doc) if not over else observe.child(over["mutate"](doc))
+
+
+def keyed(children: list[observe.ObservedChild]) -> dict[tuple[str, str], observe.ObservedChild]:
+    return {(c.kind, c.name): c for c in children}
+
+
+def test_plan_creates_everything_when_nothing_exists() -> None:
+    s = spec()
+    intents = plan.desired(POOL, s, variants.plan_pool(s), {})
+    todo = plan.diff(intents, {})
+    assert [c["kind"] for c in todo.apply] == ["Service", "PodDisruptionBudget", "Deployment"]
+    assert todo.delete == ()
+
+
+def test_plan_is_empty_when_live_objects_contain_the_intent() -> None:
+    s = spec()
+    intents = plan.desired(POOL, s, variants.plan_pool(s), {})
+    assert plan.diff(intents, keyed([live(c) for c in intents])).empty
+
+
+def _edit_image(doc: dict[str, Any]) -> dict[str, Any]:
+    if doc["kind"] == "Deployment":
+        doc["spec"]["template"]["spec"]["containers"][0]["image"] = "evil"
+    return doc
+
+
+def _old_hash(doc: dict[str, Any]) -> dict[str, Any]:
+    doc["metadata"]["annotations"][naming.SPEC_HASH] = "old"
+    return doc
+
+
+@pytest.mark.parametrize("mutate", [_edit_image, _old_hash])
+def test_plan_reapplies_drifted_or_outdated_children(mutate: Any) -> None:
+    s = spec()
+    intents = plan.desired(POOL, s, variants.plan_pool(s), {})
+    observed = keyed([live(c, mutate=mutate) for c in intents])
+    todo = plan.diff(intents, observed)
+    assert "Deployment" in [c["kind"] for c in todo.apply]
+
+
+def test_plan_deletes_children_of_removed_or_infeasible_variants_and_holds_on_secret() -> None:
+    two = spec([{"name": "a", "gpu": "H100-80GB"}, {"name": "b", "gpu": "L4"}])
+    observed = keyed([live(c) for c in plan.desired(POOL, two, variants.plan_pool(two), {})])
+    one = spec([{"name": "a", "gpu": "H100-80GB"}])
+    intents = plan.desired(POOL, one, variants.plan_pool(one), observed)
+    assert [(d.kind, d.name) for d in plan.diff(intents, observed).delete] == [
+        ("Deployment", "p-b")
+    ]
+    assert plan.diff(intents, observed, hold_deployments=True).empty
+    assert [c["kind"] for c in plan.diff(intents, {}, hold_deployments=True).apply] == [
+        "Service", "PodDisruptionBudget"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("variant", "managers", "expected"),
+    [
+        ({"minReplicas": 2}, {"gpufleet"}, 2),
+        ({"minReplicas": 2}, {"gpufleet-autoscaler"}, 2),  # not autoscaled: the operator owns it
+        ({"minReplicas": 1, "maxReplicas": 4}, {"gpufleet"}, 1),
+        ({"minReplicas": 1, "maxReplicas": 4}, {"gpufleet-autoscaler"}, None),
+        ({"minReplicas": 1, "maxReplicas": 4}, {"kubectl", "gpufleet"}, None),
+    ],
+)
+def test_replicas_left_to_the_autoscaler_once_it_owns_them(
+    variant: dict[str, Any], managers: set[str], expected: int | None
+) -> None:
+    s = spec([{"name": "a", "gpu": "H100-80GB"} | variant])
+    seen = observe.ObservedChild(kind="Deployment", namespace="ns", name="p-a", uid="x",
+                                 pool="p", spec_hash="", body={},
+                                 replicas_managers=frozenset(managers))  # fmt: skip
+    assert plan.replicas_intent(s, s.variants[0], seen) == expected
+
+
+def test_replicas_managers_reads_managed_fields() -> None:
+    fields = [
+        {"manager": "gpufleet", "fieldsV1": {"f:spec": {"f:template": {}}}},
+        {"manager": "hpa", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+        {"manager": "kube-controller-manager", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+    ]
+    assert observe.replicas_managers(fields) == frozenset({"hpa"})
+
+
+@pytest.mark.parametrize(
+    ("live_", "intent", "expected"),
+    [
+        ({"a": 1, "b": 2}, {"a": 1}, True),
+        ({"a": 1}, {"a": 1, "b": 2}, False),
+        ({"l": [{"x": 1, "y": 2}]}, {"l": [{"x": 1}]}, True),
+        ({"l": [{"x": 1}, {"x": 2}]}, {"l": [{"x": 1}]}, False),
+        ({"s": "1"}, {"s": 1}, False),
+    ],
+)
+def test_contains(live_: bodies.Json, intent: bodies.Json, expected: bool) -> None:
+    assert observe.contains(live_, intent) is expected
+
+
+def test_pod_projection_reads_the_schedulers_message() -> None:
+    body = {
+        "metadata": {"name": "x", "labels": {naming.VARIANT: "a"}},
+        "spec": {},
+        "status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": "0/3 nodes are available"}]},
+    }  # fmt: skip
+    assert observe.pod(body).unschedulable == "0/3 nodes are available"
+
+
+def _observation(s: ModelPoolSpec, **over: Any) -> status.Observation:
+    decisions = variants.plan_pool(s)
+    intents = plan.desired(POOL, s, decisions, {})
+    deps = {d.name: live(i) for d, i in zip(decisions, intents[2:], strict=False)}
+    return status.Observation(generation=1, deployments=over.pop("deployments", deps),
+                              pods=over.pop("pods", ()), **over)  # fmt: skip
+
+
+def _conds(st: Any) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in st.conditions}
+
+
+UNSCHED = observe.ObservedPod(name="x", variant="a", node="", phase="Pending", ready=False,
+                              unschedulable="0/3 nodes are available")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("over", "ready", "progressing", "degraded"),
+    [
+        ({}, ("True", "AllVariantsReady"), ("False", "Complete"), ("False", "AsExpected")),
+        ({"deployments": {}}, ("False", "VariantsNotReady"), ("True", "RollingOut"),
+         ("False", "AsExpected")),
+        ({"deployments": {}, "pods": (UNSCHED,)}, ("False", "VariantsNotReady"),
+         ("False", "Unschedulable"), ("True", "VariantUnschedulable")),
+        ({"missing_secret": 'Secret "s" not found'}, ("False", "SecretMissing"),
+         ("False", "SecretMissing"), ("True", "SecretMissing")),
+        ({"problems": ("bad name",)}, ("False", "InvalidSpec"), ("False", "InvalidSpec"),
+         ("True", "InvalidSpec")),
+    ],
+)  # fmt: skip
+def test_conditions(
+    over: dict[str, Any],
+    ready: tuple[str, str],
+    progressing: tuple[str, str],
+    degraded: tuple[str, str],
+) -> None:
+    s = spec()
+    st = status.compute(s, variants.plan_pool(s), _observation(s, **over), previous=None, now=T0)
+    assert _conds(st) == {"Ready": ready, "Progressing": progressing, "Degraded": degraded}
+
+
+def test_infeasible_variant_degrades_but_pool_stays_ready() -> None:
+    infeasible = {"name": "b", "gpu": "L4", "tensorParallelSize": 1, "maxModelLen": 131072}
+    s = spec([{"name": "a", "gpu": "H100-80GB"}, infeasible])
+    st = status.compute(s, variants.plan_pool(s), _observation(s), previous=None, now=T0)
+    assert _conds(st)["Ready"] == ("True", "AllVariantsReady")
+    assert _conds(st)["Degraded"] == ("True", "VariantInfeasible")
+    b = st.variants[1]
+    assert not b.feasible and b.reason.startswith("Infeasible: ") and b.desired_replicas == 0
+
+
+def test_transition_time_moves_only_on_flips_and_events_follow_flips() -> None:
+    s = spec()
+    d = variants.plan_pool(s)
+    first = status.compute(s, d, _observation(s, deployments={}), previous=None, now=T0)
+    later = T0 + datetime.timedelta(minutes=5)
+    same = status.compute(s, d, _observation(s, deployments={}), previous=first, now=later)
+    assert same == first
+    assert status.transitions(first, same) == []
+    ready = status.compute(s, d, _observation(s), previous=first, now=later)
+    times = {c.type: c.last_transition_time for c in ready.conditions}
+    assert times["Ready"] == "2026-01-01T00:05:00Z"
+    assert times["Degraded"] == "2026-01-01T00:00:00Z"  # still False: unchanged
+    events = status.transitions(first, ready)
+    assert {(e.type, e.reason) for e in events} == {("Normal", "AllVariantsReady"),
+                                                   ("Normal", "Complete")}  # fmt: skip
+
+
+def test_watch_tracker_flags_only_lasting_disagreement() -> None:
+    t = liveness.WatchTracker(grace_seconds=10)
+    t.delivered(("ns", "a"), "5")
+    t.check({("ns", "a"): "5"}, now=0)
+    assert t.stale(now=100) == []
+    t.check({("ns", "a"): "6"}, now=100)  # the watch has not delivered version 6
+    assert t.stale(now=105) == []
+    t.check({("ns", "a"): "6"}, now=108)
+    assert t.stale(now=111) == [("ns", "a")]
+    t.delivered(("ns", "a"), "6")
+    t.check({("ns", "a"): "6"}, now=112)
+    assert t.stale(now=200) == []
+
+
+async def test_workqueue_dedupes_and_serialises_keys() -> None:
+    q = WorkQueue()
+    q.add(("n", "a"))
+    q.add(("n", "a"))
+    assert len(q) == 1
+    key = await q.get()
+    q.add(key)  # while active: marked dirty, not handed out twice
+    assert len(q) == 0
+    q.done(key)
+    assert len(q) == 1 and await q.get() == key
+    q.done(key)
+    q.add_after(key, 0.01)
+    q.add_after(key, 10)  # the earlier re-add wins
+    assert await asyncio.wait_for(q.get(), timeout=2) == key
+    q.close()
+
+
+def test_config_from_env() -> None:
+    env = {"GPUFLEET_OPERATOR_NAMESPACES": "a, b", "GPUFLEET_OPERATOR_RESYNC_SECONDS": "5",
+           "GPUFLEET_OPERATOR_WORKERS": "2"}  # fmt: skip
+    assert OperatorConfig.from_env(env) == OperatorConfig(
+        namespaces=("a", "b"), resync_seconds=5.0, workers=2
+    )

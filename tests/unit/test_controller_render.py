@@ -1,0 +1,193 @@
+"""The operator's pure builders: variant plans, pod spec, child intents (table-driven)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gpufleet.api.modelpool import ModelPoolSpec
+from gpufleet.controller import naming, podspec, render, variants
+from gpufleet.hardware import catalog
+
+POOL = render.PoolRef(name="llama", namespace="ns", uid="uid-1")
+
+
+def spec(**over: Any) -> ModelPoolSpec:
+    model = {
+        "name": "meta-llama/Llama-3.1-70B-Instruct",
+        "source": "hf://meta-llama/L@main",
+        "catalogName": "llama-3.1-70b",
+        "maxModelLen": 8192,
+    } | over.pop("model", {})
+    body = {
+        "model": model,
+        "variants": over.pop("variants", [{"name": "h100", "gpu": "H100-80GB"}]),
+    } | over
+    return ModelPoolSpec.model_validate(body)
+
+
+def only(s: ModelPoolSpec) -> variants.VariantDecision:
+    return variants.plan_pool(s)[0]
+
+
+@pytest.mark.parametrize(
+    ("variant", "tp", "feasible"),
+    [
+        ({"name": "a", "gpu": "H100-80GB"}, 2, True),
+        ({"name": "a", "gpu": "A100-40GB"}, 4, True),
+        ({"name": "a", "gpu": "H200"}, 2, True),
+        ({"name": "a", "gpu": "A100-40GB", "tensorParallelSize": 2}, None, False),
+        ({"name": "a", "gpu": "B200"}, 1, True),
+    ],
+)
+def test_plan_pool_uses_each_variants_settings(
+    variant: dict[str, Any], tp: int | None, feasible: bool
+) -> None:
+    decision = only(spec(variants=[variant]))
+    assert (decision.plan.tensor_parallel_size, decision.feasible) == (tp, feasible)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "kv", "present", "absent"),
+    [
+        ("bf16", "auto", [("--dtype", "bfloat16")], ["--quantization", "--kv-cache-dtype"]),
+        ("fp8", "fp8", [("--quantization", "fp8"), ("--kv-cache-dtype", "fp8")], ["--dtype"]),
+        ("awq", "auto", [("--quantization", "awq")], ["--dtype"]),
+        ("int8", "auto", [], ["--dtype", "--quantization"]),
+    ],
+)
+def test_vllm_args_carry_precision(
+    dtype: str, kv: str, present: list[tuple[str, str]], absent: list[str]
+) -> None:
+    s = spec(model={"dtype": dtype, "kvCacheDtype": kv})
+    args = podspec.vllm_args(s, only(s))
+    for name, value in present:
+        assert args[args.index(name) + 1] == value
+    for name in absent:
+        assert name not in args
+
+
+def test_vllm_args_owned_flags_then_extras() -> None:
+    s = spec(variants=[{"name": "a", "gpu": "H100-80GB", "extraArgs": ["--enforce-eager"],
+                        "gpuMemoryUtilization": 0.85}])  # fmt: skip
+    args = podspec.vllm_args(s, only(s))
+    pairs = dict(zip(args[::2], args[1::2], strict=False))
+    assert pairs["--model"] == "meta-llama/L"
+    assert pairs["--revision"] == "main"
+    assert pairs["--served-model-name"] == "meta-llama/Llama-3.1-70B-Instruct"
+    assert pairs["--tensor-parallel-size"] == "4"  # the planner's choice at 0.85
+    assert pairs["--max-model-len"] == "8192"
+    assert pairs["--gpu-memory-utilization"] == "0.85"
+    assert pairs["--port"] == "8000"
+    assert "--enable-prefix-caching" in args
+    assert args[-1] == "--enforce-eager"
+
+
+@pytest.mark.parametrize(
+    ("source", "model", "flags"),
+    [
+        ("hf://org/repo", "org/repo", []),
+        ("hf://org/repo@v2", "org/repo", ["--revision", "v2"]),
+        ("pvc://weights/llama/70b", "/models/weights/llama/70b", []),
+        ("s3://bucket/llama", "s3://bucket/llama", ["--load-format", "runai_streamer"]),
+    ],
+)
+def test_model_location(source: str, model: str, flags: list[str]) -> None:
+    assert podspec.model_location(source) == (model, flags)
+
+
+@pytest.mark.parametrize(("gpu", "nccl"), [("H100-80GB", False), ("A100-40GB", True)])
+def test_pod_gpu_resources_affinity_tolerations_nccl(gpu: str, nccl: bool) -> None:
+    s = spec(variants=[{"name": "a", "gpu": gpu}], hubTokenSecretRef={"name": "hf"})
+    d = only(s)
+    tp = str(d.plan.tensor_parallel_size)
+    pod = podspec.pod_spec(s, d)
+    c = pod["containers"][0]
+    assert c["resources"]["requests"][catalog.GPU_RESOURCE] == tp
+    assert c["resources"]["limits"][catalog.GPU_RESOURCE] == tp
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    exprs = {
+        (e["key"], e["operator"]): e.get("values")
+        for e in terms["nodeSelectorTerms"][0]["matchExpressions"]
+    }
+    spec_gpu = catalog.get(gpu)
+    assert exprs[(catalog.PRODUCT_LABEL, "In")] == list(spec_gpu.products)
+    low = int(exprs[(catalog.MEMORY_LABEL, "Gt")][0])  # type: ignore[index]
+    high = int(exprs[(catalog.MEMORY_LABEL, "Lt")][0])  # type: ignore[index]
+    assert low < spec_gpu.memory_mib < high
+    other = catalog.get("A100-80GB" if gpu == "H100-80GB" else "A10G")
+    assert not low < other.memory_mib < high or other.primary_product not in spec_gpu.products
+    assert podspec.GPU_TOLERATION in pod["tolerations"]
+    names = {e["name"] for e in c["env"]}
+    assert ("NCCL_ASYNC_ERROR_HANDLING" in names) is nccl
+    assert "HF_TOKEN" in names
+    assert {v["name"] for v in pod["volumes"]} >= {"dshm", "model-cache"}
+    shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"].get("medium") == "Memory"
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_startup_probe_budget_grows_with_the_model() -> None:
+    small = spec(model={"catalogName": "llama-3.1-8b"})
+    big = spec()
+    budget = [
+        podspec.container(s, only(s))["startupProbe"]["failureThreshold"] for s in (small, big)
+    ]
+    assert budget[0] < budget[1]
+    assert budget[0] * podspec.PROBE_PERIOD_SECONDS >= podspec.STARTUP_BASE_SECONDS
+
+
+def test_deployment_labels_owner_hash_and_replicas() -> None:
+    s = spec()
+    d = only(s)
+    dep = render.deployment(POOL, s, d, replicas=2)
+    assert dep["metadata"]["name"] == "llama-h100"
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert labels[naming.POOL] == "llama" and labels[naming.VARIANT] == "h100"
+    assert labels[naming.GPU] == "H100-80GB" and labels[naming.TENSOR_PARALLEL_SIZE] == "2"
+    assert labels[naming.MODEL] == "meta-llama_Llama-3.1-70B-Instruct"
+    assert dep["spec"]["selector"]["matchLabels"] == naming.variant_selector("llama", "h100")
+    assert dep["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert dep["spec"]["replicas"] == 2
+    unscaled = render.deployment(POOL, s, d, replicas=None)
+    assert "replicas" not in unscaled["spec"]
+    hashes = {render.spec_hash(x) for x in (dep, unscaled)}
+    assert len(hashes) == 2
+    assert dep["metadata"]["annotations"][naming.SPEC_HASH] == render.spec_hash(dep)
+    assert render.spec_hash(render.deployment(POOL, s, d, replicas=2)) == render.spec_hash(dep)
+
+
+def test_service_and_budget_select_the_whole_pool() -> None:
+    s = spec()
+    svc = render.service(POOL, s)
+    pdb = render.disruption_budget(POOL)
+    assert svc["spec"]["selector"] == naming.pool_labels("llama")
+    assert pdb["spec"]["selector"]["matchLabels"] == naming.pool_labels("llama")
+    assert svc["spec"]["ports"][0]["port"] == 8000
+
+
+@pytest.mark.parametrize(
+    ("pool", "variant", "problem"),
+    [
+        ("llama", "h100", None),
+        ("9lives", "h100", "DNS-1035"),
+        ("p" + "x" * 58, "h100", "64 characters"),
+        ("p" * 64, "a", "DNS-1035"),
+    ],
+)
+def test_spec_problems(pool: str, variant: str, problem: str | None) -> None:
+    found = variants.spec_problems(pool, spec(variants=[{"name": variant, "gpu": "H100-80GB"}]))
+    if problem is None:
+        assert found == ()
+    else:
+        assert any(problem in p for p in found)
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [("meta-llama/Llama-3.1-8B", "meta-llama_Llama-3.1-8B"), ("a" * 80, "a" * 63), ("/x/", "x")],
+)
+def test_label_value(text: str, label: str) -> None:
+    assert naming.label_value(text) == label
