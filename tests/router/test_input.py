@@ -83,12 +83,14 @@ async def test_bad_input_is_rejected_without_backend_call(
 
 async def test_unknown_path_and_method(sims: tuple[Sim, Sim]) -> None:
     fast, _ = sims
-    async with serve_router(router_config([fast.backend()])) as (url, _):
-        async with aiohttp.ClientSession() as session:
-            async with session.get(url + "/v1/nothing") as r:
-                assert r.status == 404
-                assert (await r.json())["error"]["type"] == "not_found_error"
-            async with session.get(url + "/v1/chat/completions") as r:
-                assert r.status == 400
-            async with session.get(url + "/healthz") as r:
-                assert r.status == 200
+    async with (
+        serve_router(router_config([fast.backend()])) as (url, _),
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.get(url + "/v1/nothing") as r:
+            assert r.status == 404
+            assert (await r.json())["error"]["type"] == "not_found_error"
+        async with session.get(url + "/v1/chat/completions") as r:
+            assert r.status == 400
+        async with session.get(url + "/healthz") as r:
+            assert r.status == 200

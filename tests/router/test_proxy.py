@@ -185,10 +185,12 @@ async def test_mid_stream_failure_ends_with_error_event(sims: tuple[Sim, Sim]) -
     fast, _ = sims
     fast.faults(die_after_chunks=3)
     async with serve_router(router_config([fast.backend()])) as (url, _):
-        async with aiohttp.ClientSession() as session:
-            async with session.post(url + "/v1/chat/completions", json=chat(stream=True)) as r:
-                assert r.status == 200
-                events = await stream_events(r)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url + "/v1/chat/completions", json=chat(stream=True)) as r,
+        ):
+            assert r.status == 200
+            events = await stream_events(r)
         stats = await settled(url)
     assert b"[DONE]" not in events
     assert json.loads(events[-1])["error"]["type"] == "upstream_error"
@@ -218,17 +220,19 @@ async def test_chunk_idle_timeout() -> None:
 async def test_client_cancel_releases_everything(sims: tuple[Sim, Sim]) -> None:
     fast, _ = sims
     fast.faults(slowdown=100)
-    async with serve_router(router_config([fast.backend()])) as (url, _):
-        async with aiohttp.ClientSession() as session:
-            for _ in range(3):
-                body = chat(max_tokens=500, stream=True)
-                async with session.post(url + "/v1/chat/completions", json=body) as r:
-                    await r.content.readline()
-                    r.close()  # the client goes away mid-stream
-            stats = await settled(url)
-            _no_leak(stats)
-            assert stats["outcomes"].get("cancelled") == 3
-            running = await _sim_running(session, fast)
+    async with (
+        serve_router(router_config([fast.backend()])) as (url, _),
+        aiohttp.ClientSession() as session,
+    ):
+        for _ in range(3):
+            body = chat(max_tokens=500, stream=True)
+            async with session.post(url + "/v1/chat/completions", json=body) as r:
+                await r.content.readline()
+                r.close()  # the client goes away mid-stream
+        stats = await settled(url)
+        _no_leak(stats)
+        assert stats["outcomes"].get("cancelled") == 3
+        running = await _sim_running(session, fast)
     assert running == 0  # the upstream requests were cancelled too
 
 

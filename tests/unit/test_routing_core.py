@@ -155,7 +155,7 @@ def test_queue_scorer(waiting: float | None, expected: float) -> None:
 @pytest.mark.parametrize(
     ("preferred", "expected"),
     [
-        ((), [0.25, 1.0, 0.5]),
+        ((), [1.0, 1.0, 1.0]),
         (("A100-40GB", "H100-80GB"), [1.0, 0.0, 0.5]),
     ],
 )
@@ -185,7 +185,7 @@ def _fleet() -> list[Candidate]:
         ("round-robin", 5, "b1"),
         ("least-request", 0, "a2"),
         ("least-request", 7, "a2"),
-        ("cost", 0, "b1"),
+        ("cost", 0, "a2"),  # idle A100: 110 / 0.76 beats (1200 + 110) / 3.9
     ],
 )
 def test_strategies(strategy: str, turn: int, expected: str) -> None:

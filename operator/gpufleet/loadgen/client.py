@@ -5,8 +5,8 @@ in flight (a request waits for a slot; its latency counts from when it is sent).
 a streamed chat completion with ``stream_options.include_usage`` and vLLM's
 ``ignore_eos`` so output lengths follow the trace; the tenant goes in ``user`` (and, when
 ``api_keys`` maps it to a key, in ``Authorization: Bearer``, which is how the router
-identifies tenants), the class in the router's ``x-gpufleet-class`` header. TTFT is the first chunk with
-content, TPOT the mean gap between later content chunks.
+identifies tenants), the class in the router's ``x-gpufleet-class`` header. TTFT is the
+first chunk with content, TPOT the mean gap between later content chunks.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ async def _send(
         "ignore_eos": True,
         "user": request.tenant,
     }
-    headers = {CLASS_HEADER: request.klass}
+    headers: dict[str, str] = {CLASS_HEADER: request.klass}
     if request.tenant in api_keys:
         headers["Authorization"] = f"Bearer {api_keys[request.tenant]}"
     sent = time.monotonic()

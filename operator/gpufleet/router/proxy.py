@@ -152,15 +152,23 @@ async def _stream(
         raise _Retryable(UpstreamFailed("the model server ended the stream at once"), "empty")
     response = web.StreamResponse(status=200, headers=_down_headers(upstream))
     response.headers["Cache-Control"] = "no-cache"
-    await response.prepare(request)
-    await response.write(first)
-    lease.progress(first.count(b"data:"))
-    error = await _pump(router, upstream, response, lease)
-    if error is not None:
-        lease.slot.breaker.on_failure(router.clock())
-        outcome.label = "upstream_error_mid_stream"
-        await response.write(error.sse_event())
-    await response.write_eof()
+    finished = False
+    try:
+        await response.prepare(request)
+        await response.write(first)
+        lease.progress(first.count(b"data:"))
+        error = await _pump(router, upstream, response, lease)
+        finished = error is None
+        if error is not None:
+            lease.slot.breaker.on_failure(router.clock())
+            outcome.label = "upstream_error_mid_stream"
+            await response.write(error.sse_event())
+        await response.write_eof()
+    except ConnectionResetError:
+        # The client went away; if the upstream had finished, it had everything
+        # (clients often close right after [DONE], before the chunked terminator).
+        if not finished:
+            outcome.label = "cancelled"
     return response
 
 

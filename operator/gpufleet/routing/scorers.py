@@ -8,8 +8,10 @@ better; the cost strategy sums them with the RoutingPolicy's ``scorerWeights``.
 - ``queue``: 1 / (1 + requests waiting) from Prometheus; neutral 1 without it;
 - ``prefix_affinity`` / ``session_affinity``: 1 for the affine endpoint, else 0;
 - ``class_preference``: the class's preferred generations, first = 1, falling
-  linearly; a class without preferences prefers the fastest generations
-  (relative per-GPU throughput);
+  linearly; neutral (1 everywhere) for a class without preferences — speed is already
+  in ``load``, which divides by throughput, and a second "fastest first" bonus piled
+  interactive traffic onto the fastest generation (bench/router_quality.py measured
+  cost at 0.71x round-robin's goodput with it);
 - ``cost``: neutral 1 — no price source exists yet.
 """
 
@@ -90,9 +92,7 @@ def class_preference(
     order = ctx.preferred_generations
     if order:
         return [1.0 - order.index(g) / len(order) if g in order else 0.0 for g in _gpus(candidates)]
-    per_gpu = [c.endpoint.throughput / c.endpoint.tensor_parallel_size for c in candidates]
-    fastest = max(per_gpu, default=1.0)
-    return [p / fastest for p in per_gpu]
+    return [1.0 for _ in candidates]
 
 
 def price(request: RoutingRequest, candidates: Sequence[Candidate], ctx: Context) -> list[float]:

@@ -1,0 +1,87 @@
+"""Router config validation (errors name the key) and EndpointSlice parsing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gpufleet.router import config, discovery
+
+BACKEND = {"url": "http://127.0.0.1:8001", "model": "llama-3.1-8b", "gpu": "H100-80GB"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ([], "YAML mapping"),
+        ({"policy": {}}, "exactly one of backends and kubernetes"),
+        ({"backends": [{**BACKEND, "gpu": "H300"}], "policy": {}}, "backends.0.gpu"),
+        ({"backends": [{**BACKEND, "url": "127.0.0.1"}], "policy": {}}, "backends.0.url"),
+        ({"backends": [BACKEND], "policy": {"strategy": "random"}}, "policy.strategy"),
+        ({"backends": [BACKEND], "policy": {"scorerWeights": {"load": -1}}},
+         "policy.scorerWeights.load"),
+        ({"backends": [BACKEND], "policy": {}, "limits": {"maxBodyBytes": 1}},
+         "limits.maxBodyBytes"),
+        ({"backends": [BACKEND], "policy": {}, "apiKeys": {"ghost": {"value": "12345678"}}},
+         "not in policy.admission.tenants"),
+        ({"backends": [BACKEND], "policy": {}, "bogus": 1}, "bogus"),
+    ],
+)  # fmt: skip
+def test_errors_name_the_key(raw: Any, fragment: str) -> None:
+    with pytest.raises(config.ConfigError, match=fragment.replace(".", r"\.")):
+        config.parse(raw)
+
+
+def test_defaults_and_planned_endpoints() -> None:
+    cfg = config.parse({"backends": [BACKEND, {**BACKEND, "gpu": "A100-40GB",
+                        "url": "http://127.0.0.1:8002", "kvCacheTokens": 1000}],
+                        "policy": {"strategy": "cost"}})  # fmt: skip
+    assert cfg.policy.pools == ("static",)
+    fast, slow = discovery.static_endpoints(cfg)
+    assert fast.throughput == pytest.approx(1.64) and fast.kv_capacity_tokens > 100_000
+    assert slow.throughput == pytest.approx(0.76) and slow.kv_capacity_tokens == 1000
+
+
+def _slice(*endpoints: dict[str, Any]) -> dict[str, Any]:
+    return {"ports": [{"name": "metrics", "port": 9400}, {"name": "http", "port": 8000}],
+            "endpoints": list(endpoints)}  # fmt: skip
+
+
+def _ep(ip: str, pod: str, **conditions: bool) -> dict[str, Any]:
+    return {"addresses": [ip], "conditions": conditions, "target_ref": {"name": pod}}
+
+
+def test_endpoints_from_slices_ready_only() -> None:
+    cfg = config.parse({"kubernetes": {"namespace": "ns"}, "policy": {"pools": ["p"]}})
+    pods = {
+        "a": discovery.PodInfo("B200", 2, "llama-3.1-8b"),
+        "b": discovery.PodInfo("A100-40GB", 1, "llama-3.1-8b"),
+    }
+    slices = [
+        _slice(_ep("10.0.0.1", "a", ready=True), _ep("10.0.0.2", "b", ready=False)),
+        _slice(_ep("10.0.0.3", "b", ready=True, terminating=True), _ep("10.0.0.4", "zz")),
+        _slice(_ep("10.0.0.5", "b", ready=True)),
+    ]
+    found = discovery.endpoints_from_slices(cfg, slices, pods)
+    assert [(e.id, e.gpu, e.tensor_parallel_size) for e in found] == [
+        ("http://10.0.0.1:8000", "B200", 2),
+        ("http://10.0.0.5:8000", "A100-40GB", 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "expected"),
+    [
+        ({"gpufleet.io/gpu": "H200", "gpufleet.io/tensor-parallel-size": "4"},
+         {"gpufleet.io/model": "m"}, discovery.PodInfo("H200", 4, "m")),
+        ({"gpufleet.io/gpu": "H200"}, {}, discovery.PodInfo("H200", 1, "")),
+        ({"gpufleet.io/gpu": "TPU"}, {}, None),
+        ({}, {}, None),
+    ],
+)  # fmt: skip
+def test_pod_info(
+    labels: dict[str, str], annotations: dict[str, str], expected: discovery.PodInfo | None
+) -> None:
+    pod = {"metadata": {"labels": labels, "annotations": annotations}}
+    assert discovery.pod_info(pod) == expected
