@@ -129,7 +129,9 @@ async def test_session_affinity_sticks(sims: tuple[Sim, Sim]) -> None:
         seen = set()
         for i in range(6):
             headers = {"x-session-id": "conversation-1"}
-            body = chat(f"turn {i} " * (i + 1), max_tokens=4)
+            # Later turns resend the conversation, as chat clients do.
+            history = " ".join(f"user and assistant turn {t}." for t in range(i + 1))
+            body = chat("A conversation. " * 40 + history, max_tokens=4)
             async with session.post(url + URL, json=body, headers=headers) as r:
                 assert r.status == 200
                 seen.add(r.headers["x-gpufleet-endpoint"])

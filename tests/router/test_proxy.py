@@ -85,7 +85,11 @@ async def test_connect_error_is_retried_and_unhealthy_endpoint_dropped(
     raw["healthCheck"] = {"intervalSeconds": 300}
     async with serve_router(raw) as (url, app), aiohttp.ClientSession() as session:
         slot = app[appkeys.ROUTER].registry.slots[dead["url"]]
-        slot.healthy = True  # as if the probe had not run yet: requests do reach it
+        for _ in range(100):  # the first probe marks it unhealthy; the next is 300 s away
+            if not slot.healthy:
+                break
+            await asyncio.sleep(0.05)
+        slot.healthy = True  # as if it had passed its probe: requests do reach it
         for _ in range(4):
             async with session.post(url + "/v1/chat/completions", json=chat()) as r:
                 assert r.status == 200
