@@ -111,10 +111,9 @@ def test_refuse_connections_and_recover(sim: tuple[str, str]) -> None:
 
 
 def test_fleet_writes_backends_and_stops_children(tmp_path: Path) -> None:
-    base = _free_port()
     fleet_file = tmp_path / "fleet.yaml"
     fleet_file.write_text(yaml.safe_dump({
-        "model": MODEL, "basePort": base, "maxModelLen": 8192,
+        "model": MODEL, "basePort": 0, "maxModelLen": 8192,
         "replicas": [{"gpu": "B200", "count": 1}, {"gpu": "A100-40GB", "count": 2}],
     }))  # fmt: skip
     out = tmp_path / "backends.yaml"

@@ -3,7 +3,7 @@
 The fleet file (YAML, validated by ``FleetFile``)::
 
     model: llama-3.1-8b
-    basePort: 18000            # replicas take consecutive ports from here
+    basePort: 18000            # replicas take consecutive ports from here; 0: any free ports
     speed: 1
     replicas:
       - {gpu: B200, count: 2}
@@ -24,6 +24,7 @@ import argparse
 import ctypes
 import dataclasses
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,8 +58,16 @@ class FleetFile(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", populate_by_name=True)
 
     model: str = pydantic.Field(description="catalog model every replica serves")
-    base_port: int = pydantic.Field(18000, alias="basePort", ge=1024, le=65000)
-    metrics_base_port: int | None = pydantic.Field(None, alias="metricsBasePort", ge=1024)
+    base_port: int = pydantic.Field(18000, alias="basePort", ge=0, le=65000)
+    metrics_base_port: int | None = pydantic.Field(None, alias="metricsBasePort", ge=0)
+
+    @pydantic.field_validator("base_port", "metrics_base_port")
+    @classmethod
+    def _unprivileged(cls, value: int | None) -> int | None:
+        if value is not None and 0 < value < 1024:
+            raise ValueError("must be 0 (any free port) or at least 1024")
+        return value
+
     speed: float = pydantic.Field(1.0, gt=0)
     seed: int = 0
     max_model_len: int | None = pydantic.Field(None, alias="maxModelLen", ge=1)
@@ -90,6 +99,17 @@ def load(path: Path) -> FleetFile:
     return FleetFile.model_validate(yaml.safe_load(path.read_text()))
 
 
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port(base: int, index: int) -> int:
+    """Consecutive ports from ``base``; with base 0, a port the kernel says is free."""
+    return _free_port() if base == 0 else base + index
+
+
 def plan(fleet: FleetFile) -> list[Member]:
     """Plan every replica; ``ReplicaError`` names the first that cannot run."""
     members: list[Member] = []
@@ -104,7 +124,7 @@ def plan(fleet: FleetFile) -> list[Member]:
         tp = replica.build(spec).tensor_parallel_size
         for _ in range(group.count):
             index = len(members)
-            port = fleet.base_port + index
+            port = _port(fleet.base_port, index)
             argv = [
                 "sim", "--gpu", group.gpu, "--model", fleet.model, "--tp", str(tp),
                 "--dtype", group.dtype, "--host", HOST, "--port", str(port),
@@ -112,8 +132,8 @@ def plan(fleet: FleetFile) -> list[Member]:
             ]  # fmt: skip
             if fleet.max_model_len:
                 argv += ["--max-model-len", str(fleet.max_model_len)]
-            if fleet.metrics_base_port:
-                argv += ["--metrics-port", str(fleet.metrics_base_port + index)]
+            if fleet.metrics_base_port is not None:
+                argv += ["--metrics-port", str(_port(fleet.metrics_base_port, index))]
             members.append(Member(group.gpu, port, tp, (*argv, *group.args)))
     return members
 
