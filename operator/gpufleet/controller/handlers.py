@@ -62,6 +62,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     state.start()
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The in-cluster ServiceAccount, else ``$KUBECONFIG`` read now — not when the
+    ``kubernetes`` library was imported, which is before ``--kubeconfig`` is known."""
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+    return info or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     state = _state(memo)

@@ -1,0 +1,188 @@
+"""Operator at scale: N ModelPools x 2 variants on M KWOK GPU nodes, on a dedicated cluster.
+
+Measures the time from creating the pools until all are Ready, the API writes the
+operator made per pool, its peak RSS, and its writes during an idle minute (target 0).
+Writes are counted from kube-apiserver's ``apiserver_request_total`` (admin kubeconfig,
+``/metrics``) before and after, restricted to what only the operator writes: apply,
+patch, create and delete of Deployments, Services and PodDisruptionBudgets (not their
+status, which controllers write), and the ModelPool status subresource. Events are
+counted apart (every component posts them). Prints a summary and writes JSON to
+``bench/out/operator_scale.json``.
+
+    .venv/bin/python bench/operator_scale.py --pools 200 --nodes 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from gpufleet.devcluster import build, nodes
+from gpufleet.devcluster import cluster as clusters
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUP, VERSION, PLURAL = "gpufleet.io", "v1alpha1", "modelpools"
+OPERATOR_WRITES = {
+    ("deployments", ""), ("services", ""), ("poddisruptionbudgets", ""), ("modelpools", "status")
+}  # fmt: skip
+WRITE_VERBS = {"APPLY", "PATCH", "POST", "PUT", "DELETE"}
+_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+
+
+def write_counts(kubectl: list[str]) -> dict[str, float]:
+    """Operator-attributable writes and all Event creations, from the apiserver's metrics."""
+    text = subprocess.run([*kubectl, "get", "--raw", "/metrics"], check=True,
+                          capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+    out = {"operator": 0.0, "events": 0.0}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
+        if labels.get("verb") not in WRITE_VERBS:
+            continue
+        key = (labels.get("resource", ""), labels.get("subresource", ""))
+        if key in OPERATOR_WRITES:
+            out["operator"] += float(match["value"])
+        elif key == ("events", ""):
+            out["events"] += float(match["value"])
+    return out
+
+
+def pool(index: int) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelPool",
+        "metadata": {"name": f"pool-{index:04d}"},
+        "spec": {
+            "model": {"name": f"m{index}", "source": "hf://bench/llama-8b",
+                      "catalogName": "llama-3.1-8b", "maxModelLen": 8192},
+            "variants": [{"name": "h100", "gpu": "H100-80GB", "minReplicas": 1},
+                         {"name": "a100", "gpu": "A100-40GB", "minReplicas": 1}],
+        },
+    }  # fmt: skip
+
+
+def ready_count(api: client.CustomObjectsApi, namespace: str) -> int:
+    items = api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+    return sum(
+        any(c["type"] == "Ready" and c["status"] == "True"
+            for c in (i.get("status") or {}).get("conditions", []))
+        for i in items
+    )  # fmt: skip
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    name = f"bench-operator-{os.getpid()}"
+    half = args.nodes // 2
+    fleet = (
+        f"nodeGroups:\n- {{name: h100, count: {half}, gpu: H100-80GB, gpusPerNode: 8}}\n"
+        f"- {{name: a100, count: {args.nodes - half}, gpu: A100-40GB, gpusPerNode: 8}}\n"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        fleet_file = Path(tmp) / "fleet.yaml"
+        fleet_file.write_text(fleet)
+        started = time.monotonic()
+        handle = clusters.up(name, fleet_file=str(fleet_file), progress=lambda _m: None)
+        print(f"cluster with {args.nodes} KWOK nodes up in {time.monotonic() - started:.0f}s")
+        log = args.log.open("wb")
+        op: subprocess.Popen[bytes] | None = None
+        try:
+            kubectl = [str(build.binary_path("kubectl")), f"--kubeconfig={handle.kubeconfig}"]
+            subprocess.run([*kubectl, "apply", "--server-side", "-f", str(ROOT / "crds")],
+                           check=True, capture_output=True, timeout=60)  # fmt: skip
+            crd = "crd/modelpools.gpufleet.io"
+            subprocess.run([*kubectl, "wait", "--for=condition=Established", "--timeout=60s",
+                            crd], check=True, capture_output=True, timeout=90)  # fmt: skip
+            subprocess.run([*kubectl, "create", "namespace", "bench"], check=True,
+                           capture_output=True)  # fmt: skip
+            argv = [str(Path(sys.executable).parent / "gpufleet"), "operator",
+                    "--kubeconfig", str(handle.kubeconfig), "-n", "bench",
+                    "--resync-seconds", str(args.resync_seconds), "--liveness", "none"]  # fmt: skip
+            op = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            time.sleep(3)
+            with nodes.api_client(handle.kubeconfig) as api:
+                pools = client.CustomObjectsApi(api)
+                before = write_counts(kubectl)
+                t0 = time.monotonic()
+                for i in range(args.pools):
+                    pools.create_namespaced_custom_object(GROUP, VERSION, "bench", PLURAL, pool(i))
+                created = time.monotonic() - t0
+                deadline = t0 + args.timeout
+                ready = 0
+                while time.monotonic() < deadline:
+                    ready = ready_count(pools, "bench")
+                    if ready == args.pools:
+                        break
+                    print(
+                        f"  {time.monotonic() - t0:5.0f}s  {ready}/{args.pools} Ready", flush=True
+                    )
+                    time.sleep(5.0)
+                all_ready = time.monotonic() - t0
+                time.sleep(5)  # let the last status writes and watch echoes settle
+                settled = write_counts(kubectl)
+                time.sleep(args.idle_seconds)
+                idle = write_counts(kubectl)
+            rss = peak_rss_mib(op.pid)
+        finally:
+            if op is not None:
+                op.terminate()
+                op.wait(timeout=30)
+            log.close()
+            clusters.down(name, progress=lambda _m: None)
+    return {
+        "pools": args.pools,
+        "variants_per_pool": 2,
+        "nodes": args.nodes,
+        "pools_ready": ready,
+        "create_seconds": round(created, 1),
+        "all_ready_seconds": round(all_ready, 1),
+        "operator_writes": settled["operator"] - before["operator"],
+        "operator_writes_per_pool": round(
+            (settled["operator"] - before["operator"]) / args.pools, 2
+        ),
+        "events_all_components": settled["events"] - before["events"],
+        "idle_seconds": args.idle_seconds,
+        "idle_operator_writes": idle["operator"] - settled["operator"],
+        "operator_peak_rss_mib": round(rss, 1),
+        "resync_seconds": args.resync_seconds,
+        "cpu_cores": os.cpu_count(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pools", type=int, default=200)
+    parser.add_argument("--nodes", type=int, default=100)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--resync-seconds", type=float, default=30.0)
+    parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--log", type=Path, default=ROOT / "bench" / "out" / "operator_scale.log")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "operator_scale.json")
+    result = run(parser.parse_args())
+    for key, value in result.items():
+        print(f"{key:28} {value}")
+    parser.parse_args().out.parent.mkdir(parents=True, exist_ok=True)
+    parser.parse_args().out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if result["pools_ready"] == result["pools"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
