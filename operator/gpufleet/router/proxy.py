@@ -100,8 +100,7 @@ async def _attempt(
     started = router.clock()
     try:
         async with asyncio.timeout(fh.first_byte_timeout_seconds):
-            upstream = await http.post(url, data=job.payload, headers=_upstream_headers(request))
-            first = await _first_chunk(upstream, job.parsed.stream)
+            upstream, first = await _open(http, url, job, request)
     except TimeoutError:
         slot.breaker.on_failure(router.clock())
         error = UpstreamTimeout("the model server did not answer in time")
@@ -118,6 +117,22 @@ async def _attempt(
         return web.Response(body=first, status=upstream.status, headers=_down_headers(upstream))
     finally:
         upstream.close()
+
+
+async def _open(
+    http: aiohttp.ClientSession, url: str, job: service.Job, request: web.Request
+) -> tuple[aiohttp.ClientResponse, bytes]:
+    """Send the request and read its first chunk; the response is closed if that fails.
+
+    A timeout or a broken connection can strike between the headers and the first
+    chunk; the connection must then go back closed, not leak to the garbage collector.
+    """
+    upstream = await http.post(url, data=job.payload, headers=_upstream_headers(request))
+    try:
+        return upstream, await _first_chunk(upstream, job.parsed.stream)
+    except BaseException:
+        upstream.close()
+        raise
 
 
 async def _first_chunk(upstream: aiohttp.ClientResponse, stream: bool) -> bytes:
