@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -168,6 +169,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
+    # A SIGTERM (e.g. from `timeout`) must still stop the operator and the cluster.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pools", type=int, default=200)
     parser.add_argument("--nodes", type=int, default=100)
@@ -176,11 +179,12 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--log", type=Path, default=ROOT / "bench" / "out" / "operator_scale.log")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "operator_scale.json")
-    result = run(parser.parse_args())
+    args = parser.parse_args()
+    result = run(args)
     for key, value in result.items():
         print(f"{key:28} {value}")
-    parser.parse_args().out.parent.mkdir(parents=True, exist_ok=True)
-    parser.parse_args().out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0 if result["pools_ready"] == result["pools"] else 1
 
 
