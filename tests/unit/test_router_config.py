@@ -85,3 +85,55 @@ def test_pod_info(
 ) -> None:
     pod = {"metadata": {"labels": labels, "annotations": annotations}}
     assert discovery.pod_info(pod) == expected
+
+
+def _pod(
+    ip: str | None,
+    *,
+    gpu: str = "H100-80GB",
+    ready: str = "True",
+    phase: str = "Running",
+    deleting: bool = False,
+    ports: tuple[tuple[str, int], ...] = (("metrics", 9400), ("http", 8000)),
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"labels": {"gpufleet.io/gpu": gpu}, "annotations": {}}
+    if deleting:
+        meta["deletion_timestamp"] = "2026-01-01T00:00:00Z"
+    return {
+        "metadata": meta,
+        "spec": {"containers": [{"ports": [{"name": n, "container_port": p} for n, p in ports]}]},
+        "status": {
+            "phase": phase,
+            "pod_ip": ip,
+            "conditions": [{"type": "Ready", "status": ready}],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("pod", "expected"),
+    [
+        (_pod("127.64.0.1"), ["http://127.64.0.1:8000"]),
+        (_pod("127.64.0.1", ports=(("api", 9000),)), ["http://127.64.0.1:9000"]),
+        (_pod("127.64.0.1", ready="False"), []),
+        (_pod("127.64.0.1", phase="Pending"), []),
+        (_pod("127.64.0.1", deleting=True), []),
+        (_pod(None), []),
+        (_pod("127.64.0.1", gpu="TPU"), []),
+        (_pod("127.64.0.1", ports=()), []),
+    ],
+)
+def test_endpoints_from_pods_ready_and_not_terminating(
+    pod: dict[str, Any], expected: list[str]
+) -> None:
+    cfg = config.parse(
+        {"kubernetes": {"namespace": "ns", "source": "pods"}, "policy": {"pools": ["p"]}}
+    )
+    assert [e.id for e in discovery.endpoints_from_pods(cfg, [pod])] == expected
+
+
+def test_unknown_discovery_source_is_named() -> None:
+    with pytest.raises(config.ConfigError, match=r"kubernetes\.source"):
+        config.parse(
+            {"kubernetes": {"namespace": "ns", "source": "dns"}, "policy": {"pools": ["p"]}}
+        )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import yaml
@@ -58,10 +58,20 @@ class Backend(_Model):
 
 
 class KubernetesSource(_Model):
+    """Where the pools' endpoints are listed.
+
+    ``endpointslices`` (default) reads the addresses the EndpointSlice controller
+    publishes for each pool's Service. ``pods`` reads the pools' pods directly (ready,
+    not terminating, by their IP), as inference gateways that select pods do; the local
+    dev cluster needs it because its pods have loopback IPs, which the API server does
+    not accept in EndpointSlices.
+    """
+
     namespace: str = pydantic.Field(min_length=1, max_length=63)
     kubeconfig: Path | None = None
     interval_seconds: float = pydantic.Field(default=2.0, gt=0, le=300)
     port_name: str = "http"
+    source: Literal["endpointslices", "pods"] = "endpointslices"
 
 
 class KeySource(_Model):

@@ -1,7 +1,8 @@
 """Where endpoints come from, and the loops that keep their state current.
 
 - ``static_endpoints``: the config's ``backends`` list;
-- ``kubernetes_loop``: the EndpointSlices of the policy's pools (the ModelPool's
+- ``kubernetes_loop``: the EndpointSlices (or, with ``source: pods``, the pods) of the
+  policy's pools (the ModelPool's
   Service is named after the pool, see ``gpufleet.controller.render``). Only endpoints
   that are ready and not terminating are routable; a terminating one leaves the set
   (its requests in flight finish — the registry drains it). GPU generation, TP and the
@@ -158,6 +159,39 @@ def _port(ports: list[Mapping[str, Any]], name: str) -> int | None:
     return int(ports[0]["port"]) if ports and ports[0].get("port") else None
 
 
+def endpoints_from_pods(config: RouterConfig, pods: Iterable[Mapping[str, Any]]) -> list[Endpoint]:
+    """Routable endpoints of raw pods (``to_dict()`` form): Running, Ready, not terminating,
+    with an IP, the GPU label and a container port named ``portName`` (else the first)."""
+    port_name = config.kubernetes.port_name if config.kubernetes else "http"
+    found: list[Endpoint] = []
+    for pod in pods:
+        info, address = pod_info(pod), _routable_ip(pod)
+        ports = [p for c in (pod.get("spec") or {}).get("containers") or []
+                 for p in c.get("ports") or []]  # fmt: skip
+        port = _container_port(ports, port_name)
+        if info is None or address is None or port is None:
+            continue
+        url = f"http://{address}:{port}"
+        found.append(endpoint(config, url=url, model=info.model, gpu=info.gpu, tp=info.tp))
+    return found
+
+
+def _routable_ip(pod: Mapping[str, Any]) -> str | None:
+    if (pod.get("metadata") or {}).get("deletion_timestamp"):
+        return None
+    status = pod.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                for c in status.get("conditions") or [])  # fmt: skip
+    return status.get("pod_ip") if ready and status.get("phase") == "Running" else None
+
+
+def _container_port(ports: list[Mapping[str, Any]], name: str) -> int | None:
+    for port in ports:
+        if port.get("name") == name:
+            return int(port["container_port"])
+    return int(ports[0]["container_port"]) if ports else None
+
+
 def pod_info(pod: Mapping[str, Any]) -> PodInfo | None:
     """GPU, TP and model of a raw pod (``to_dict()`` form); None without a GPU label."""
     meta = pod.get("metadata") or {}
@@ -219,12 +253,14 @@ def _discover(api: Any, config: RouterConfig) -> list[Endpoint]:
     pools = _pools(api, config)
     if not pools:
         return []
-    selector = f"{SERVICE_NAME_LABEL} in ({','.join(pools)})"
-    discovery_api = client.DiscoveryV1Api(api)
-    slices = discovery_api.list_namespaced_endpoint_slice(source.namespace, label_selector=selector)
     pods = client.CoreV1Api(api).list_namespaced_pod(
         source.namespace, label_selector=f"{POOL_LABEL} in ({','.join(pools)})"
     )
+    if source.source == "pods":
+        return endpoints_from_pods(config, [p.to_dict() for p in pods.items])
+    selector = f"{SERVICE_NAME_LABEL} in ({','.join(pools)})"
+    discovery_api = client.DiscoveryV1Api(api)
+    slices = discovery_api.list_namespaced_endpoint_slice(source.namespace, label_selector=selector)
     infos: dict[str, PodInfo] = {}
     for pod in pods.items:
         raw = pod.to_dict()
