@@ -106,7 +106,8 @@ class MetricNames(ApiModel):
 
     Defaults: vLLM's production metrics (docs.vllm.ai, "Production Metrics") and DCGM
     exporter's default counters (NVIDIA/dcgm-exporter, default-counters.csv). vLLM V1
-    renamed ``vllm:gpu_cache_usage_perc`` to ``vllm:kv_cache_usage_perc``.
+    renamed ``vllm:gpu_cache_usage_perc`` to ``vllm:kv_cache_usage_perc``; the default
+    is the current name, older engines need the override.
     """
 
     requests_running: MetricName = pydantic.Field(
@@ -116,7 +117,8 @@ class MetricNames(ApiModel):
         default="vllm:num_requests_waiting", description="Queued requests."
     )
     kv_cache_usage: MetricName = pydantic.Field(
-        default="vllm:gpu_cache_usage_perc", description="KV-cache usage, 0-1."
+        default="vllm:kv_cache_usage_perc",
+        description="KV-cache usage, 0-1 (vLLM before V1: vllm:gpu_cache_usage_perc).",
     )
     prompt_tokens: MetricName = pydantic.Field(
         default="vllm:prompt_tokens_total", description="Prefill tokens counter."
