@@ -27,10 +27,12 @@ demo: build
 	@. $(VENV)/demo-env && $$(dirname $$($(BIN)/python -c 'from gpufleet.devcluster import build; print(build.binary_path("kubectl"))'))/kubectl \
 	  get nodes -L nvidia.com/gpu.product -L nvidia.com/gpu.memory -L nvidia.com/gpu.count -L nvidia.com/gpu.family
 	@echo
-	@echo "stop it with: $(BIN)/gpufleet dev-cluster down --name $(CLUSTER)"
+	@$(MAKE) --no-print-directory demo-operator CLUSTER=$(CLUSTER)
+	@echo
+	@echo "stop everything with: make demo-down"
 	@tail -n 1 $(VENV)/demo-env
 
-demo-down: install
+demo-down: install demo-operator-stop
 	$(BIN)/gpufleet dev-cluster down --name $(CLUSTER)
 
 lint: install
