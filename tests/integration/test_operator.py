@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from gpufleet.devcluster import fleet
+from gpufleet.devcluster import fleet, nodes
 from gpufleet.hardware import catalog
 from gpufleet.planning import get_model, plan_variant
 from tests.conftest import LocalCluster
@@ -352,8 +352,7 @@ def test_unschedulable_variant_recovers_when_a_node_is_added(
         degraded = condition(pool, "Degraded")
         assert (degraded["status"], degraded["reason"]) == ("True", "VariantUnschedulable")
         try:
-            core.create_node({k: v for k, v in body.items() if k != "status"})
-            core.patch_node_status(body["metadata"]["name"], {"status": body["status"]})
+            nodes.create(core, body)
             pool = ready_pool(cluster, namespace, "small", timeout=60)
             assert pool["status"]["variants"][0]["reason"] == ""
             assert condition(pool, "Degraded")["status"] == "False"
