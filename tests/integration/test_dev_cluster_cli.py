@@ -6,10 +6,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gpufleet.devcluster import build, processes
+from gpufleet.devcluster import build, components, errors, processes
 from gpufleet.devcluster import cluster as clusters
 from tests.conftest import LocalCluster
 
@@ -89,3 +90,26 @@ def test_second_cluster_runs_beside_the_first_and_down_leaves_nothing(
     finally:
         gpufleet("down", "--name", name, timeout=60)
     assert all(processes.alive(p) for p in cluster.handle.procs), "the first cluster was disturbed"
+
+
+def test_failed_up_stops_what_it_started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """kube-scheduler refuses to start: etcd, the API server and the controller-manager
+    that were already running are stopped, and the error carries the scheduler's log."""
+    real = components.scheduler
+
+    def broken(*args: Any, **kwargs: Any) -> list[str]:
+        return [*real(*args, **kwargs), "--no-such-flag"]
+
+    monkeypatch.setattr(components, "scheduler", broken)
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("nodeGroups:\n- {name: cpu, count: 1}\n")
+    name = f"broken-{os.getpid()}"
+    try:
+        with pytest.raises(errors.StartFailed) as info:
+            clusters.up(name, fleet_file=str(fleet), progress=lambda _m: None)
+        assert "kube-scheduler exited during start-up" in str(info.value)
+        assert "no-such-flag" in str(info.value), "the log tail says why"
+        assert not _processes_of(name), "processes of the failed cluster left running"
+        assert clusters.load(name) is None
+    finally:
+        clusters.down(name, progress=lambda _m: None)

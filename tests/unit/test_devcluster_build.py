@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpufleet.devcluster import build, components
+import pytest
+
+from gpufleet.devcluster import build, components, errors
 
 UPSTREAM = """module k8s.io/kubernetes
 
@@ -80,3 +82,13 @@ def test_apiserver_enforces_rbac_node_authz_and_sa_signing(tmp_path: Path) -> No
     assert f"--service-account-signing-key-file={layout.pki.sa_key}" in argv
     assert "--etcd-servers=http://127.0.0.1:1" in argv
     assert "--secure-port=3" in argv
+
+
+def test_missing_go_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(errors.ToolMissing, match=r"install Go 1\.26 or newer"):
+        build.find_go(fallbacks=(str(tmp_path / "go"),))
+    fake = tmp_path / "go"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert build.find_go(fallbacks=()) == str(fake)

@@ -148,10 +148,12 @@ def _go_env(root: Path) -> dict[str, str]:
     return env
 
 
-def find_go() -> str:
-    go = shutil.which("go") or (
-        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
-    )
+_GO_FALLBACKS = ("/usr/local/go/bin/go",)
+
+
+def find_go(*, fallbacks: Sequence[str] = _GO_FALLBACKS) -> str:
+    """The ``go`` on PATH, else a standard install location; ``ToolMissing`` says what to do."""
+    go = shutil.which("go") or next((f for f in fallbacks if Path(f).is_file()), None)
     if go is None:
         raise errors.ToolMissing(
             "the Go toolchain (go >= 1.26) is needed to build the control plane: "
