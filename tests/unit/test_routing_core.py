@@ -242,6 +242,67 @@ def test_session_affinity_wins_among_equals() -> None:
     assert isinstance(got, picker.Decision) and got.endpoint.id == "e2"
 
 
+@pytest.mark.parametrize("scorer", [scorers.prefix_affinity, scorers.session_affinity])
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("fast", [0.0, 1.0, 0.0]),  # the cheapest endpoint is affine: full bonus
+        ("slow", [0.2, 0.0, 0.0]),  # an idle endpoint 5x slower: a fifth of it
+        ("busy", [0.0, 0.0, 0.5]),  # as fast, but as much work queued as this request
+        (None, [0.0, 0.0, 0.0]),
+    ],
+)
+def test_affinity_bonus_shrinks_with_expected_cost(
+    scorer: scorers.Scorer, target: str | None, expected: list[float]
+) -> None:
+    cands = [
+        cand(ep("slow", throughput=1.0)),
+        cand(ep("fast", "B200", throughput=5.0)),
+        cand(ep("busy", "B200", throughput=5.0), pending_tokens=110),
+    ]
+    ctx = scorers.Context(prefix_target=target, session_target=target)
+    assert scorer(req(), cands, ctx) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("affine_pending", "expected"),
+    [
+        (0, "affine"),  # equal cost: the cache hit decides
+        (50, "affine"),  # a little more work queued: still worth the hit
+        (5000, "other"),  # many times the cost: affinity no longer pins the request
+    ],
+)
+def test_session_affinity_yields_to_a_much_cheaper_endpoint(
+    affine_pending: int, expected: str
+) -> None:
+    cands = [
+        cand(ep("affine", "H100-80GB", throughput=1.6), pending_tokens=affine_pending),
+        cand(ep("other", "H100-80GB", throughput=1.6)),
+    ]
+    inputs = picker.Inputs(policy(strategy="cost"), session_target="affine")
+    got = picker.pick(req(), cands, inputs)
+    assert isinstance(got, picker.Decision) and got.endpoint.id == expected
+
+
+def test_prefix_affine_slow_generation_loses_to_an_idle_fast_one() -> None:
+    ids = ["a100", "b200"]
+    ring = affinity.Ring(ids)
+    key = next(k for k in range(1000) if next(ring.walk(k)) == "a100")
+    cands = [cand(ep("a100", throughput=0.76)), cand(ep("b200", "B200", throughput=3.9))]
+    got = picker.pick(req(2000, 100, prefix_key=key), cands, picker.Inputs(policy(), ring=ring))
+    assert isinstance(got, picker.Decision) and got.endpoint.id == "b200"
+
+
+def test_slow_generation_gets_work_when_the_fast_ones_are_loaded() -> None:
+    cands = [
+        cand(ep("a100", throughput=0.76)),
+        cand(ep("h100", "H100-80GB", throughput=1.64), in_flight=8, pending_tokens=2000),
+        cand(ep("b200", "B200", throughput=3.9), in_flight=16, pending_tokens=6000),
+    ]
+    got = picker.pick(req(1000, 100), cands, picker.Inputs(policy(strategy="cost")))
+    assert isinstance(got, picker.Decision) and got.endpoint.id == "a100"
+
+
 def test_prefix_affinity_is_consistent_and_bounded() -> None:
     ids = [f"e{i}" for i in range(6)]
     ring = affinity.Ring(ids)

@@ -6,7 +6,9 @@ better; the cost strategy sums them with the RoutingPolicy's ``scorerWeights``.
 - ``kv_cache``: KV-cache headroom (Prometheus, else the router's pending tokens over
   the endpoint's KV capacity);
 - ``queue``: 1 / (1 + requests waiting) from Prometheus; neutral 1 without it;
-- ``prefix_affinity`` / ``session_affinity``: 1 for the affine endpoint, else 0;
+- ``prefix_affinity`` / ``session_affinity``: the affine endpoint's ``load`` score,
+  else 0 — a cache hit is worth having only where the expected cost is near the
+  cheapest, so a slow or busy affine endpoint earns little of the bonus;
 - ``class_preference``: the class's preferred generations, first = 1, falling
   linearly; neutral (1 everywhere) for a class without preferences — speed is already
   in ``load``, which divides by throughput, and a second "fastest first" bonus piled
@@ -77,13 +79,30 @@ def queue(request: RoutingRequest, candidates: Sequence[Candidate], ctx: Context
 def prefix_affinity(
     request: RoutingRequest, candidates: Sequence[Candidate], ctx: Context
 ) -> list[float]:
-    return [1.0 if c.id == ctx.prefix_target else 0.0 for c in candidates]
+    return _affine(request, candidates, ctx.prefix_target)
 
 
 def session_affinity(
     request: RoutingRequest, candidates: Sequence[Candidate], ctx: Context
 ) -> list[float]:
-    return [1.0 if c.id == ctx.session_target else 0.0 for c in candidates]
+    return _affine(request, candidates, ctx.session_target)
+
+
+def _affine(
+    request: RoutingRequest, candidates: Sequence[Candidate], target: str | None
+) -> list[float]:
+    """The affine endpoint's ``load`` score (cheapest expected cost / its own), 0 elsewhere.
+
+    A cache hit saves part of one request's prefill, never more than the whole request,
+    so the bonus is bounded by how close the affine endpoint is to the cheapest: a flat
+    1 let affinity outweigh any difference in speed and queue, and with a few shared
+    system prompts it pinned most traffic to their ring targets whatever their
+    generation (bench/router_quality.py: cost 0.94x least-request's goodput).
+    """
+    if target is None:
+        return [0.0 for _ in candidates]
+    scores = load(request, candidates, Context())
+    return [s if c.id == target else 0.0 for c, s in zip(candidates, scores, strict=True)]
 
 
 def class_preference(
