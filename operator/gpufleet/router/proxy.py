@@ -172,8 +172,11 @@ async def _stream(
         await response.prepare(request)
         await response.write(first)
         lease.progress(first.count(b"data:"))
-        error = await _pump(router, upstream, response, lease)
+        first_at = router.clock()
+        error, events = await _pump(router, upstream, response, lease)
         finished = error is None
+        if finished:
+            _learn(router, lease.slot.endpoint.id, events=events, since=first_at)
         if error is not None:
             lease.slot.breaker.on_failure(router.clock())
             outcome.label = "upstream_error_mid_stream"
@@ -192,25 +195,37 @@ async def _pump(
     upstream: aiohttp.ClientResponse,
     response: web.StreamResponse,
     lease: Lease,
-) -> RouterError | None:
-    """Copy chunks until the upstream ends; the upstream's failure, or None."""
+) -> tuple[RouterError | None, int]:
+    """Copy chunks until the upstream ends: (its failure or None, SSE events copied)."""
     idle = router.policy.failure_handling.chunk_idle_timeout_seconds
     loop = asyncio.get_running_loop()
+    events = 0
     try:
         async with asyncio.timeout(idle) as deadline:
             while chunk := await upstream.content.readany():
                 # A client that went away raises here (ConnectionResetError) and ends
                 # the request; the caller's finally closes the upstream connection.
                 await response.write(chunk)
-                lease.progress(chunk.count(b"data:"))
+                count = chunk.count(b"data:")
+                events += count
+                lease.progress(count)
                 deadline.reschedule(loop.time() + idle)
     except TimeoutError:
-        return UpstreamTimeout(f"the model server sent nothing for {idle}s")
+        return UpstreamTimeout(f"the model server sent nothing for {idle}s"), events
     except aiohttp.ClientPayloadError:
-        return UpstreamFailed("the model server's stream broke off")
+        return UpstreamFailed("the model server's stream broke off"), events
     if not upstream.content.at_eof():
-        return UpstreamFailed("the model server's stream broke off")
-    return None
+        return UpstreamFailed("the model server's stream broke off"), events
+    return None, events
+
+
+def _learn(router: service.Router, endpoint: str, *, events: int, since: float) -> None:
+    """Feed the stream's decode rate (events after the first chunk per second) to the
+    throughput learner. The usage chunk and ``[DONE]`` count too; every endpoint's
+    streams carry the same two, and learned weights are only compared with each other.
+    """
+    now = router.clock()
+    router.learner.observe(endpoint, tokens=events, seconds=now - since, now=now)
 
 
 def _reason(exc: BaseException) -> str:
