@@ -11,11 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from kubernetes import client
 
 from gpufleet.devcluster import cluster as clusters
 from gpufleet.devcluster import kubeconfig
+from gpufleet.ports import free_port
 from tests.conftest import LocalCluster
 
 ROOT = Path(__file__).parents[2]
@@ -32,25 +31,6 @@ SA_NAMESPACE = "gpufleet-system"
 SA_NAME = "gpufleet-operator"
 BIN = Path(sys.executable).parent
 GROUP, VERSION, PLURAL = "gpufleet.io", "v1alpha1", "modelpools"
-
-
-def until(
-    what: str, probe: Callable[[], Any], *, timeout: float = 60.0, every: float = 0.25
-) -> Any:
-    """``probe()``'s first truthy value, polled every ``every`` s; AssertionError on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def service_account_kubeconfig(handle: clusters.Cluster, api: client.ApiClient, path: Path) -> Path:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,20 +16,11 @@ from kubernetes.client.exceptions import ApiException
 
 from gpufleet.hardware import catalog
 from tests.conftest import LocalCluster
+from tests.waiting import until as _until
 
 pytestmark = pytest.mark.integration
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-
-
-def _until(what: str, probe: Callable[[], Any], *, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def _gpu_pod_spec(*, gpus: int, product: str | None, tolerate: bool = True) -> dict[str, Any]:

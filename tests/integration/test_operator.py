@@ -32,8 +32,8 @@ from tests.integration.operator_harness import (
     get_pool,
     running,
     service_account_kubeconfig,
-    until,
 )
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 

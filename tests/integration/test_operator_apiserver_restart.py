@@ -26,8 +26,8 @@ from tests.integration.operator_harness import (
     Operator,
     condition,
     running,
-    until,
 )
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 CRD_DIR = Path(__file__).parents[2] / "crds"

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from kubernetes import client
 from gpufleet.hardware import catalog
 from tests.conftest import LocalCluster
 from tests.router.peers import MODEL, chat, get_status, serve_router
+from tests.waiting import until as _until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -76,16 +76,6 @@ def _service() -> dict[str, Any]:
             "ports": [{"name": "http", "port": PORT, "targetPort": "http"}],
         },
     }
-
-
-def _until(what: str, probe: Callable[[], Any], *, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def _pod_ips(core: client.CoreV1Api, namespace: str) -> dict[str, str]:

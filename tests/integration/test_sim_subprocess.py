@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,10 @@ import openai
 import pytest
 import yaml
 
+from gpufleet import ports
+
 pytestmark = pytest.mark.slow
 MODEL = "llama-3.1-8b"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(url: str) -> int:
@@ -47,7 +42,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def sim() -> Iterator[tuple[str, str]]:
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = ports.free_port(), ports.free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gpufleet.cli", "sim", "--gpu", "H100-80GB", "--model", MODEL,
          "--max-model-len", "8192", "--port", str(port), "--metrics-port", str(metrics_port),

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,15 +23,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from gpufleet.ports import free_port
 from gpufleet.router import app, config
 
 MODEL = "llama-3.1-8b"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get_status(url: str) -> int:

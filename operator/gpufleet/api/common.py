@@ -152,3 +152,17 @@ class Condition(ApiModel):
     observed_generation: int | None = pydantic.Field(
         default=None, ge=0, description="metadata.generation the condition was computed from."
     )
+
+
+class ObservedStatus(ApiModel):
+    """What every gpufleet status starts with: the generation reconciled and the
+    Ready/Progressing/Degraded conditions, merged by ``type`` under server-side apply."""
+
+    observed_generation: int | None = pydantic.Field(
+        default=None, description="metadata.generation last reconciled."
+    )
+    conditions: tuple[Condition, ...] = pydantic.Field(
+        default=(),
+        description="Ready, Progressing, Degraded.",
+        json_schema_extra=list_map("type"),
+    )

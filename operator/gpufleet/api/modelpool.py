@@ -252,17 +252,9 @@ class VariantStatus(ApiModel):
     )
 
 
-class ModelPoolStatus(ApiModel):
+class ModelPoolStatus(common.ObservedStatus):
     """Observed state of a ModelPool, written by the operator."""
 
-    observed_generation: int | None = pydantic.Field(
-        default=None, description="metadata.generation last reconciled."
-    )
-    conditions: tuple[common.Condition, ...] = pydantic.Field(
-        default=(),
-        description="Ready, Progressing, Degraded.",
-        json_schema_extra=common.list_map("type"),
-    )
     variants: tuple[VariantStatus, ...] = pydantic.Field(
         default=(),
         description="Per-variant plan and replicas.",

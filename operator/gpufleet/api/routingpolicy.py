@@ -185,17 +185,9 @@ class BackendStatus(ApiModel):
     )
 
 
-class RoutingPolicyStatus(ApiModel):
+class RoutingPolicyStatus(common.ObservedStatus):
     """Observed state of a RoutingPolicy."""
 
-    observed_generation: int | None = pydantic.Field(
-        default=None, description="metadata.generation last reconciled."
-    )
-    conditions: tuple[common.Condition, ...] = pydantic.Field(
-        default=(),
-        description="Ready, Progressing, Degraded.",
-        json_schema_extra=common.list_map("type"),
-    )
     backends: tuple[BackendStatus, ...] = pydantic.Field(
         default=(),
         description="Endpoints per pool and generation.",

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import json
 import shutil
-import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from gpufleet.devcluster import (
     nodes,
     processes,
 )
+from gpufleet.ports import free_port
 
 DEFAULT_NAME = "gpufleet"
 Progress = Callable[[str], None]
@@ -64,14 +64,8 @@ def layout_for(name: str) -> components.Layout:
     return components.Layout(clusters_root() / name)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _allocate_ports() -> components.Ports:
-    return components.Ports(*(_free_port() for _ in range(6)))
+    return components.Ports(*(free_port() for _ in range(6)))
 
 
 def _save(cluster: Cluster) -> None:

@@ -32,13 +32,10 @@ def _create(core: client.CoreV1Api, body: fleet.NodeBody) -> None:
     and write that back over a later status patch.
     """
     try:
-        created = core.create_node(body)  # type: ignore[arg-type]
+        core.create_node(body)  # type: ignore[arg-type]
     except ApiException as exc:
         if exc.status != 409:
             raise
-        return
-    if not (created.status and created.status.allocatable):
-        core.patch_node_status(body["metadata"]["name"], {"status": body["status"]})
 
 
 # Taints the node lifecycle controller puts on a node until it has seen it Ready.

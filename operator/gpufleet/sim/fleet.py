@@ -24,7 +24,6 @@ import argparse
 import ctypes
 import dataclasses
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from types import FrameType
 import pydantic
 import yaml
 
+from gpufleet import ports
 from gpufleet.sim import replica
 
 HOST = "127.0.0.1"
@@ -99,15 +99,9 @@ def load(path: Path) -> FleetFile:
     return FleetFile.model_validate(yaml.safe_load(path.read_text()))
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def _port(base: int, index: int) -> int:
     """Consecutive ports from ``base``; with base 0, a port the kernel says is free."""
-    return _free_port() if base == 0 else base + index
+    return ports.free_port(HOST) if base == 0 else base + index
 
 
 def plan(fleet: FleetFile) -> list[Member]:
