@@ -44,7 +44,8 @@ def _start(speed: float) -> tuple[subprocess.Popen[bytes], str]:
     port = _port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gpufleet.cli", "sim", "--gpu", "H100-80GB", "--model", MODEL,
-         "--max-model-len", "4096", "--port", str(port), "--speed", str(speed)],
+         "--max-model-len", "4096", "--port", str(port), "--speed", str(speed),
+         "--load-seconds", "0"],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

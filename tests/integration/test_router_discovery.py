@@ -96,7 +96,7 @@ def _sims_at(addresses: dict[str, tuple[str, int]]) -> Iterator[None]:
         for gpu, (ip, tp) in addresses.items():
             argv = [sys.executable, "-m", "gpufleet.cli", "sim", "--gpu", gpu, "--model", MODEL,
                     "--tp", str(tp), "--max-model-len", "8192", "--host", ip, "--port", str(PORT),
-                    "--speed", "20"]  # fmt: skip
+                    "--speed", "20", "--load-seconds", "0"]  # fmt: skip
             procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL))
         for ip, _ in addresses.values():
             _until(f"simulator at {ip}", lambda ip=ip: _healthy(f"http://{ip}:{PORT}/health"))

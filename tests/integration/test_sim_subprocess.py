@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,12 +12,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 import yaml
 
 from gpufleet import ports
+from gpufleet.sim import replica
 
 pytestmark = pytest.mark.slow
 MODEL = "llama-3.1-8b"
@@ -30,14 +33,18 @@ def _get(url: str) -> int:
         return exc.code
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
+def _wait_ok(url: str, proc: subprocess.Popen[Any]) -> None:
     for _ in range(200):
         assert proc.poll() is None, "simulator exited"
         with contextlib.suppress(OSError):
-            if _get(url + "/health") == 200:
+            if _get(url) == 200:
                 return
         time.sleep(0.1)
-    raise AssertionError("simulator never became healthy")
+    raise AssertionError(f"{url} never answered 200")
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[Any]) -> None:
+    _wait_ok(url + "/health", proc)
 
 
 @pytest.fixture
@@ -46,7 +53,7 @@ def sim() -> Iterator[tuple[str, str]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "gpufleet.cli", "sim", "--gpu", "H100-80GB", "--model", MODEL,
          "--max-model-len", "8192", "--port", str(port), "--metrics-port", str(metrics_port),
-         "--speed", "20"],
+         "--speed", "20", "--load-seconds", "0"],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -56,6 +63,57 @@ def sim() -> Iterator[tuple[str, str]]:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
+
+
+def _start(*flags: str) -> tuple[subprocess.Popen[str], int, int]:
+    port, metrics_port = ports.free_port(), ports.free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpufleet.cli", "sim", "--gpu", "H100-80GB", "--model", MODEL,
+         "--max-model-len", "8192", "--port", str(port), "--metrics-port", str(metrics_port),
+         *flags],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    return proc, port, metrics_port
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_api_refuses_connections_while_the_model_loads() -> None:
+    # 40 simulated seconds at speed 20: 2 s of wall time.
+    proc, port, metrics_port = _start("--speed", "20", "--load-seconds", "40")
+    with proc:
+        assert proc.stdout is not None
+        try:
+            assert "loading llama-3.1-8b for 40.0 s" in proc.stdout.readline()
+            _wait_ok(f"http://127.0.0.1:{metrics_port}/metrics", proc)
+            assert _refused(port)  # the metrics port serves, the API does not yet
+            _wait_healthy(f"http://127.0.0.1:{port}", proc)
+            assert "serving llama-3.1-8b on http://127.0.0.1:" in proc.stdout.readline()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+    assert proc.returncode == 0
+
+
+def test_sigterm_during_the_default_load_exits_cleanly() -> None:
+    expected = replica.build(
+        replica.ReplicaSpec(model=MODEL, gpu="H100-80GB", max_model_len=8192)
+    ).load_seconds
+    proc, port, _ = _start()  # speed 1: the computed load lasts that long in wall time
+    with proc:
+        assert proc.stdout is not None
+        assert f"loading llama-3.1-8b for {expected:.1f} s" in proc.stdout.readline()
+        assert _refused(port)
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert rest == ""  # it never served
+    assert _refused(port)
 
 
 def test_openai_client_streaming_and_not(sim: tuple[str, str]) -> None:

@@ -82,7 +82,8 @@ def start_sim(gpu: str, *, speed: float = 20.0, tp: int = 1, extra: tuple[str, .
     proc = subprocess.Popen(
         [sys.executable, "-m", "gpufleet.cli", "sim", "--gpu", gpu, "--model", MODEL,
          "--tp", str(tp), "--max-model-len", "16384", "--port", str(port),
-         "--metrics-port", str(metrics_port), "--speed", str(speed), *extra],
+         "--metrics-port", str(metrics_port), "--speed", str(speed), "--load-seconds", "0",
+         *extra],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     sim = Sim(gpu, port, metrics_port, proc, tp)

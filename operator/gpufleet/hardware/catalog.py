@@ -3,10 +3,11 @@
 Pure data and lookups. Each entry holds the memory the GPU reports (MiB, as NVML and
 GPU Feature Discovery's ``nvidia.com/gpu.memory`` label show it), memory bandwidth,
 dense tensor throughput, interconnect, the default relative throughput weight used by
-routing, and the GPU Feature Discovery ``nvidia.com/gpu.product`` strings that identify
-it. A node is matched on product **and** memory, so one generation can never be taken
-for another that shares a product-name prefix or a memory size (H100-80GB and A100-80GB
-report within 0.5 % of each other). ``gpufleet.hardware.overrides`` builds a catalog with
+routing, the rate at which vLLM loads one GPU's shard of the weights (cold starts), and
+the GPU Feature Discovery ``nvidia.com/gpu.product`` strings that identify it. A node is
+matched on product **and** memory, so one generation can never be taken for another
+that shares a product-name prefix or a memory size (H100-80GB and A100-80GB report
+within 0.5 % of each other). ``gpufleet.hardware.overrides`` builds a catalog with
 site-specific changes; every lookup takes the catalog to use, defaulting to ``GPUS``.
 """
 
@@ -29,10 +30,35 @@ MEMORY_TOLERANCE = 0.02
 # ratio to this reference (A100-80GB SXM4, 2039 GB/s); routing may override or learn it.
 REFERENCE_BANDWIDTH_GBPS = 2039.0
 
+# Weight loading (``GpuSpec.weight_load_gbps``): the GB/s at which vLLM's default
+# safetensors loader reads one GPU's shard from node-local storage and copies it to that
+# GPU; tensor-parallel ranks load their shards in parallel. The host link is never the
+# limit (PCIe Gen4 x16 moves ~25 GB/s, Gen5 ~50 GB/s); the loader is: it reads the
+# memory-mapped files tensor by tensor through the page cache into pageable host memory,
+# so storage latency and host CPU bound it to a few GB/s at best. Measured points:
+# - Run:ai Model Streamer benchmarks (run.ai blog, 2024-10; NVIDIA developer blog): on an
+#   AWS g5.12xlarge (A10G, PCIe Gen4, 2nd-gen EPYC) vLLM's safetensors loader took
+#   47.99 s for Llama-3-8B (15 GB) from EBS gp3, 0.31 GB/s; the streamer reached the
+#   2 GB/s of io2 storage;
+# - fastsafetensors (Yoshimura et al., IEEE CLOUD 2025, arXiv 2505.23072): vLLM with the
+#   default loader started Llama-2-13B (26 GB) in 16.04 s on 1x A100 (~1.6 GB/s) and in
+#   12.39 s on 4x L40S (6.5 GB shards, ~0.5 GB/s per GPU).
+# So: the PCIe inference cards (A10G, L4, L40S) sit on small Gen4 hosts with one local
+# NVMe drive shared by every GPU, 0.4-0.5 GB/s; A100 HGX hosts (Gen4, several NVMe
+# drives) 1.5 GB/s; Hopper HGX hosts (Gen5, 8 NVMe drives on AWS p5/p5e, faster CPUs)
+# 2 GB/s; Blackwell HGX hosts 2.5 GB/s. With vLLM's fixed engine start-up
+# (``gpufleet.sim.replica``) a 70B model at TP 4 on A100s is ready in about a minute from
+# a warm local disk; a download from the Hub or object storage comes on top.
+DEFAULT_WEIGHT_LOAD_GBPS = 0.5
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class GpuSpec:
-    """One GPU generation; bandwidth in GB/s, TFLOPS dense (without 2:4 sparsity)."""
+    """One GPU generation; bandwidth in GB/s, TFLOPS dense (without 2:4 sparsity).
+
+    ``weight_load_gbps`` is how fast one GPU's shard of the weights is loaded at start-up
+    (see ``DEFAULT_WEIGHT_LOAD_GBPS``); a generation added by overrides gets the default.
+    """
 
     name: str
     memory_mib: int
@@ -45,6 +71,7 @@ class GpuSpec:
     family: str
     products: tuple[str, ...]
     max_gpus_per_node: int = 8
+    weight_load_gbps: float = DEFAULT_WEIGHT_LOAD_GBPS
 
     @property
     def memory_gib(self) -> float:
@@ -84,28 +111,33 @@ _GPUS: tuple[GpuSpec, ...] = (
     _gpu(
         "A10G", memory_mib=23028, bandwidth_gbps=600.0, bf16_tflops=70.0, fp8_tflops=0.0,
         interconnect="pcie", nvlink_gbps=0.0, family="ampere", products=("NVIDIA-A10G",),
+        weight_load_gbps=0.4,
     ),
     # NVIDIA L4 data sheet: 24 GB, 300 GB/s, BF16 121 / FP8 242.5 TFLOPS dense.
     _gpu(
         "L4", memory_mib=23034, bandwidth_gbps=300.0, bf16_tflops=121.0, fp8_tflops=242.5,
         interconnect="pcie", nvlink_gbps=0.0, family="ada-lovelace", products=("NVIDIA-L4",),
+        weight_load_gbps=0.4,
     ),
     # NVIDIA L40S data sheet: 48 GB, 864 GB/s, BF16 362 / FP8 733 TFLOPS dense.
     _gpu(
         "L40S", memory_mib=46068, bandwidth_gbps=864.0, bf16_tflops=362.0, fp8_tflops=733.0,
         interconnect="pcie", nvlink_gbps=0.0, family="ada-lovelace", products=("NVIDIA-L40S",),
+        weight_load_gbps=0.5,
     ),
     # NVIDIA A100 data sheet: 40GB SXM4 1555 GB/s, BF16 312 TFLOPS dense, NVLink 600 GB/s.
     _gpu(
         "A100-40GB", memory_mib=40960, bandwidth_gbps=1555.0, bf16_tflops=312.0,
         fp8_tflops=0.0, interconnect="nvlink", nvlink_gbps=600.0, family="ampere",
         products=("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB"),
+        weight_load_gbps=1.5,
     ),
     # NVIDIA A100 data sheet: 80GB SXM4 2039 GB/s (PCIe 1935), BF16 312 TFLOPS dense.
     _gpu(
         "A100-80GB", memory_mib=81920, bandwidth_gbps=2039.0, bf16_tflops=312.0,
         fp8_tflops=0.0, interconnect="nvlink", nvlink_gbps=600.0, family="ampere",
         products=("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe"),
+        weight_load_gbps=1.5,
     ),
     # NVIDIA H100 data sheet, SXM5: 3.35 TB/s, BF16 989 / FP8 1979 TFLOPS dense, NVLink
     # 900 GB/s. The SXM5 board reports as "NVIDIA H100 80GB HBM3"; the PCIe card (2 TB/s,
@@ -114,12 +146,14 @@ _GPUS: tuple[GpuSpec, ...] = (
         "H100-80GB", memory_mib=81559, bandwidth_gbps=3350.0, bf16_tflops=989.0,
         fp8_tflops=1979.0, interconnect="nvlink", nvlink_gbps=900.0, family="hopper",
         products=("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe"),
+        weight_load_gbps=2.0,
     ),
     # NVIDIA H200 data sheet, SXM: 141 GB HBM3e at 4.8 TB/s, same tensor cores as H100.
     _gpu(
         "H200", memory_mib=143771, bandwidth_gbps=4800.0, bf16_tflops=989.0,
         fp8_tflops=1979.0, interconnect="nvlink", nvlink_gbps=900.0, family="hopper",
         products=("NVIDIA-H200", "NVIDIA-H200-NVL"),
+        weight_load_gbps=2.0,
     ),
     # NVIDIA HGX B200 data sheet, per GPU (8-GPU totals / 8): 8 TB/s, BF16 2.25 /
     # FP8 4.5 PFLOPS dense, NVLink 5 1.8 TB/s.
@@ -127,6 +161,7 @@ _GPUS: tuple[GpuSpec, ...] = (
         "B200", memory_mib=183359, bandwidth_gbps=8000.0, bf16_tflops=2250.0,
         fp8_tflops=4500.0, interconnect="nvlink", nvlink_gbps=1800.0, family="blackwell",
         products=("NVIDIA-B200",),
+        weight_load_gbps=2.5,
     ),
 )  # fmt: skip
 

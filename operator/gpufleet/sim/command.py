@@ -1,7 +1,10 @@
 """``gpufleet sim``: serve one simulated vLLM replica, or ``gpufleet sim fleet`` many.
 
-Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for settings the planner rejects or
-bad flags, 1 when a port cannot be bound.
+Start-up follows vLLM: the API port is claimed at once but listens only after the model
+load (``--load-seconds``, by default the replica's ``load_seconds``; wall time = simulated
+/ ``--speed``), so connects are refused meanwhile; the DCGM metrics port serves at once.
+Exit codes: 0 after a clean stop (SIGINT/SIGTERM, also during the load), 2 for settings
+the planner rejects or bad flags, 1 when a port cannot be bound.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 
 import pydantic
@@ -44,6 +48,12 @@ def add_replica_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--metrics-port", type=int, help="DCGM-exporter port (off if unset)")
     parser.add_argument("--speed", type=float, default=1.0, help="simulated time / wall time")
+    parser.add_argument(
+        "--load-seconds",
+        type=float,
+        help="simulated model-load seconds before the API listens; 0 = at once "
+        "(default: engine start-up + weights per GPU / the generation's load rate)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--eos-median", type=int, default=0, help="median drawn output length; 0 = max_tokens"
@@ -86,6 +96,8 @@ def settings_from(args: argparse.Namespace) -> server.SimSettings:
         raise ValueError("--gpu and --model are required")
     if args.speed <= 0:
         raise ValueError("--speed must be positive")
+    if args.load_seconds is not None and args.load_seconds < 0:
+        raise ValueError("--load-seconds must not be negative")
     spec = replica.ReplicaSpec(
         model=args.model,
         gpu=args.gpu,
@@ -107,10 +119,12 @@ def settings_from(args: argparse.Namespace) -> server.SimSettings:
         refuse_connections=args.refuse_connections,
         unhealthy=args.unhealthy,
     )
+    built = replica.build(spec)
     return server.SimSettings(
-        replica=replica.build(spec),
+        replica=built,
         served_model_name=args.served_model_name or args.model,
         speed=args.speed,
+        load_seconds=built.load_seconds if args.load_seconds is None else args.load_seconds,
         seed=args.seed,
         eos_median_tokens=args.eos_median,
         legacy_metric_names=args.legacy_metric_names,
@@ -119,32 +133,98 @@ def settings_from(args: argparse.Namespace) -> server.SimSettings:
 
 
 class _Listener:
-    """The API listener, closed while the refuse-connections fault is on."""
+    """The API listener: its port claimed from the start, listening once the model has
+    loaded (``open``) and while the refuse-connections fault is off.
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+    vLLM binds its API socket before building the engine and listens only when the engine
+    is up (vllm/entrypoints/openai/api_server.py, ``setup_server``), so a port clash fails
+    at once and connects are refused during the load; the first listen uses that socket.
+    """
+
+    def __init__(self, runner: web.AppRunner, sock: socket.socket, *, refuse: bool) -> None:
         self._runner = runner
-        self._host = host
-        self._port = port
-        self._site: web.TCPSite | None = None
+        self._sock: socket.socket | None = sock
+        self._host, self._port = sock.getsockname()[:2]
+        self._loaded = False
+        self._refuse = refuse
+        self._site: web.BaseSite | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    async def open(self) -> None:
+        self._loaded = True
+        await self._sync()
 
     async def apply(self, refuse: bool) -> None:
-        if refuse and self._site is not None:
-            await self._site.stop()
-            self._site = None
-        elif not refuse and self._site is None:
-            self._site = web.TCPSite(self._runner, self._host, self._port)
-            await self._site.start()
+        self._refuse = refuse
+        await self._sync()
+
+    def close(self) -> None:
+        """Release the claimed socket if it never listened (the runner stops the sites)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def _sync(self) -> None:
+        async with self._lock:
+            listen = self._loaded and not self._refuse
+            if not listen and self._site is not None:
+                await self._site.stop()
+                self._site = None
+            elif listen and self._site is None:
+                self._site = self._new_site()
+                await self._site.start()
+
+    def _new_site(self) -> web.BaseSite:
+        if self._sock is None:
+            return web.TCPSite(self._runner, self._host, self._port)
+        sock, self._sock = self._sock, None
+        return web.SockSite(self._runner, sock)
+
+
+def claim(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` and not listening: connects to it are refused."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _load(settings: server.SimSettings, stop: asyncio.Event) -> bool:
+    """Wait out the model load in wall time; False when stopped first."""
+    if settings.load_seconds > 0:
+        wall = settings.load_seconds / settings.speed
+        print(
+            f"gpufleet sim: loading {settings.served_model_name} for "
+            f"{settings.load_seconds:.1f} s ({wall:.2f} s wall at speed {settings.speed:g})",
+            flush=True,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wall)
+    return not stop.is_set()
 
 
 async def serve(
     settings: server.SimSettings, *, host: str, port: int, metrics_port: int | None
 ) -> None:
-    """Serve until SIGINT or SIGTERM."""
+    """Load the model, then serve until SIGINT or SIGTERM (which also end the load)."""
     app = server.create_app(settings)
     api = web.AppRunner(app, handle_signals=False, access_log=None)
     await api.setup()
-    listener = _Listener(api, host, port)
-    await listener.apply(settings.faults.refuse_connections)
+    try:
+        listener = _Listener(api, claim(host, port), refuse=settings.faults.refuse_connections)
+    except OSError:
+        await api.cleanup()
+        raise
     state = app[server.STATE]
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[None]] = set()
@@ -156,17 +236,22 @@ async def serve(
 
     state.fault_listeners.append(on_faults)
     dcgm: web.AppRunner | None = None
-    if metrics_port is not None:
-        dcgm = web.AppRunner(server.create_dcgm_app(app), handle_signals=False, access_log=None)
-        await dcgm.setup()
-        await web.TCPSite(dcgm, host, metrics_port).start()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"gpufleet sim: serving {settings.served_model_name} on http://{host}:{port}", flush=True)
     try:
-        await stop.wait()
+        if metrics_port is not None:
+            dcgm = web.AppRunner(server.create_dcgm_app(app), handle_signals=False, access_log=None)
+            await dcgm.setup()
+            await web.TCPSite(dcgm, host, metrics_port).start()
+        if await _load(settings, stop):
+            await listener.open()
+            print(
+                f"gpufleet sim: serving {settings.served_model_name} on {listener.url}", flush=True
+            )
+            await stop.wait()
     finally:
+        listener.close()
         with contextlib.suppress(Exception):
             if dcgm is not None:
                 await dcgm.cleanup()

@@ -5,6 +5,7 @@ The fleet file (YAML, validated by ``FleetFile``)::
     model: llama-3.1-8b
     basePort: 18000            # replicas take consecutive ports from here; 0: any free ports
     speed: 1
+    loadSeconds: 0             # simulated model-load seconds; 0 (default) = ready at once
     replicas:
       - {gpu: B200, count: 2}
       - {gpu: H100-80GB, count: 4}
@@ -12,7 +13,9 @@ The fleet file (YAML, validated by ``FleetFile``)::
 
 Every replica is planned first (an infeasible one stops the launch with the planner's
 reason), then started as ``gpufleet sim`` on loopback with the parent-death signal set,
-so none outlives the launcher even if it is killed. Once all answer ``/health`` the
+so none outlives the launcher even if it is killed. Replicas skip the model load unless
+``loadSeconds`` asks for one (a fleet is a test bench, not a cold-start study), and the
+wait for them grows by its wall time. Once all answer ``/health`` the
 static backend list is written — ``backends: [{url, model, gpu, tensorParallelSize}]``
 — and the launcher waits; SIGINT or SIGTERM stops every child (TERM, then KILL after a
 grace period).
@@ -69,6 +72,9 @@ class FleetFile(pydantic.BaseModel):
         return value
 
     speed: float = pydantic.Field(1.0, gt=0)
+    load_seconds: float = pydantic.Field(
+        0.0, alias="loadSeconds", ge=0, description="simulated model-load seconds per replica"
+    )
     seed: int = 0
     max_model_len: int | None = pydantic.Field(None, alias="maxModelLen", ge=1)
     replicas: list[FleetGroup] = pydantic.Field(min_length=1)
@@ -123,6 +129,7 @@ def plan(fleet: FleetFile) -> list[Member]:
                 "sim", "--gpu", group.gpu, "--model", fleet.model, "--tp", str(tp),
                 "--dtype", group.dtype, "--host", HOST, "--port", str(port),
                 "--speed", str(fleet.speed), "--seed", str(fleet.seed + index),
+                "--load-seconds", str(fleet.load_seconds),
             ]  # fmt: skip
             if fleet.max_model_len:
                 argv += ["--max-model-len", str(fleet.max_model_len)]
@@ -168,9 +175,11 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _wait_ready(members: list[Member], procs: list[subprocess.Popen[bytes]]) -> str:
+def _wait_ready(
+    members: list[Member], procs: list[subprocess.Popen[bytes]], *, timeout_s: float
+) -> str:
     """Empty when all are healthy; otherwise why not."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
     waiting = set(range(len(members)))
     while waiting and time.monotonic() < deadline:
         for i in sorted(waiting):
@@ -179,7 +188,7 @@ def _wait_ready(members: list[Member], procs: list[subprocess.Popen[bytes]]) -> 
             if _healthy(members[i].url):
                 waiting.discard(i)
         time.sleep(0.1)
-    return f"{len(waiting)} replica(s) not healthy after {READY_TIMEOUT_S:.0f}s" if waiting else ""
+    return f"{len(waiting)} replica(s) not healthy after {timeout_s:.0f}s" if waiting else ""
 
 
 def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -213,7 +222,8 @@ def run(args: argparse.Namespace) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         procs = [_spawn(m) for m in members]
-        problem = _wait_ready(members, procs)
+        timeout_s = READY_TIMEOUT_S + fleet.load_seconds / fleet.speed
+        problem = _wait_ready(members, procs, timeout_s=timeout_s)
         if problem:
             print(f"gpufleet sim fleet: {problem}", file=sys.stderr)
             return 1

@@ -2,7 +2,9 @@
 
 Pure glue between ``gpufleet.planning`` (does the model fit, how many KV tokens are left)
 and ``gpufleet.sim.perfmodel`` / ``engine``. Raises ``ReplicaError`` with the planner's
-reason when the settings cannot run, so the CLI can say why.
+reason when the settings cannot run, so the CLI can say why. ``load_seconds`` is how long
+the replica takes to start (simulated time): vLLM's API listens only once the engine has
+loaded the weights and initialised.
 """
 
 from __future__ import annotations
@@ -13,6 +15,14 @@ from gpufleet.hardware import catalog
 from gpufleet.planning import ModelArch, VariantPlan, get_model, plan_variant
 from gpufleet.sim import perfmodel
 from gpufleet.sim.engine import Engine, EngineConfig
+
+# vLLM's start-up besides reading weights, nearly independent of model size: imports,
+# CUDA/NCCL init, the profiling run, KV-cache allocation, torch.compile (loaded from its
+# cache) and CUDA-graph capture. vLLM's logs: "init engine (profile, create kv cache,
+# warmup model) took 14.18 seconds" for Llama-3-8B without compilation (vllm-project/vllm
+# PR #11005), 34.11 s with a warm torch.compile cache and a first response after 59 s
+# (issue #20264). 30 s sits between; a cold compile cache adds 20-40 s more.
+ENGINE_STARTUP_SECONDS = 30.0
 
 
 class ReplicaError(ValueError):
@@ -48,6 +58,11 @@ class Replica:
     def tensor_parallel_size(self) -> int:
         return self.perf.tensor_parallel_size
 
+    @property
+    def load_seconds(self) -> float:
+        """Simulated seconds from process start until the API serves (``load_seconds``)."""
+        return load_seconds(self.plan, catalog.get(self.spec.gpu))
+
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
             num_blocks=self.plan.kv_cache_tokens // 16,
@@ -71,6 +86,21 @@ def default_max_num_batched_tokens(gpu: catalog.GpuSpec) -> int:
     """
     big = gpu.memory_mib >= 70 * 1024 and not gpu.name.startswith("A100")
     return 8192 if big else 2048
+
+
+def load_seconds(
+    plan: VariantPlan,
+    gpu: catalog.GpuSpec,
+    *,
+    startup_seconds: float = ENGINE_STARTUP_SECONDS,
+) -> float:
+    """Simulated seconds a replica of ``plan`` on ``gpu`` takes to become ready.
+
+    The fixed engine start-up plus one GPU's shard of the weights
+    (``plan.weights_per_gpu_bytes``: the whole weights / TP, since the ranks load their
+    shards in parallel) at the generation's ``weight_load_gbps``.
+    """
+    return startup_seconds + plan.weights_per_gpu_bytes / (gpu.weight_load_gbps * 1e9)
 
 
 def build(

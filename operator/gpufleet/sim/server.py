@@ -38,11 +38,16 @@ DEFAULT_OUTPUT_TOKENS = 256
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SimSettings:
-    """Everything one simulator process is started with."""
+    """Everything one simulator process is started with.
+
+    ``load_seconds``: simulated seconds before the API listens (the model load); the
+    process waits ``load_seconds / speed`` of wall time.
+    """
 
     replica: Replica
     served_model_name: str
     speed: float = 1.0
+    load_seconds: float = 0.0
     seed: int = 0
     eos_median_tokens: int = 0
     legacy_metric_names: bool = False
