@@ -16,7 +16,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gpufleet.devcluster import errors
@@ -32,8 +32,11 @@ class Proc:
     log: str
 
 
-def start(name: str, argv: Sequence[str], *, log: Path) -> Proc:
-    """Spawn ``argv`` in a new session with output appended to ``log``.
+def start(
+    name: str, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None
+) -> Proc:
+    """Spawn ``argv`` in a new session with output appended to ``log``; the environment
+    is ``env`` when given, else this process's.
 
     ``posix_spawn`` rather than ``subprocess.Popen``: the component must outlive this
     process, and no ``Popen`` object is left to complain when it is collected.
@@ -45,7 +48,7 @@ def start(name: str, argv: Sequence[str], *, log: Path) -> Proc:
         pid = os.posix_spawn(
             argv[0],
             list(argv),
-            dict(os.environ),
+            dict(os.environ if env is None else env),
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, devnull, 0),
                 (os.POSIX_SPAWN_DUP2, out, 1),
