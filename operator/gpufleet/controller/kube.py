@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client
 
+from gpufleet import kube
 from gpufleet.api import common
 from gpufleet.api.modelpool import ModelPoolStatus
 from gpufleet.controller import bodies, naming, plan, status
@@ -63,19 +64,9 @@ class NotFound(KubeError):
 
 
 def new_client(kubeconfig: Path | None) -> client.ApiClient:
-    """A client from ``kubeconfig``, else the in-cluster ServiceAccount, else ~/.kube."""
-    if kubeconfig is None:
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            api: client.ApiClient = client.ApiClient()
-            return api
-        except config.ConfigException:
-            pass
-    api = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(kubeconfig) if kubeconfig else None
-    )
-    api.configuration.connection_pool_maxsize = 16
-    return api
+    """A client from ``kubeconfig``, else ``$KUBECONFIG``, in-cluster, ~/.kube
+    (``gpufleet.kube.new_client``)."""
+    return kube.new_client(kubeconfig)
 
 
 def _translate(method: str, path: str, status_code: int, text: str, retry_after: str) -> KubeError:

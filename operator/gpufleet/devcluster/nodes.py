@@ -11,17 +11,15 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from gpufleet import kube
 from gpufleet.devcluster import errors, fleet
 
 
 def api_client(kubeconfig: Path) -> client.ApiClient:
-    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(kubeconfig)
-    )
-    return api
+    return kube.new_client(kubeconfig)
 
 
 def _create(core: client.CoreV1Api, body: fleet.NodeBody) -> None:

@@ -237,6 +237,9 @@ class Runner:
             kwok, _, _ = self._node(str(spec.get("node_name") or ""))
             if not kwok or (raw.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 return
+            if meta.get("deletion_timestamp"):
+                self._final_delete(str(meta["namespace"]), str(meta["name"]), str(meta["uid"]))
+                return  # nothing of it runs here (already stopped, or from before a restart)
             pod = self._admit(raw)
         pod.raw = raw
         if meta.get("deletion_timestamp") and pod.deleting_until is None:
@@ -498,17 +501,21 @@ class Runner:
             assert c.proc is not None
             podprocs.signal_group(c.proc, signal.SIGKILL)
             podprocs.exit_code(c.proc)
+        if self._final_delete(pod.namespace, pod.name, pod.uid):
+            self._forget(pod)
+
+    def _final_delete(self, namespace: str, name: str, uid: str) -> bool:
+        """Remove the pod object (grace 0, this UID only); False to try again later."""
+        options = client.V1DeleteOptions(
+            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)
+        )
         try:
-            self._core.delete_namespaced_pod(
-                pod.name, pod.namespace, grace_period_seconds=0,
-                body=client.V1DeleteOptions(grace_period_seconds=0,
-                                            preconditions=client.V1Preconditions(uid=pod.uid)),
-            )  # fmt: skip
+            self._core.delete_namespaced_pod(name, namespace, grace_period_seconds=0, body=options)
         except ApiException as exc:
             if exc.status not in (404, 409):
-                log.warning("%s/%s: final delete failed: %s", pod.namespace, pod.name, exc.status)
-                return
-        self._forget(pod)
+                log.warning("%s/%s: final delete failed: %s", namespace, name, exc.status)
+                return False
+        return True
 
     def _gone(self, pod: Pod) -> None:
         """The pod object vanished: stop what still runs for it, at once."""

@@ -237,12 +237,9 @@ def _apply(router: Any, found: list[Endpoint]) -> None:
 
 
 def _api_client(kubeconfig: Any) -> Any:
-    from kubernetes import client, config
+    from gpufleet import kube
 
-    if kubeconfig is not None:
-        return config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    config.load_incluster_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    return kube.new_client(kubeconfig)
 
 
 def _discover(api: Any, config: RouterConfig) -> list[Endpoint]:
