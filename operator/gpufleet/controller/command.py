@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument(
         "--liveness",
-        default="http://0.0.0.0:8080/healthz",
-        help="health endpoint URL; 'none' to serve none",
+        default="http://127.0.0.1:8080/healthz",
+        help="health endpoint URL (in a pod: http://0.0.0.0:8080/healthz so the kubelet "
+        "reaches it); 'none' to serve none",
     )
     parser.add_argument("--watch-check-seconds", type=float, default=defaults.watch_check_seconds)
     parser.add_argument("--watch-grace-seconds", type=float, default=defaults.watch_grace_seconds)
