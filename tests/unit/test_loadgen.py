@@ -81,3 +81,21 @@ def test_summary_counts_goodput_per_class_slo() -> None:
     assert summary["errors"] == {"503": 1}
     assert summary["output_tokens_per_s"] == 150.0
     assert report.percentile([1.0, 2.0, 3.0], 50) == 2.0
+
+
+def test_generation_shares_from_the_router_header() -> None:
+    from gpufleet.loadgen import report
+
+    results = [
+        report.Result(0, "interactive", "t", 0.0, status=200, output_tokens=30, gpu="H200"),
+        report.Result(1, "interactive", "t", 0.0, status=200, output_tokens=10, gpu="H100-80GB"),
+        report.Result(2, "interactive", "t", 0.0, status=200, output_tokens=10, gpu="H200"),
+        report.Result(3, "interactive", "t", 0.0, status=200, output_tokens=99),
+    ]
+    shares = report.generations(results)
+    assert shares["H200"]["request_share"] == 2 / 3
+    assert shares["H200"]["token_share"] == 40 / 50
+    assert shares["H100-80GB"]["output_tokens"] == 10
+    assert report.generations(results[3:]) == {}
+    text = report.render(report.summarize(results, slos={}, duration_s=1.0))
+    assert "H200" in text and "of output tokens" in text

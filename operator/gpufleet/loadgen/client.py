@@ -25,6 +25,8 @@ from gpufleet.loadgen.report import Result
 Progress = Callable[[int, int], None]
 # The router's default RoutingPolicy classHeader.
 CLASS_HEADER = "x-gpufleet-class"
+# Set by the router when its debugHeaders are on: the GPU generation that served.
+GPU_HEADER = "x-gpufleet-gpu"
 
 
 async def replay(
@@ -91,6 +93,7 @@ async def _send(
     base = Result(request.index, request.klass, request.tenant, sent - started, status=0)
     try:
         async with session.post(url, json=body, headers=headers) as response:
+            base = dataclasses.replace(base, gpu=response.headers.get(GPU_HEADER, ""))
             if response.status != 200:
                 await response.read()
                 return dataclasses.replace(base, status=response.status)

@@ -27,6 +27,7 @@ class Result:
     e2e_s: float | None = None
     output_tokens: int = 0
     error: str = ""
+    gpu: str = ""
 
     @property
     def ok(self) -> bool:
@@ -84,6 +85,23 @@ def summarize(
         "goodput_share": _share(good, results),
         "goodput_per_s": len(good) / duration,
         "classes": per_class,
+        "generations": generations(ok),
+    }
+
+
+def generations(ok: Sequence[Result]) -> dict[str, dict[str, float]]:
+    """Share of requests and of output tokens per GPU generation (from the router's
+    ``x-gpufleet-gpu`` header); empty when no response named one."""
+    named = [r for r in ok if r.gpu]
+    tokens = sum(r.output_tokens for r in named) or 1
+    return {
+        gpu: {
+            "requests": sum(1 for r in named if r.gpu == gpu),
+            "request_share": sum(1 for r in named if r.gpu == gpu) / len(named),
+            "output_tokens": sum(r.output_tokens for r in named if r.gpu == gpu),
+            "token_share": sum(r.output_tokens for r in named if r.gpu == gpu) / tokens,
+        }
+        for gpu in sorted({r.gpu for r in named})
     }
 
 
@@ -107,6 +125,13 @@ def render(summary: Mapping[str, object]) -> str:
         f"{summary['requests_per_s']:.2f} req/s  goodput {summary['goodput_share']:.1%} "
         f"({summary['goodput_per_s']:.2f} req/s)"
     )
+    shares = summary.get("generations") or {}
+    assert isinstance(shares, dict)
+    for gpu, share in shares.items():
+        lines.append(
+            f"  {gpu:<10} {share['request_share']:6.1%} of requests  "
+            f"{share['token_share']:6.1%} of output tokens"
+        )
     return "\n".join(lines)
 
 
