@@ -104,6 +104,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _progress(done: int, total: int) -> None:
+    """A redrawn bar on a terminal; into a pipe or file, a plain line every 10 %."""
+    if not sys.stderr.isatty():
+        step = max(1, total // 10)
+        if done % step == 0 or done == total:
+            print(f"{done}/{total} requests done", file=sys.stderr, flush=True)
+        return
     width = 30
     filled = width * done // total
     print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr)

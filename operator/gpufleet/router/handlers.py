@@ -96,8 +96,7 @@ def _debug(
     router: service.Router, response: web.StreamResponse, outcome: proxy.Outcome
 ) -> web.StreamResponse:
     if router.config.debug_headers and outcome.decision and not response.prepared:
-        response.headers["x-gpufleet-endpoint"] = outcome.decision.endpoint.id
-        response.headers["x-gpufleet-gpu"] = outcome.decision.endpoint.gpu
+        response.headers.update(proxy.debug_headers(outcome.decision.endpoint))
     return response
 
 

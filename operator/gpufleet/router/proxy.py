@@ -25,6 +25,7 @@ from gpufleet.router import service
 from gpufleet.router.errors import RouterError, Unavailable, UpstreamFailed, UpstreamTimeout
 from gpufleet.router.registry import Lease, Slot
 from gpufleet.routing import picker
+from gpufleet.routing.model import Endpoint
 
 _HOP_HEADERS = {"content-type", "content-encoding", "x-request-id", "openai-processing-ms"}
 
@@ -154,6 +155,11 @@ def _judge(router: service.Router, status: int, slot: Slot) -> None:
         raise _Retryable(UpstreamFailed(f"the model server answered {status}"), f"status_{status}")
 
 
+def debug_headers(endpoint: Endpoint) -> dict[str, str]:
+    """Which endpoint and GPU generation served (``debugHeaders: true``)."""
+    return {"x-gpufleet-endpoint": endpoint.id, "x-gpufleet-gpu": endpoint.gpu}
+
+
 async def _stream(
     router: service.Router,
     upstream: aiohttp.ClientResponse,
@@ -167,6 +173,8 @@ async def _stream(
         raise _Retryable(UpstreamFailed("the model server ended the stream at once"), "empty")
     response = web.StreamResponse(status=200, headers=_down_headers(upstream))
     response.headers["Cache-Control"] = "no-cache"
+    if router.config.debug_headers:  # a stream's headers leave before the handler sees it
+        response.headers.update(debug_headers(lease.slot.endpoint))
     finished = False
     try:
         await response.prepare(request)
