@@ -1,7 +1,8 @@
 """Shared fixtures: a real local control plane with KWOK GPU nodes, one per test run.
 
 ``cluster`` starts (once per session) a cluster from the binaries that
-``gpufleet dev-cluster build`` put in the cache and stops it at the end; set
+``gpufleet dev-cluster build`` put in the cache, with its pod runner and Prometheus, and
+stops it at the end; set
 ``GPUFLEET_TEST_CLUSTER=<name>`` to run against an already running dev cluster instead
 (it is then left running). ``namespace`` gives each test a fresh namespace.
 """
@@ -21,6 +22,12 @@ from kubernetes import client
 
 from gpufleet.devcluster import build, nodes
 from gpufleet.devcluster import cluster as clusters
+
+# The session cluster is the full twin: a process per pod and Prometheus. Simulators run
+# 10x faster than real time and load their model for 20 simulated (2 wall) seconds, so
+# cold starts exist without slowing the suite.
+SIM_SPEED = 10.0
+LOAD_SECONDS = 20.0
 
 
 @dataclasses.dataclass
@@ -55,7 +62,7 @@ def cluster_handle() -> Iterator[tuple[clusters.Cluster, bool]]:
     missing = _missing_binaries()
     if missing:
         pytest.fail(
-            f"control plane not built ({', '.join(missing)}): run `gpufleet dev-cluster build` "
+            f"dev cluster not built ({', '.join(missing)}): run `gpufleet dev-cluster build` "
             "(`make test` does this first)",
             pytrace=False,
         )
@@ -69,7 +76,9 @@ def cluster_handle() -> Iterator[tuple[clusters.Cluster, bool]]:
         yield found, False
         return
     name = f"pytest-{os.getpid()}"
-    handle = clusters.up(name, progress=lambda _msg: None)
+    handle = clusters.up(
+        name, sim_speed=SIM_SPEED, load_seconds=LOAD_SECONDS, progress=lambda _msg: None
+    )
     try:
         yield handle, True
     finally:

@@ -1,4 +1,5 @@
-"""``gpufleet dev-cluster`` as a user runs it: up, status, down, bad input, side by side."""
+"""``gpufleet dev-cluster`` as a user runs it: up (with and without Prometheus), status,
+down, bad input, side by side."""
 
 from __future__ import annotations
 
@@ -66,16 +67,19 @@ def test_second_cluster_runs_beside_the_first_and_down_leaves_nothing(
     try:
         up = gpufleet("up", "--name", name, "--fleet", str(fleet))
         assert up.returncode == 0, up.stderr
-        last = up.stdout.strip().splitlines()[-1]
-        assert last.startswith("export KUBECONFIG=")
+        kubeconfig, prometheus_url = up.stdout.strip().splitlines()[-2:]
+        assert kubeconfig.startswith("export KUBECONFIG=")
         second = clusters.load(name)
         assert second is not None and clusters.is_running(second)
+        assert prometheus_url == f"export PROMETHEUS_URL={second.prometheus_url}"
+        assert "prometheus" in {p.name for p in second.procs}
         assert second.ports.apiserver != cluster.handle.ports.apiserver
         status = gpufleet("status", "--name", name, timeout=30)
         assert f"cluster '{name}': running" in status.stdout
+        assert f"prometheus {second.prometheus_url}" in status.stdout
         kubectl = str(build.binary_path("kubectl"))
         nodes = subprocess.run(
-            [kubectl, f"--kubeconfig={last.split('=', 1)[1]}", "get", "nodes", "-o", "name"],
+            [kubectl, f"--kubeconfig={kubeconfig.split('=', 1)[1]}", "get", "nodes", "-o", "name"],
             capture_output=True,
             text=True,
             check=True,
@@ -90,6 +94,28 @@ def test_second_cluster_runs_beside_the_first_and_down_leaves_nothing(
     finally:
         gpufleet("down", "--name", name, timeout=60)
     assert all(processes.alive(p) for p in cluster.handle.procs), "the first cluster was disturbed"
+
+
+def test_no_prometheus_starts_none_and_prints_no_url(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("nodeGroups:\n- {name: cpu, count: 1}\n")
+    name = f"bare-{os.getpid()}"
+    try:
+        up = gpufleet("up", "--name", name, "--fleet", str(fleet), "--no-prometheus")
+        assert up.returncode == 0, up.stderr
+        lines = up.stdout.strip().splitlines()
+        assert lines[-1].startswith("export KUBECONFIG=")
+        assert not [line for line in lines if "PROMETHEUS_URL" in line]
+        bare = clusters.load(name)
+        assert bare is not None and clusters.is_running(bare)
+        assert bare.prometheus_url is None
+        assert "prometheus" not in {p.name for p in bare.procs}
+        assert {p.pid for p in bare.procs} == _processes_of(name), "nothing unrecorded"
+        status = gpufleet("status", "--name", name, timeout=30)
+        assert f"cluster '{name}': running" in status.stdout
+        assert "prometheus" not in status.stdout
+    finally:
+        gpufleet("down", "--name", name, timeout=60)
 
 
 def test_failed_up_stops_what_it_started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

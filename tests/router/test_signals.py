@@ -1,11 +1,10 @@
-"""Prometheus signals: a real Prometheus process scraping real simulators, read by the
-router in the background; when Prometheus goes away the router says so and routes on
-its own accounting."""
+"""Prometheus signals: a real Prometheus process (the one ``gpufleet dev-cluster build``
+builds) scraping real simulators, read by the router in the background; when Prometheus
+goes away the router says so and routes on its own accounting."""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import aiohttp
 import pytest
 import yaml
 
+from gpufleet.devcluster import build
 from tests.router.peers import Sim, chat, free_port, get_status, router_config, serve_router
 
 pytestmark = pytest.mark.slow
@@ -25,9 +25,13 @@ pytestmark = pytest.mark.slow
 def prometheus(
     sims: tuple[Sim, Sim], tmp_path: Path
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus is not installed (Debian package 'prometheus', see .ci/run)")
+    binary = build.binary_path("prometheus")
+    if not binary.is_file():
+        pytest.fail(
+            f"prometheus is not built ({binary}): run `gpufleet dev-cluster build` "
+            "(`make test` does this first)",
+            pytrace=False,
+        )
     targets = [f"127.0.0.1:{s.port}" for s in sims] + [f"127.0.0.1:{s.metrics_port}" for s in sims]
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from gpufleet.devcluster import build, components, errors
+from gpufleet.devcluster import build, command, components, errors
+from gpufleet.devcluster import cluster as clusters
 
 UPSTREAM = """module k8s.io/kubernetes
 
@@ -58,7 +61,63 @@ def test_kubernetes_is_at_least_1_33_and_binaries_are_all_there() -> None:
         "kube-controller-manager",
         "kube-scheduler",
         "kubectl",
+        "prometheus",
     }
+
+
+@pytest.mark.parametrize(
+    ("module_version", "release"),
+    [("v0.316.0", "3.16.0"), ("v0.300.1", "3.0.1"), ("v0.54.1", "0.54.1"), ("v0.1002.3", "10.2.3")],
+)
+def test_prometheus_release_is_read_from_the_module_version(
+    module_version: str, release: str
+) -> None:
+    assert build.prometheus_release(module_version) == release
+
+
+def _component(name: str) -> build.Component:
+    return next(c for c in build.components() if c.name == name)
+
+
+def test_prometheus_is_3_16_with_only_kubernetes_discovery_and_a_stamped_version() -> None:
+    prom = _component("prometheus")
+    assert (prom.module, prom.version) == ("github.com/prometheus/prometheus", "v0.316.0")
+    assert build.binary_names(prom) == ("prometheus",)
+    assert prom.tags == ("remove_all_sd", "enable_kubernetes_sd")
+    assert "-X github.com/prometheus/common/version.Version=3.16.0" in prom.ldflags
+    assert "-X github.com/prometheus/common/version.Revision=v0.316.0" in prom.ldflags
+    assert "-X github.com/prometheus/common/version.Branch=" in prom.ldflags
+
+
+@pytest.mark.parametrize(
+    ("name", "tags"),
+    [
+        ("prometheus", ["-tags=remove_all_sd,enable_kubernetes_sd"]),
+        ("kwok", []),
+        ("kubernetes", []),
+    ],
+)
+def test_build_command_passes_tags_only_when_a_component_has_them(
+    name: str, tags: list[str]
+) -> None:
+    comp = _component(name)
+    argv = build.build_command(comp, go="/go", target="/out/")
+    assert [a for a in argv if a.startswith("-tags")] == tags
+    assert argv[:3] == ["/go", "build", "-trimpath"]
+    assert f"-ldflags={comp.ldflags}" in argv
+    assert argv[-len(comp.packages) :] == list(comp.packages)
+    assert argv[argv.index("-o") + 1] == "/out/"
+
+
+def test_prometheus_listens_on_loopback_with_its_config_and_data_in_the_cluster(
+    tmp_path: Path,
+) -> None:
+    layout = components.Layout(tmp_path)
+    argv = components.prometheus(Path("/bin/prometheus"), layout, 9090)
+    assert argv[0] == "/bin/prometheus"
+    assert "--web.listen-address=127.0.0.1:9090" in argv
+    assert f"--config.file={tmp_path / 'prometheus.yml'}" in argv
+    assert f"--storage.tsdb.path={tmp_path / 'prometheus'}" in argv
 
 
 def test_binary_path_lives_in_the_cache(tmp_path: Path) -> None:
@@ -77,6 +136,7 @@ def test_pod_cidr_is_loopback_and_differs_by_name() -> None:
 def test_apiserver_enforces_rbac_node_authz_and_sa_signing(tmp_path: Path) -> None:
     layout = components.Layout(tmp_path)
     ports = components.Ports(1, 2, 3, 4, 5, 6)
+    assert ports.prometheus is None, "optional components have no port unless asked for"
     argv = components.apiserver(Path("/bin/kube-apiserver"), layout, ports)
     assert "--authorization-mode=Node,RBAC" in argv
     assert f"--service-account-signing-key-file={layout.pki.sa_key}" in argv
@@ -92,3 +152,53 @@ def test_missing_go_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_pa
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
     assert build.find_go(fallbacks=()) == str(fake)
+
+
+@pytest.mark.parametrize(
+    ("addons", "prometheus_port", "expected"),
+    [
+        (
+            ("prometheus",),
+            9090,
+            ["export KUBECONFIG=/c/kubeconfig", "export PROMETHEUS_URL=http://127.0.0.1:9090"],
+        ),
+        ((), None, ["export KUBECONFIG=/c/kubeconfig"]),
+    ],
+)
+def test_up_ends_with_the_shell_lines_of_what_runs(
+    addons: tuple[str, ...], prometheus_port: int | None, expected: list[str]
+) -> None:
+    ports = components.Ports(1, 2, 3, 4, 5, 6, prometheus=prometheus_port)
+    started = clusters.Cluster("c", components.Layout(Path("/c")), ports, (), addons=addons)
+    assert command.exports(started) == expected
+    assert started.prometheus_url == (f"http://127.0.0.1:{prometheus_port}" if addons else None)
+
+
+def test_a_second_build_of_a_component_waits_for_the_first_and_finds_it_built(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Two builds into one cache would delete each other's output: the second waits."""
+    tool = build.Component("tool", "example.com/tool", "v1.0.0", ("example.com/tool/cmd/tool",))
+    builds: list[str] = []
+    building = threading.Event()
+
+    def slow_build(component: build.Component, *, root: Path, progress: build.Progress) -> None:
+        builds.append(component.name)
+        building.set()
+        time.sleep(0.3)
+        out = build.bin_dir(component, root=root)
+        out.mkdir(parents=True)
+        (out / "tool").write_text("")
+
+    monkeypatch.setattr(build, "build_component", slow_build)
+    said: list[str] = []
+    first = threading.Thread(
+        target=build.build_missing, args=(tool,), kwargs={"root": tmp_path, "progress": said.append}
+    )
+    first.start()
+    assert building.wait(5)
+    assert build.build_missing(tool, root=tmp_path, progress=said.append) is False
+    first.join(5)
+    assert builds == ["tool"]
+    assert "[tool] another process is building it; waiting" in said
+    assert build.is_built(tool, root=tmp_path)

@@ -1,23 +1,27 @@
-"""Build the local control plane's binaries from their Go modules.
+"""Build the local control plane's binaries (and Prometheus) from their Go modules.
 
 Each component is built inside a small wrapper Go module that requires the pinned
 upstream module; ``k8s.io/kubernetes`` additionally needs ``replace`` lines pointing its
 ``k8s.io/*`` staging modules at their published ``v0.x`` versions, read from the
 upstream ``go.mod`` so the list never goes stale. Binaries land in a cache directory
 outside the repository and a component whose binaries already exist (for the pinned
-version) is skipped.
+version) is skipped. A build holds a per-component lock in the cache, so a second
+``build`` (or an ``up`` that builds what is missing) waits instead of deleting the first
+one's output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from gpufleet.devcluster import errors
@@ -25,6 +29,8 @@ from gpufleet.devcluster import errors
 KUBERNETES_VERSION = "v1.36.3"
 KWOK_VERSION = "v0.8.0"
 ETCD_VERSION = "v3.6.16"
+# Prometheus publishes its Go module as v0.<major*100+minor>.<patch>: v0.316.0 is 3.16.0.
+PROMETHEUS_VERSION = "v0.316.0"
 
 _STAGING_RE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", re.MULTILINE)
 
@@ -38,6 +44,7 @@ class Component:
     version: str
     packages: tuple[str, ...]
     ldflags: str = "-s -w"
+    tags: tuple[str, ...] = ()
 
     @property
     def binaries(self) -> tuple[str, ...]:
@@ -56,8 +63,27 @@ def _kube_ldflags(version: str) -> str:
     return "-s -w " + " ".join(f"-X {pkg}.{k}={v}" for k, v in stamps.items())
 
 
+def prometheus_release(module_version: str) -> str:
+    """The Prometheus release of a module version: ``v0.316.0`` → ``3.16.0``."""
+    minor_field, patch = module_version.lstrip("v").split(".")[1:3]
+    major, minor = divmod(int(minor_field), 100)
+    return f"{major}.{minor}.{patch}"
+
+
+def _prometheus_ldflags(module_version: str) -> str:
+    # No git checkout, so the revision names the module version the source came from.
+    pkg = "github.com/prometheus/common/version"
+    stamps = {
+        "Version": prometheus_release(module_version),
+        "Revision": module_version,
+        "Branch": "HEAD",
+        "BuildUser": "gpufleet",
+    }
+    return "-s -w " + " ".join(f"-X {pkg}.{k}={v}" for k, v in stamps.items())
+
+
 def components() -> tuple[Component, ...]:
-    """The pinned components, in build order (smallest first)."""
+    """The pinned components, in build order (the control plane first)."""
     return (
         Component(
             "etcd",
@@ -75,6 +101,17 @@ def components() -> tuple[Component, ...]:
                 for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
             ),
             ldflags=_kube_ldflags(KUBERNETES_VERSION),
+        ),
+        Component(
+            "prometheus",
+            "github.com/prometheus/prometheus",
+            PROMETHEUS_VERSION,
+            ("github.com/prometheus/prometheus/cmd/prometheus",),
+            ldflags=_prometheus_ldflags(PROMETHEUS_VERSION),
+            # Only the Kubernetes service discovery (plugins/plugin_kubernetes.go); the
+            # others pull in the AWS, Azure, GCE … SDKs. Without the ``builtinassets``
+            # tag the web UI is not embedded (it answers 500); the HTTP API is all we use.
+            tags=("remove_all_sd", "enable_kubernetes_sd"),
         ),
     )
 
@@ -191,6 +228,21 @@ def _download_go_mod(go: str, component: Component, *, workdir: Path, env: dict[
     return Path(json.loads(proc.stdout)["GoMod"]).read_text()
 
 
+def build_command(component: Component, *, go: str, target: str) -> list[str]:
+    """The ``go build`` argv that writes ``component``'s binaries to ``target`` (pure)."""
+    tags = [f"-tags={','.join(component.tags)}"] if component.tags else []
+    return [
+        go,
+        "build",
+        "-trimpath",
+        *tags,
+        f"-ldflags={component.ldflags}",
+        "-o",
+        target,
+        *component.packages,
+    ]
+
+
 def build_component(component: Component, *, root: Path, progress: Progress) -> None:
     go = find_go()
     env = _go_env(root)
@@ -215,20 +267,45 @@ def build_component(component: Component, *, root: Path, progress: Progress) -> 
     # A single main package whose directory name is not the binary name (etcd's is
     # "v3") needs an explicit output file; several packages need an output directory.
     target = str(tmp / "etcd") if component.name == "etcd" else str(tmp) + "/"
-    ldflags = f"-ldflags={component.ldflags}"
-    cmd = [go, "build", "-trimpath", ldflags, "-o", target, *component.packages]
-    _run(cmd, cwd=workdir, env=env, log=log)
+    _run(build_command(component, go=go, target=target), cwd=workdir, env=env, log=log)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
 
 
+@contextlib.contextmanager
+def _one_build_at_a_time(component: Component, *, root: Path, progress: Progress) -> Iterator[None]:
+    """Hold the component's build lock in ``root``, saying so when another holds it.
+
+    Two builds of one component into one cache would delete each other's output.
+    """
+    lock = root / "locks" / f"{component.name}-{component.version}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"[{component.name}] another process is building it; waiting")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def build_missing(component: Component, *, root: Path, progress: Progress) -> bool:
+    """Build ``component`` unless it is built; True when this call built it.
+
+    A caller that finds another process building it waits and then finds it built.
+    """
+    with _one_build_at_a_time(component, root=root, progress=progress):
+        if is_built(component, root=root):
+            where = bin_dir(component, root=root)
+            progress(f"[{component.name}] {component.version} already built in {where}")
+            return False
+        started = time.monotonic()
+        build_component(component, root=root, progress=progress)
+        progress(f"[{component.name}] built in {time.monotonic() - started:.0f}s")
+        return True
+
+
 def build_all(*, root: Path | None = None, progress: Progress = print) -> None:
     """Build every missing component; skip those already built."""
-    root = root or cache_dir()
     for comp in components():
-        if is_built(comp, root=root):
-            progress(f"[{comp.name}] {comp.version} already built in {bin_dir(comp, root=root)}")
-            continue
-        started = time.monotonic()
-        build_component(comp, root=root, progress=progress)
-        progress(f"[{comp.name}] built in {time.monotonic() - started:.0f}s")
+        build_missing(comp, root=root or cache_dir(), progress=progress)

@@ -1,7 +1,7 @@
 """Certificates and keys of a local control plane.
 
 One self-signed CA signs the API server's serving certificate and a client certificate
-per component (admin, controller-manager, scheduler, KWOK); a separate RSA key pair
+per component (admin, controller-manager, scheduler, KWOK, Prometheus); a separate RSA key pair
 signs and verifies service-account tokens. Written as PEM files into the cluster's
 ``pki/`` directory; keys are created mode 0600.
 """
@@ -32,12 +32,16 @@ class ClientIdentity:
     groups: tuple[str, ...] = ()
 
 
-# The RBAC bootstrap policy binds these user names to the components' roles.
+PROMETHEUS = ClientIdentity("prometheus", "gpufleet-prometheus")
+
+# The RBAC bootstrap policy binds the control plane's user names to their roles;
+# Prometheus's user gets a read-only role bound once the API server is up (no group).
 CLIENTS: tuple[ClientIdentity, ...] = (
     ClientIdentity("admin", "gpufleet-admin", ("system:masters",)),
     ClientIdentity("controller-manager", "system:kube-controller-manager"),
     ClientIdentity("scheduler", "system:kube-scheduler"),
     ClientIdentity("kwok", "kwok-controller", ("system:masters",)),
+    PROMETHEUS,
 )
 
 

@@ -3,20 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import urllib.request
 
-from gpufleet.devcluster import build, cluster, errors, processes
+from gpufleet.devcluster import build, cluster, errors, processes, twin
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    sub.add_parser("build", help="build etcd, Kubernetes and KWOK from their Go modules (cached)")
-    up = sub.add_parser("up", help="start a cluster and its KWOK GPU nodes")
+    sub.add_parser(
+        "build",
+        help="build etcd, Kubernetes, KWOK and Prometheus from their Go modules (cached)",
+    )
+    up = sub.add_parser("up", help="start a cluster, its KWOK GPU nodes and Prometheus")
     up.add_argument(
         "--name", default=cluster.DEFAULT_NAME, help="cluster name (default: %(default)s)"
     )
     up.add_argument(
         "--fleet", metavar="FILE", help="fleet file (YAML); default: the built-in mixed fleet"
+    )
+    up.add_argument(
+        "--no-prometheus",
+        dest="prometheus",
+        action="store_false",
+        help="do not start Prometheus (it discovers and scrapes the cluster's pods)",
+    )
+    up.add_argument(
+        "--no-workloads",
+        dest="workloads",
+        action="store_false",
+        help="do not run pod processes: pods on KWOK nodes are Ready at once and nothing "
+        "listens at their IPs (what KWOK alone does)",
+    )
+    up.add_argument(
+        "--sim-speed",
+        type=_positive,
+        default=1.0,
+        help="simulated time per wall second of every vLLM simulator (default: %(default)s)",
+    )
+    up.add_argument(
+        "--load-seconds",
+        type=_non_negative,
+        help="model-load time of every simulator, in simulated seconds "
+        "(default: weights per GPU / the generation's load bandwidth)",
     )
     down = sub.add_parser("down", help="stop a cluster and delete its files")
     down.add_argument(
@@ -28,8 +58,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--name", help="only this cluster")
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def exports(started: cluster.Cluster) -> list[str]:
+    """The shell lines ``up`` prints last on stdout: KUBECONFIG, then PROMETHEUS_URL."""
+    lines = [f"export KUBECONFIG={started.kubeconfig}"]
+    if started.prometheus_url is not None:
+        lines.append(f"export PROMETHEUS_URL={started.prometheus_url}")
+    return lines
 
 
 def _status(name: str | None) -> int:
@@ -44,11 +96,37 @@ def _status(name: str | None) -> int:
             continue
         state = "running" if cluster.is_running(found) else "degraded"
         print(f"cluster {each!r}: {state}  server {found.server}  kubeconfig {found.kubeconfig}")
+        if found.prometheus_url is not None:
+            print(f"  prometheus {found.prometheus_url}")
         for proc in found.procs:
             print(
                 f"  {proc.name:<24} {'up' if processes.alive(proc) else 'DOWN':<5} pid {proc.pid}"
             )
+        if found.ports.pod_runner is not None:
+            print(_pod_table(found.ports.pod_runner))
     return 0
+
+
+def _pod_table(port: int) -> str:
+    """The pod runner's processes as a table (pod, IP:port, GPU, state, restarts)."""
+    try:
+        with urllib.request.urlopen(twin.pods_url(port), timeout=5) as resp:
+            pods = json.loads(resp.read())
+    except (OSError, ValueError) as exc:
+        return f"  pod processes: the pod runner did not answer ({exc})"
+    rows = [("POD", "ADDRESS", "GPU", "CONTAINER", "STATE", "PID", "RESTARTS")]
+    for pod in pods:
+        for c in pod["containers"]:
+            address = f"{pod['ip']}:{c['port']}" if c["port"] else pod["ip"]
+            state = "terminating" if pod["deleting"] else c["state"]
+            rows.append((f"{pod['namespace']}/{pod['pod']}", address, pod["gpu"] or "-",
+                         f"{c['name']} ({c['kind']})", state, str(c["pid"] or "-"),
+                         str(c["restarts"])))  # fmt: skip
+    if len(rows) == 1:
+        return "  pod processes: none"
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,8 +135,16 @@ def run(args: argparse.Namespace) -> int:
             build.build_all(progress=_say)
             return 0
         if args.action == "up":
-            started = cluster.up(args.name, fleet_file=args.fleet, progress=_say)
-            print(f"export KUBECONFIG={started.kubeconfig}")
+            started = cluster.up(
+                args.name,
+                fleet_file=args.fleet,
+                prometheus=args.prometheus,
+                workloads=args.workloads,
+                sim_speed=args.sim_speed,
+                load_seconds=args.load_seconds,
+                progress=_say,
+            )
+            print("\n".join(exports(started)))
             return 0
         if args.action == "down":
             if not cluster.down(args.name, progress=_say):

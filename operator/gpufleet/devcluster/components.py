@@ -20,7 +20,7 @@ NODE_LEASE_SECONDS = 40
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Ports:
-    """The loopback ports of one cluster."""
+    """The loopback ports of one cluster; an optional component's is None when it is off."""
 
     etcd_client: int
     etcd_peer: int
@@ -28,6 +28,8 @@ class Ports:
     controller_manager: int
     scheduler: int
     kwok: int
+    prometheus: int | None = None
+    pod_runner: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,6 +64,14 @@ class Layout:
     @property
     def kwok_config(self) -> Path:
         return self.root / "kwok.yaml"
+
+    @property
+    def prometheus_config(self) -> Path:
+        return self.root / "prometheus.yml"
+
+    @property
+    def prometheus_data(self) -> Path:
+        return self.root / "prometheus"
 
 
 def pod_cidr(name: str) -> str:
@@ -164,4 +174,16 @@ def kwok(binary: Path, layout: Layout, ports: Ports, name: str) -> list[str]:
         "--node-ip=127.0.0.1",
         f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
         f"--server-address=127.0.0.1:{ports.kwok}",
+    ]
+
+
+def prometheus(binary: Path, layout: Layout, port: int) -> list[str]:
+    """Prometheus on ``127.0.0.1:port``; retention and scrape settings are in its config."""
+    return [
+        str(binary),
+        f"--config.file={layout.prometheus_config}",
+        f"--storage.tsdb.path={layout.prometheus_data}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+        "--log.level=warn",
     ]

@@ -23,10 +23,10 @@ def argv(
     name: str, *, port: int, speed: float = 1.0, load_seconds: float | None = None
 ) -> list[str]:
     """The runner's command line for cluster ``name``."""
-    out = [sys.executable, "-m", "gpufleet.devcluster.twin", "--name", name,
-           "--port", str(port), "--speed", f"{speed:g}"]  # fmt: skip
+    out = [sys.executable, "-m", "gpufleet.devcluster.twin", f"--name={name}",
+           f"--port={port}", f"--speed={speed:g}"]  # fmt: skip
     if load_seconds is not None:
-        out += ["--load-seconds", f"{load_seconds:g}"]
+        out.append(f"--load-seconds={load_seconds:g}")
     return out
 
 
