@@ -27,6 +27,7 @@ from tests.waiting import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+ROOT = Path(__file__).parents[2]
 POOL = "llama-8b"
 SERVED = "llama-3.1-8b-instruct"
 GENERATIONS = {"h100": "H100-80GB", "a100": "A100-80GB"}
@@ -180,3 +181,107 @@ def test_prometheus_scrapes_every_pool_pod(
         assert running[0]["metric"]["pod_ip"] == ip
         until(f"DCGM metrics for {name}", lambda where=where: _prometheus(
             cluster, f"DCGM_FI_DEV_GPU_UTIL{{{where}}}"), timeout=30)  # fmt: skip
+
+
+def _router_manifests(namespace: str) -> str:
+    text = (ROOT / "examples" / "demo" / "router.yaml").read_text()
+    text = text.replace("pools: [llama-70b]", f"pools: [{POOL}]")
+    text = text.replace("strategy: cost", "strategy: least-request")
+    text = text.replace("namespace: default", f"namespace: {namespace}")
+    return "\n".join(line for line in text.splitlines() if "PROMETHEUS_URL" not in line)
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, str]]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        resp.read()
+        return int(resp.status), dict(resp.headers)
+
+
+@pytest.mark.timeout(150)
+def test_router_pod_runs_with_only_its_service_account_and_routes_to_two_generations(
+    cluster: LocalCluster, namespace: str, operator: Operator
+) -> None:
+    _apply_pool(cluster, namespace)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=_router_manifests(namespace))
+    until("both pool pods Ready", lambda: _all_ready(cluster, namespace), timeout=60)
+    core = client.CoreV1Api(cluster.api_client)
+
+    def router_ip() -> str | None:
+        pods = core.list_namespaced_pod(
+            namespace, label_selector="app.kubernetes.io/name=gpufleet-router"
+        ).items
+        return next((p.status.pod_ip for p in pods if _ready(p)), None)
+
+    ip = until("the router pod Ready", router_ip, timeout=60)
+    served = set()
+    for _ in range(6):
+        body = {"model": SERVED, "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 8}  # fmt: skip
+        status, headers = _post(f"http://{ip}:8080/v1/chat/completions", body)
+        assert status == 200
+        served.add(headers["x-gpufleet-gpu"])
+    assert served == set(GENERATIONS.values()), "least-request used both generations"
+    # The process holds a token of its own ServiceAccount, bound by a Role to pods and
+    # ModelPools: it may list pods, and may not read Secrets.
+    (folder,) = (cluster.handle.layout.root / twin.PODS_DIR).glob(f"{namespace}_gpufleet-router-*")
+    denied = cluster.kubectl("--kubeconfig", str(folder / "kubeconfig"), "get", "secrets",
+                             "-n", namespace, check=False)  # fmt: skip
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+    allowed = cluster.kubectl("--kubeconfig", str(folder / "kubeconfig"), "get", "pods",
+                              "-n", namespace)  # fmt: skip
+    assert "gpufleet-router" in allowed.stdout
+
+
+def _vllm_deployment(replicas: int) -> dict[str, Any]:
+    container = {
+        "name": "vllm", "image": "vllm/vllm-openai:v0.11.0", "command": ["vllm", "serve"],
+        "args": ["--model", "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192"],
+        "readinessProbe": {"httpGet": {"path": "/health", "port": 8000}, "periodSeconds": 2},
+    }  # fmt: skip
+    return {
+        "metadata": {"name": "sims"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "sims"}},
+            "template": {
+                "metadata": {"labels": {"app": "sims"}},
+                "spec": {"containers": [container],
+                         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]},
+            },
+        },
+    }  # fmt: skip
+
+
+@pytest.mark.timeout(150)
+def test_down_leaves_no_process_even_after_the_runner_was_killed(tmp_path: Path) -> None:
+    from gpufleet.devcluster import cluster as clusters
+    from gpufleet.devcluster import nodes, processes
+
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text("nodeGroups:\n- {name: h100, count: 1, gpu: H100-80GB}\n")
+    name = f"twin-down-{os.getpid()}"
+    handle = clusters.up(name, fleet_file=str(fleet_file), prometheus=False, load_seconds=0,
+                         progress=lambda _m: None)  # fmt: skip
+    try:
+        with nodes.api_client(handle.kubeconfig) as api:
+            client.AppsV1Api(api).create_namespaced_deployment("default", _vllm_deployment(2))
+        assert handle.ports.pod_runner is not None
+        url = twin.pods_url(handle.ports.pod_runner)
+
+        def pids() -> list[int]:
+            found = json.loads(_get(url)[1] or "[]")
+            out = [c["pid"] for p in found for c in p["containers"] if c["state"] == "ready"]
+            return out if len(out) == 2 else []
+
+        sims = until("two simulators serving", pids, timeout=60)
+        runner = handle.proc("pod-runner")
+        os.kill(runner.pid, signal.SIGKILL)
+        until("the runner gone", lambda: not processes.alive(runner), timeout=10)
+        assert all(_simulator_alive(pid) for pid in sims), "pods outlive a killed runner"
+    finally:
+        clusters.down(name, progress=lambda _m: None)
+    assert not [pid for pid in sims if _simulator_alive(pid)], "down left pod processes"
+    assert clusters.load(name) is None
