@@ -70,7 +70,8 @@ def test_operator_resumes_watching_after_apiserver_restart(
     name = f"oprestart-{os.getpid()}"
     fleet_file = tmp_path / "fleet.yaml"
     fleet_file.write_text(FLEET)
-    handle = clusters.up(name, fleet_file=str(fleet_file), progress=lambda _m: None)
+    handle = clusters.up(name, fleet_file=str(fleet_file), workloads=False, prometheus=False,
+                         progress=lambda _m: None)  # fmt: skip
     try:
         base = [str(build.binary_path("kubectl")), f"--kubeconfig={handle.kubeconfig}"]
         subprocess.run([*base, "apply", "--server-side", "-f", str(CRD_DIR)], check=True,
