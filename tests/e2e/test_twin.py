@@ -172,10 +172,14 @@ def test_prometheus_scrapes_every_pool_pod(
     for pod in pods:
         name, ip = pod.metadata.name, pod.status.pod_ip
         where = f'namespace="{namespace}",pod="{name}"'
-        up = until(f"up{{pod={name}}} == 1", lambda where=where: [
-            r for r in _prometheus(cluster, f"up{{{where}}}") if r["value"][1] == "1"],
-            timeout=30)  # fmt: skip
-        assert {r["metric"]["instance"] for r in up} >= {f"{ip}:8000"}
+        wanted = {f"{ip}:8000", f"{ip}:9400"}  # vLLM's /metrics and the GPU metrics
+
+        def up(where: str = where, wanted: set[str] = wanted) -> set[str]:
+            found = {r["metric"]["instance"] for r in _prometheus(cluster, f"up{{{where}}}")
+                     if r["value"][1] == "1"}  # fmt: skip
+            return found if found >= wanted else set()
+
+        until(f"up{{pod={name}}} == 1 on both ports", up, timeout=30)
         running = until(f"vllm:num_requests_running for {name}", lambda where=where: _prometheus(
             cluster, f"vllm:num_requests_running{{{where}}}"), timeout=30)  # fmt: skip
         assert running[0]["metric"]["pod_ip"] == ip
@@ -285,3 +289,33 @@ def test_down_leaves_no_process_even_after_the_runner_was_killed(tmp_path: Path)
         clusters.down(name, progress=lambda _m: None)
     assert not [pid for pid in sims if _simulator_alive(pid)], "down left pod processes"
     assert clusters.load(name) is None
+
+
+@pytest.mark.timeout(90)
+def test_a_missing_secret_holds_the_container_until_it_exists(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    body = _vllm_deployment(1)
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hub", "key": "token"}}}
+    ]
+    client.AppsV1Api(cluster.api_client).create_namespaced_deployment(namespace, body)
+
+    def waiting_reason() -> str:
+        pods = client.CoreV1Api(cluster.api_client).list_namespaced_pod(namespace).items
+        statuses = [s for p in pods for s in p.status.container_statuses or []]
+        waiting = [s.state.waiting for s in statuses if s.state and s.state.waiting]
+        return f"{waiting[0].reason}: {waiting[0].message}" if waiting else ""
+
+    reason = until("the container held for its Secret", waiting_reason, timeout=30)
+    assert reason.startswith("CreateContainerConfigError") and "'hub'" in reason
+    client.CoreV1Api(cluster.api_client).create_namespaced_secret(
+        namespace, {"metadata": {"name": "hub"}, "stringData": {"token": "t"}}
+    )
+
+    def ready() -> bool:
+        pods = client.CoreV1Api(cluster.api_client).list_namespaced_pod(namespace).items
+        return bool(pods) and all(_ready(p) for p in pods)
+
+    until("the pod Ready once the Secret exists", ready, timeout=45)

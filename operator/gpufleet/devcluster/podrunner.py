@@ -299,7 +299,9 @@ class Runner:
         return configmaps, secrets
 
     def _prepare(self, pod: Pod, gpu: str | None) -> None:
-        """Work out each container's launch; errors are kept on the container."""
+        """Work out each container's launch; errors are kept on the container (and
+        logged when they first appear or change)."""
+        before = {c.name: c.error for c in pod.containers}
         pod.containers = []
         try:
             ctx = self._context(pod, gpu)
@@ -313,6 +315,8 @@ class Runner:
                 found = workloads.launch(container, pod.raw, ctx)
             except workloads.WorkloadError as exc:
                 pod.containers.append(Container(name, image, None, error=str(exc)))
+                if before.get(name) == str(exc):
+                    continue
                 log.warning("%s/%s container %s cannot run: %s", pod.namespace, pod.name,
                             name, exc)  # fmt: skip
                 continue
@@ -386,6 +390,8 @@ class Runner:
         if pod.deleting_until is not None:
             self._finish_delete(pod, now)
             return
+        if now >= pod.next_refresh and self._retry_config(pod):
+            pod.next_refresh = now + REFRESH_SECONDS
         for c in pod.containers:
             self._step_container(pod, c, now)
         if any(c.launch and c.launch.kind == "gpufleet" for c in pod.containers) and (
@@ -396,6 +402,15 @@ class Runner:
             except ApiException:
                 pod.next_refresh = now + REFRESH_SECONDS
         self._report(pod)
+
+    def _retry_config(self, pod: Pod) -> bool:
+        """Work the launches out again while a container could not be configured (a
+        Secret or ConfigMap it needs may exist by now), as the kubelet retries; True
+        when it tried."""
+        if not any(c.error for c in pod.containers) or any(c.proc for c in pod.containers):
+            return False
+        self._prepare(pod, pod.gpu)
+        return True
 
     def _step_container(self, pod: Pod, c: Container, now: float) -> None:
         if c.launch is None:
