@@ -100,6 +100,31 @@ async def test_connect_error_is_retried_and_unhealthy_endpoint_dropped(
     _no_leak(stats)
 
 
+async def test_retry_budget_refills_with_traffic(sims: tuple[Sim, Sim]) -> None:
+    fast, slow = sims
+    dead = {"url": f"http://127.0.0.1:{free_port()}", "model": MODEL, "gpu": "B200"}
+    raw = router_config(
+        [dead, fast.backend(), slow.backend()],
+        strategy="round-robin",
+        failureHandling={"circuitBreaker": {"consecutiveFailures": 1000},
+                         "retries": {"backoffMillis": 0}},
+    )  # fmt: skip
+    raw["healthCheck"] = {"intervalSeconds": 300}
+    async with serve_router(raw) as (url, app), aiohttp.ClientSession() as session:
+        slot = app[appkeys.ROUTER].registry.slots[dead["url"]]
+        statuses = []
+        for i in range(80):
+            # Healthy traffic first; then the dead endpoint is back in rotation (as if
+            # it had passed its probe) and about every other request is retried.
+            slot.healthy = i >= 40
+            async with session.post(url + "/v1/chat/completions", json=chat(max_tokens=2)) as r:
+                statuses.append(r.status)
+        stats = await settled(url)
+    assert statuses == [200] * 80
+    assert stats["retries"] > 10  # more than a fixed allowance of 10 would allow
+    _no_leak(stats)
+
+
 async def test_breaker_opens_and_stops_traffic(sims: tuple[Sim, Sim]) -> None:
     fast, slow = sims
     fast.faults(error_rate=1.0)

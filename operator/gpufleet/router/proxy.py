@@ -3,7 +3,7 @@
 ``forward`` leases an endpoint, runs one ``_attempt`` and, when the attempt failed
 before anything reached the client (connect error, timeout, a retryable 5xx, a stream
 that died before its first chunk), retries on another endpoint within the request's
-``maxRetries`` and the router-wide retry budget. Once the first chunk is written the
+``maxRetries`` and the router-wide rolling retry budget. Once the first chunk is written the
 request is committed: an upstream failure then ends the client's SSE stream with an
 error event and no ``[DONE]``. Streams are passed through chunk by chunk as they
 arrive; each chunk must come within ``chunkIdleTimeoutSeconds``. The lease is released
@@ -54,6 +54,7 @@ async def forward(
     tried: set[str] = set()
     retries = router.policy.failure_handling.retries
     last: _Retryable | None = None
+    router.retry_budget.on_request(router.clock())
     while True:
         decision = await _route(router, job, frozenset(tried), last)
         outcome.decision = decision

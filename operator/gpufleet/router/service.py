@@ -21,15 +21,11 @@ from gpufleet.router.gate import Gate
 from gpufleet.router.metrics import RouterMetrics
 from gpufleet.router.registry import Registry
 from gpufleet.router.stats import Stats
-from gpufleet.routing import admission, affinity, cost, picker, throughput
+from gpufleet.routing import admission, affinity, cost, picker, retrybudget, throughput
 from gpufleet.routing.model import RoutingRequest
 
 log = logging.getLogger("gpufleet.router")
 Clock = Callable[[], float]
-# Retries may add at most this share of requests (plus the initial allowance), so a
-# failing fleet is not hit by a multiple of its traffic (a retry budget, as Finagle's).
-RETRY_BUDGET_RATIO = 0.2
-RETRY_BUDGET_INITIAL = 10.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,7 +61,9 @@ class Router:
     learner: throughput.Learner
     clock: Clock
     turn: int = 0
-    retry_allowance: float = RETRY_BUDGET_INITIAL
+    retry_budget: retrybudget.RetryBudget = dataclasses.field(
+        default_factory=retrybudget.RetryBudget
+    )
     signals_at: float | None = None
     signals_error: str = ""
     draining: bool = False
@@ -84,10 +82,7 @@ class Router:
         return served | aliases
 
     def take_retry(self) -> bool:
-        if self.retry_allowance < 1:
-            return False
-        self.retry_allowance -= 1
-        return True
+        return self.retry_budget.try_retry(self.clock())
 
 
 def tenant_of(router: Router, authorization: str | None) -> str:
