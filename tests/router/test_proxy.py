@@ -228,6 +228,29 @@ async def test_mid_stream_failure_ends_with_error_event(sims: tuple[Sim, Sim]) -
     _no_leak(stats)
 
 
+async def test_streams_breaking_mid_way_open_the_breaker(sims: tuple[Sim, Sim]) -> None:
+    fast, slow = sims
+    fast.faults(die_after_chunks=5)
+    raw = router_config(
+        [fast.backend(), slow.backend()],
+        strategy="round-robin",
+        failureHandling={"circuitBreaker": {"consecutiveFailures": 2, "openSeconds": 60}},
+    )
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+        served = []
+        for _ in range(12):
+            body = chat(max_tokens=10, stream=True)
+            async with session.post(url + "/v1/chat/completions", json=body) as r:
+                await stream_events(r)
+                served.append(r.headers["x-gpufleet-endpoint"])
+        stats = await settled(url)
+    states = {e["id"]: e["circuit"] for e in stats["endpoints"]}
+    assert states == {fast.url: "open", slow.url: "closed"}
+    assert served.count(fast.url) == 2  # two broken streams, then no more
+    assert stats["outcomes"] == {"upstream_error_mid_stream": 2, "success": 10}
+    _no_leak(stats)
+
+
 async def test_chunk_idle_timeout() -> None:
     real_time = start_sim("H100-80GB", speed=1.0)
     try:

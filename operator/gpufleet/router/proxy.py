@@ -9,8 +9,9 @@ error event and no ``[DONE]``. Streams are passed through chunk by chunk as they
 arrive; each chunk must come within ``chunkIdleTimeoutSeconds``. The lease is released
 in ``finally`` — completion, failure and client cancellation alike.
 
-Breaker bookkeeping: connect errors, timeouts and 5xx count as failures, except 503,
-which a busy engine answers (backpressure, as is 429); any other answer is a success.
+Breaker bookkeeping: connect errors, timeouts, 5xx and streams that break off (or idle
+out) count as failures, except 503, which a busy engine answers (backpressure, as is
+429); any other answer is a success, a stream only once it has finished.
 """
 
 from __future__ import annotations
@@ -110,10 +111,11 @@ async def _attempt(
     except (aiohttp.ClientError, OSError) as exc:
         slot.breaker.on_failure(router.clock())
         raise _Retryable(UpstreamFailed("could not reach a model server"), _reason(exc)) from exc
+    streaming = job.parsed.stream and upstream.status == 200
     try:
-        _judge(router, upstream.status, slot)
+        _judge(router, upstream.status, slot, streaming=streaming)
         router.metrics.ttft.labels(job.model, slot.endpoint.gpu).observe(router.clock() - started)
-        if job.parsed.stream and upstream.status == 200:
+        if streaming:
             return await _stream(router, upstream, first, request, lease, outcome)
         outcome.label = _label(upstream.status)
         return web.Response(body=first, status=upstream.status, headers=_down_headers(upstream))
@@ -144,13 +146,17 @@ async def _first_chunk(upstream: aiohttp.ClientResponse, stream: bool) -> bytes:
     return await upstream.read()
 
 
-def _judge(router: service.Router, status: int, slot: Slot) -> None:
-    """Breaker bookkeeping for an answer; ``_Retryable`` for the 5xx to retry."""
+def _judge(router: service.Router, status: int, slot: Slot, *, streaming: bool) -> None:
+    """Breaker bookkeeping for an answer; ``_Retryable`` for the 5xx to retry.
+
+    A stream's 200 is not yet a success: it counts when the stream finishes, and a
+    stream that breaks off counts as a failure (``_stream``).
+    """
     breaker = slot.breaker
     now = router.clock()
     if status >= 500 and status != 503:
         breaker.on_failure(now)
-    elif status not in (429, 503):
+    elif status not in (429, 503) and not streaming:
         breaker.on_success()
     if status >= 500 and status in router.policy.failure_handling.retries.on_status:
         raise _Retryable(UpstreamFailed(f"the model server answered {status}"), f"status_{status}")
@@ -185,6 +191,7 @@ async def _stream(
         error, events = await _pump(router, upstream, response, lease)
         finished = error is None
         if finished:
+            lease.slot.breaker.on_success()
             _learn(router, lease.slot.endpoint.id, events=events, since=first_at)
         if error is not None:
             lease.slot.breaker.on_failure(router.clock())
