@@ -146,6 +146,44 @@ async def test_breaker_opens_and_stops_traffic(sims: tuple[Sim, Sim]) -> None:
     _no_leak(stats)
 
 
+async def test_half_open_probe_cancelled_by_its_client_is_given_back(
+    sims: tuple[Sim, Sim],
+) -> None:
+    fast, slow = sims
+    fast.faults(error_rate=1.0)
+    raw = router_config(
+        [fast.backend(), slow.backend()],
+        strategy="round-robin",
+        failureHandling={"circuitBreaker": {"consecutiveFailures": 1, "openSeconds": 1},
+                         "retries": {"backoffMillis": 0}},
+    )  # fmt: skip
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+        for _ in range(2):  # one of them fails on fast and opens its circuit
+            async with session.post(url + "/v1/chat/completions", json=chat()) as r:
+                assert r.status == 200
+        fast.faults(hang_s=30)
+        await asyncio.sleep(1.2)  # half-open: one probe allowed
+        impatient = aiohttp.ClientTimeout(total=0.5)
+        for _ in range(2):  # the one that lands on fast is the probe; its client gives up
+            try:
+                async with session.post(
+                    url + "/v1/chat/completions", json=chat(), timeout=impatient
+                ) as r:
+                    await r.read()
+            except TimeoutError:
+                pass
+        assert (await settled(url))["outcomes"].get("cancelled") == 1
+        fast.faults()
+        served = []
+        for _ in range(4):
+            async with session.post(url + "/v1/chat/completions", json=chat()) as r:
+                served.append(r.headers["x-gpufleet-endpoint"])
+        stats = await settled(url)
+    assert fast.url in served  # the probe slot came back: fast is tried and closes again
+    assert {e["id"]: e["circuit"] for e in stats["endpoints"]}[fast.url] == "closed"
+    _no_leak(stats)
+
+
 async def test_5xx_is_retried_elsewhere_4xx_is_not(sims: tuple[Sim, Sim]) -> None:
     fast, slow = sims
     fast.faults(error_rate=1.0)

@@ -101,6 +101,39 @@ def test_breaker_lifecycle() -> None:
     assert (b.state(23.0), b.failures) == ("closed", 0)
 
 
+def _half_open() -> breaker.Breaker:
+    b = breaker.Breaker(CircuitBreaker(consecutive_failures=1, open_seconds=10))
+    b.on_failure(0.0)
+    return b
+
+
+def test_probe_without_a_verdict_gives_its_slot_back() -> None:
+    b = _half_open()
+    probe = b.on_attempt(11.0)  # then cancelled, or answered 429/503: no verdict
+    assert not b.probe_available(11.0)
+    b.release(probe)
+    assert (b.state(12.0), b.probe_available(12.0)) == ("half-open", True)
+
+
+def test_release_after_a_verdict_takes_nothing_from_a_later_opening() -> None:
+    b = _half_open()
+    first = b.on_attempt(11.0)
+    b.on_failure(11.5)  # the probe failed: open again, probes reset
+    second = b.on_attempt(22.0)  # a probe of the new half-open period
+    b.release(first)
+    assert not b.probe_available(22.0)
+    b.release(second)
+    assert b.probe_available(22.0)
+
+
+def test_closed_attempts_take_no_probe() -> None:
+    b = breaker.Breaker(CircuitBreaker(consecutive_failures=1, open_seconds=10))
+    attempt = b.on_attempt(0.0)
+    b.on_failure(1.0)
+    b.release(attempt)
+    assert (b.state(12.0), b.probe_available(12.0), b.probes) == ("half-open", True, 0)
+
+
 def test_success_resets_consecutive_count() -> None:
     b = breaker.Breaker(CircuitBreaker(consecutive_failures=2))
     b.on_failure(0.0)

@@ -4,7 +4,8 @@
 flight: a removed endpoint's ``Slot`` stays alive for its ``Lease`` holders and is
 reported as draining until they finish. ``Lease`` is the only way load is added to an
 endpoint, and ``release`` is idempotent, so completion, error and client cancel (all
-in ``finally`` blocks) can never leak in-flight counts or pending tokens.
+in ``finally`` blocks) can never leak in-flight counts, pending tokens or a half-open
+circuit's probe slot.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ class Slot:
 class Lease:
     """One request's claim on an endpoint: its cost is pending until released."""
 
-    __slots__ = ("_released", "cost", "slot")
+    __slots__ = ("_probe", "_released", "cost", "slot")
 
-    def __init__(self, slot: Slot, cost: float) -> None:
+    def __init__(self, slot: Slot, cost: float, *, probe: float | None = None) -> None:
         self.slot, self.cost, self._released = slot, cost, False
+        self._probe = probe
         slot.in_flight += 1
         slot.pending_tokens += cost
         slot.requests += 1
@@ -57,6 +59,7 @@ class Lease:
         if self._released:
             return
         self._released = True
+        self.slot.breaker.release(self._probe)
         self.slot.in_flight -= 1
         self.slot.pending_tokens = max(0.0, self.slot.pending_tokens - self.cost)
 
@@ -113,8 +116,8 @@ class Registry:
 
     def lease(self, endpoint_id: str, cost: float) -> Lease:
         slot = self.slots[endpoint_id]
-        slot.breaker.on_attempt(self._clock())
-        return Lease(slot, cost)
+        probe = slot.breaker.on_attempt(self._clock())
+        return Lease(slot, cost, probe=probe)
 
     def slot(self, endpoint_id: str) -> Slot | None:
         return self.slots.get(endpoint_id) or self.draining.get(endpoint_id)

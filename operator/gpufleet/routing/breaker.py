@@ -3,7 +3,8 @@
 Closed: requests flow; ``consecutive_failures`` failures in a row open it. Open: no
 requests for ``open_seconds``. Then half-open: up to ``half_open_requests`` trial
 requests; a success closes it, a failure opens it again. Busy answers (429/503) are
-backpressure and are recorded as neither success nor failure by the caller.
+backpressure and are recorded as neither success nor failure by the caller; every
+attempt is ``release``d when over, so a probe without a verdict never keeps its slot.
 """
 
 from __future__ import annotations
@@ -35,10 +36,20 @@ class Breaker:
             return self.probes < self.policy.half_open_requests
         return state == "closed"
 
-    def on_attempt(self, now: float) -> None:
-        """A request is being sent; in half-open it takes a probe slot."""
-        if self.state(now) == "half-open":
-            self.probes += 1
+    def on_attempt(self, now: float) -> float | None:
+        """A request is being sent; in half-open it takes a probe slot. Returns the probe
+        (the opening it probes) to hand to ``release``, or None when it took no slot."""
+        if self.state(now) != "half-open":
+            return None
+        self.probes += 1
+        return self.opened_at
+
+    def release(self, probe: float | None) -> None:
+        """The request of ``on_attempt`` is over. A probe that got no verdict (its
+        client went away, or the engine was busy) gives its slot back; one that did has
+        already closed or re-opened the circuit, which resets the slots."""
+        if probe is not None and probe == self.opened_at and self.probes > 0:
+            self.probes -= 1
 
     def on_success(self) -> None:
         self.failures, self.opened_at, self.probes = 0, None, 0
