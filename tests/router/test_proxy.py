@@ -289,6 +289,31 @@ async def test_streams_breaking_mid_way_open_the_breaker(sims: tuple[Sim, Sim]) 
     _no_leak(stats)
 
 
+async def test_fallback_model_is_named_in_the_forwarded_body() -> None:
+    small = start_sim("L4", extra=("--model", "llama-3.2-1b"))
+    try:
+        dead = {"url": f"http://127.0.0.1:{free_port()}", "model": MODEL, "gpu": "B200"}
+        backends = [dead, {**small.backend(), "model": "llama-3.2-1b"}]
+        raw = router_config(backends, failureHandling={"fallbackModel": "llama-3.2-1b"})
+        async with serve_router(raw) as (url, app), aiohttp.ClientSession() as session:
+            slot = app[appkeys.ROUTER].registry.slots[dead["url"]]
+            for _ in range(100):  # its health probe fails: no endpoint for MODEL
+                if not slot.healthy:
+                    break
+                await asyncio.sleep(0.05)
+            assert not slot.healthy
+            for stream in (False, True):
+                body = chat(max_tokens=3, stream=stream)
+                async with session.post(url + "/v1/chat/completions", json=body) as r:
+                    assert r.status == 200, await r.text()
+                    assert r.headers["x-gpufleet-endpoint"] == small.url
+                    text = await r.text()
+                assert '"model": "llama-3.2-1b"' in text or '"model":"llama-3.2-1b"' in text
+            _no_leak(await settled(url))
+    finally:
+        small.stop()
+
+
 async def test_chunk_idle_timeout() -> None:
     real_time = start_sim("H100-80GB", speed=1.0)
     try:

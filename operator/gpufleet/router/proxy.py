@@ -99,11 +99,10 @@ async def _attempt(
 ) -> web.StreamResponse:
     fh = router.policy.failure_handling
     slot = lease.slot
-    url = slot.endpoint.id + request.path
     started = router.clock()
     try:
         async with asyncio.timeout(fh.first_byte_timeout_seconds):
-            upstream, first = await _open(http, url, job, request)
+            upstream, first = await _open(http, slot.endpoint, job, request)
     except TimeoutError:
         slot.breaker.on_failure(router.clock())
         error = UpstreamTimeout("the model server did not answer in time")
@@ -124,14 +123,17 @@ async def _attempt(
 
 
 async def _open(
-    http: aiohttp.ClientSession, url: str, job: service.Job, request: web.Request
+    http: aiohttp.ClientSession, endpoint: Endpoint, job: service.Job, request: web.Request
 ) -> tuple[aiohttp.ClientResponse, bytes]:
-    """Send the request and read its first chunk; the response is closed if that fails.
+    """Send the request, naming the endpoint's model (the fallback's, when falling
+    back), and read its first chunk; the response is closed if that fails.
 
     A timeout or a broken connection can strike between the headers and the first
     chunk; the connection must then go back closed, not leak to the garbage collector.
     """
-    upstream = await http.post(url, data=job.payload, headers=_upstream_headers(request))
+    url = endpoint.id + request.path
+    payload = job.payload_for(endpoint.model)
+    upstream = await http.post(url, data=payload, headers=_upstream_headers(request))
     try:
         return upstream, await _first_chunk(upstream, job.parsed.stream)
     except BaseException:

@@ -40,6 +40,11 @@ class Job:
     session: str | None
     prefix_key: int | None
 
+    def payload_for(self, model: str) -> bytes:
+        """The body to forward to an endpoint of ``model`` (the fallback model's
+        endpoints must be asked for their own model, or they answer 404)."""
+        return self.payload if model == self.model else body.with_model(self.parsed, model)
+
     def routing_request(self, model: str) -> RoutingRequest:
         e = self.estimate
         return RoutingRequest(
