@@ -10,7 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.router.peers import Sim, chat, router_config, serve_router, settled
+from gpufleet.router import appkeys
+from tests.router.peers import MODEL, Sim, chat, router_config, serve_router, settled, start_sim
 
 pytestmark = pytest.mark.slow
 URL = "/v1/chat/completions"
@@ -100,6 +101,55 @@ async def test_queue_timeout_gives_503(sims: tuple[Sim, Sim]) -> None:
         assert sorted(s for s, _ in results) == [200, 503]
         assert any(s == 503 and h for s, h in results)
         _no_leak(await settled(url))
+
+
+async def test_queued_request_for_a_free_model_is_not_held_behind_a_saturated_one(
+    sims: tuple[Sim, Sim],
+) -> None:
+    fast, _ = sims
+    fast.faults(slowdown=400)  # ~0.1 s a token
+    small = start_sim("L4", extra=("--model", "llama-3.2-1b"))
+    try:
+        small.faults(slowdown=400)
+        backends = [fast.backend(), {**small.backend(), "model": "llama-3.2-1b"}]
+        raw = router_config(backends, admission={"queue": {"timeoutSeconds": 4}})
+        raw["limits"] = {"maxInFlightPerEndpoint": 1}
+        async with serve_router(raw) as (url, app), aiohttp.ClientSession() as session:
+            router = app[appkeys.ROUTER]
+
+            async def send(model: str, tokens: int) -> int:
+                body = chat(max_tokens=tokens, model=model)
+                async with session.post(url + URL, json=body) as r:
+                    await r.read()
+                    return r.status
+
+            async def until(condition: Any) -> None:
+                for _ in range(200):
+                    if condition():
+                        return
+                    await asyncio.sleep(0.02)
+                raise AssertionError("the router never reached the expected state")
+
+            slots = router.registry.slots
+            long_big = asyncio.create_task(send(MODEL, 300))  # holds fast for ~30 s
+            await until(lambda: slots[fast.url].in_flight == 1)
+            short_small = asyncio.create_task(send("llama-3.2-1b", 3))  # ~0.3 s
+            await until(lambda: slots[small.url].in_flight == 1)
+            queued_big = asyncio.create_task(send(MODEL, 2))  # the head of the queue
+            await until(lambda: len(router.gate) == 1)
+            queued_small = asyncio.create_task(send("llama-3.2-1b", 2))  # behind it
+            await until(lambda: len(router.gate) == 2)
+            assert await short_small == 200
+            assert await queued_small == 200
+            # Served when small freed up, not once the head ahead of it timed out.
+            assert not queued_big.done()
+            assert router.stats.outcomes == {"success": 2}
+            for task in (long_big, queued_big):
+                task.cancel()
+            await asyncio.gather(long_big, queued_big, return_exceptions=True)
+            _no_leak(await settled(url))
+    finally:
+        small.stop()
 
 
 def _no_leak(stats: dict[str, Any]) -> None:

@@ -70,6 +70,7 @@ def test_wait_queue(size: int, pushes: list[int], shed: list[int | None], order:
         ticket, dropped = queue.push(priority, 0.0)
         tickets.append(ticket)
         assert dropped == (None if expect is None else tickets[expect])
+    assert [t.priority for t in queue.in_order()] == order
     served = []
     while (head := queue.head()) is not None:
         served.append(head.priority)

@@ -2,8 +2,9 @@
 could serve them is at its request limit.
 
 Order and shedding are ``routing.admission.WaitQueue``'s; this module only parks
-coroutines on futures. ``wake`` (called whenever an endpoint frees a slot) lets the
-head of the queue try again; a waiter keeps its place until it gets an endpoint,
+coroutines on futures. ``wake`` (called whenever an endpoint frees a slot) lets every
+waiter try again in queue order, so one whose model has a free endpoint is not held
+behind a head whose model is saturated; a waiter keeps its place until it gets an endpoint,
 times out (503 with Retry-After) or is shed by a higher-priority arrival (429).
 """
 
@@ -59,8 +60,14 @@ class Gate:
         self.wake()
 
     def wake(self) -> None:
-        """Let the head of the queue try again."""
-        head = self._queue.head()
-        future = self._futures.get(head) if head is not None else None
-        if future is not None and not future.done():
-            future.set_result(None)
+        """Let every waiter try again, in queue order.
+
+        Waiters may want different models (or exclude different endpoints), so the
+        head may be unable to use what freed up while one behind it can. They resume in
+        the order they are woken and each picks (and leases) without yielding, so when
+        several want the same endpoint the first in the queue gets it.
+        """
+        for ticket in self._queue.in_order():
+            future = self._futures.get(ticket)
+            if future is not None and not future.done():
+                future.set_result(None)

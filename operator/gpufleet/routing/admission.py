@@ -169,6 +169,10 @@ class WaitQueue:
             self._gone.discard(heapq.heappop(self._heap))
         return self._heap[0] if self._heap else None
 
+    def in_order(self) -> list[Ticket]:
+        """Every waiting ticket, the one to serve first first."""
+        return sorted(t for t in self._heap if t not in self._gone)
+
     def remove(self, ticket: Ticket) -> None:
         """Drop ``ticket`` (served, timed out or cancelled); unknown tickets are ignored."""
         if ticket in self._heap and ticket not in self._gone:
