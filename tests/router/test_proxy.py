@@ -184,6 +184,25 @@ async def test_half_open_probe_cancelled_by_its_client_is_given_back(
     _no_leak(stats)
 
 
+async def test_request_every_endpoint_fails_opens_no_breaker(sims: tuple[Sim, Sim]) -> None:
+    fast, slow = sims
+    for sim in sims:
+        sim.faults(error_rate=1.0)  # as a request every engine answers 500 to
+    raw = router_config(
+        [fast.backend(), slow.backend()],
+        failureHandling={"circuitBreaker": {"consecutiveFailures": 2, "openSeconds": 60},
+                         "retries": {"backoffMillis": 0}},
+    )  # fmt: skip
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.post(url + "/v1/chat/completions", json=chat()) as r:
+                assert r.status == 502
+        stats = await settled(url)
+    assert {e["circuit"] for e in stats["endpoints"]} == {"closed"}
+    assert stats["retries"] == 3  # each was still tried on the other endpoint
+    _no_leak(stats)
+
+
 async def test_5xx_is_retried_elsewhere_4xx_is_not(sims: tuple[Sim, Sim]) -> None:
     fast, slow = sims
     fast.faults(error_rate=1.0)

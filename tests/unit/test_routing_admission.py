@@ -135,6 +135,21 @@ def test_closed_attempts_take_no_probe() -> None:
     assert (b.state(12.0), b.probe_available(12.0), b.probes) == ("half-open", True, 0)
 
 
+@pytest.mark.parametrize(
+    ("statuses", "served", "follows"),
+    [
+        ([500, 500], False, True),  # every endpoint tried failed it alike: the request
+        ([502, 502, 502], False, True),
+        ([500, 500], True, False),  # another endpoint served it: the endpoints failed
+        ([500, 502], False, False),  # different failures: the endpoints
+        ([500], False, False),  # one try tells nothing: the endpoint, as always
+        ([], False, False),
+    ],
+)
+def test_failures_that_follow_the_request(statuses: list[int], served: bool, follows: bool) -> None:
+    assert breaker.follows_request(statuses, served=served) is follows
+
+
 def test_success_resets_consecutive_count() -> None:
     b = breaker.Breaker(CircuitBreaker(consecutive_failures=2))
     b.on_failure(0.0)

@@ -11,7 +11,9 @@ in ``finally`` — completion, failure and client cancellation alike.
 
 Breaker bookkeeping: connect errors, timeouts, 5xx and streams that break off (or idle
 out) count as failures, except 503, which a busy engine answers (backpressure, as is
-429); any other answer is a success, a stream only once it has finished.
+429); any other answer is a success, a stream only once it has finished. Retried error
+statuses are counted when the request ends, and not at all when every endpoint tried
+failed it with the same status: that failure follows the request, not the endpoints.
 """
 
 from __future__ import annotations
@@ -25,16 +27,19 @@ from aiohttp import web
 from gpufleet.router import service
 from gpufleet.router.errors import RouterError, Unavailable, UpstreamFailed, UpstreamTimeout
 from gpufleet.router.registry import Lease, Slot
-from gpufleet.routing import picker
+from gpufleet.routing import breaker, picker
 from gpufleet.routing.model import Endpoint
 
 _HOP_HEADERS = {"content-type", "content-encoding", "x-request-id", "openai-processing-ms"}
 
 
 class _Retryable(Exception):
-    def __init__(self, error: RouterError, reason: str) -> None:
+    """A failure before the first byte; ``status`` is the upstream's error status, whose
+    breaker verdict waits for the request's end (``_charge``)."""
+
+    def __init__(self, error: RouterError, reason: str, status: int | None = None) -> None:
         super().__init__(error.message)
-        self.error, self.reason = error, reason
+        self.error, self.reason, self.status = error, reason, status
 
 
 @dataclasses.dataclass(slots=True)
@@ -52,10 +57,29 @@ async def forward(
     request: web.Request,
     outcome: Outcome,
 ) -> web.StreamResponse:
+    router.retry_budget.on_request(router.clock())
+    failed_with: list[tuple[Slot, int]] = []
+    served = False
+    try:
+        response = await _tries(router, http, job, request, outcome, failed_with)
+        served = True
+        return response
+    finally:
+        _charge(router, failed_with, served=served)
+
+
+async def _tries(
+    router: service.Router,
+    http: aiohttp.ClientSession,
+    job: service.Job,
+    request: web.Request,
+    outcome: Outcome,
+    failed_with: list[tuple[Slot, int]],
+) -> web.StreamResponse:
+    """Attempts on endpoint after endpoint; each error status is added to ``failed_with``."""
     tried: set[str] = set()
     retries = router.policy.failure_handling.retries
     last: _Retryable | None = None
-    router.retry_budget.on_request(router.clock())
     while True:
         decision = await _route(router, job, frozenset(tried), last)
         outcome.decision = decision
@@ -64,6 +88,8 @@ async def forward(
             return await _attempt(router, http, job, request, lease, outcome)
         except _Retryable as failed:
             tried.add(decision.endpoint.id)
+            if failed.status is not None:
+                failed_with.append((lease.slot, failed.status))
             if len(tried) > retries.max_retries or not router.take_retry():
                 raise failed.error from None
             last = failed
@@ -71,6 +97,16 @@ async def forward(
             lease.release()
             router.gate.wake()
         await asyncio.sleep(retries.backoff_millis / 1000)
+
+
+def _charge(router: service.Router, failed_with: list[tuple[Slot, int]], *, served: bool) -> None:
+    """Count a request's error statuses against their endpoints' breakers, unless they
+    follow the request (every endpoint tried failed it alike: a poison request)."""
+    if breaker.follows_request([status for _, status in failed_with], served=served):
+        return
+    now = router.clock()
+    for slot, _ in failed_with:
+        slot.breaker.on_failure(now)
 
 
 async def _route(
@@ -152,16 +188,18 @@ def _judge(router: service.Router, status: int, slot: Slot, *, streaming: bool) 
     """Breaker bookkeeping for an answer; ``_Retryable`` for the 5xx to retry.
 
     A stream's 200 is not yet a success: it counts when the stream finishes, and a
-    stream that breaks off counts as a failure (``_stream``).
+    stream that breaks off counts as a failure (``_stream``). A retried error status
+    is judged when the request ends (``_charge``), once it is known whether other
+    endpoints failed the request alike.
     """
-    breaker = slot.breaker
-    now = router.clock()
+    retried = status >= 500 and status in router.policy.failure_handling.retries.on_status
+    if retried:
+        error = UpstreamFailed(f"the model server answered {status}")
+        raise _Retryable(error, f"status_{status}", status if status != 503 else None)
     if status >= 500 and status != 503:
-        breaker.on_failure(now)
+        slot.breaker.on_failure(router.clock())
     elif status not in (429, 503) and not streaming:
-        breaker.on_success()
-    if status >= 500 and status in router.policy.failure_handling.retries.on_status:
-        raise _Retryable(UpstreamFailed(f"the model server answered {status}"), f"status_{status}")
+        slot.breaker.on_success()
 
 
 def debug_headers(endpoint: Endpoint) -> dict[str, str]:

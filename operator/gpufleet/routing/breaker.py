@@ -5,11 +5,16 @@ requests for ``open_seconds``. Then half-open: up to ``half_open_requests`` tria
 requests; a success closes it, a failure opens it again. Busy answers (429/503) are
 backpressure and are recorded as neither success nor failure by the caller; every
 attempt is ``release``d when over, so a probe without a verdict never keeps its slot.
+
+``follows_request`` tells failures that follow a request from those of its endpoints:
+when every endpoint tried failed one request with the same status, the request is at
+fault (a poison request), and counting it would eject the whole fleet.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from gpufleet.api.runtime import CircuitBreaker as BreakerPolicy
 from gpufleet.routing.model import CircuitState
@@ -60,3 +65,10 @@ class Breaker:
         half_open = self.state(now) == "half-open"
         if half_open or self.failures >= self.policy.consecutive_failures:
             self.opened_at, self.probes = now, 0
+
+
+def follows_request(statuses: Sequence[int], *, served: bool) -> bool:
+    """Whether one request's upstream error statuses (one per endpoint tried, in order)
+    are the request's doing rather than the endpoints': no endpoint served it, at least
+    two failed it, and all alike. One failure alone is blamed on its endpoint."""
+    return not served and len(statuses) >= 2 and len(set(statuses)) == 1
