@@ -40,6 +40,14 @@ def test_cpu_node_has_no_gpu_and_no_taint() -> None:
     assert catalog.PRODUCT_LABEL not in node["metadata"]["labels"]
 
 
+def test_node_carries_the_labels_a_kubelet_registers_with() -> None:
+    """Both the stable and the deprecated beta os/arch labels: without the beta ones the
+    node lifecycle controller patches every new node to add them."""
+    labels = fleet.render_node(fleet.NodeGroup(name="cpu", count=1), 0)["metadata"]["labels"]
+    for key in ("os", "arch"):
+        assert labels[f"beta.kubernetes.io/{key}"] == labels[f"kubernetes.io/{key}"]
+
+
 def test_extra_labels_and_taints_are_kept() -> None:
     group = fleet.NodeGroup.model_validate(
         {

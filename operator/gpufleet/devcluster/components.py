@@ -15,7 +15,14 @@ from gpufleet.devcluster import certs
 
 SERVICE_CIDR = "10.96.0.0/16"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
-NODE_LEASE_SECONDS = 40
+# KWOK renews each node's Lease every quarter of its duration, as a kubelet does. At
+# the kubelet's 40 s a 5,000-node fleet renews 500 Leases a second, more than two cores
+# can serve; at 240 s it is ~80/s (a fifth of a core idle, bench/RESULTS.md).
+NODE_LEASE_SECONDS = 240
+# The node lifecycle controller marks a node NotReady when its Lease has not been
+# renewed for this long: three missed renewals, the kubelet defaults' margin.
+NODE_MONITOR_GRACE_SECONDS = 3 * NODE_LEASE_SECONDS // 4
+KWOK_OPTIONS = Path(__file__).with_name("data") / "kwok-options.yaml"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -155,7 +162,17 @@ def controller_manager(binary: Path, layout: Layout, ports: Ports) -> list[str]:
         f"--cluster-signing-cert-file={pki.ca_cert}",
         f"--cluster-signing-key-file={pki.ca_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--controllers=*,bootstrapsigner,tokencleaner",
+        # The TTL controller sizes kubelets' Secret and ConfigMap cache TTL (there are no
+        # kubelets here) and patches every node again whenever the fleet crosses one of
+        # its size bands: thousands of writes while a large fleet registers.
+        "--controllers=*,bootstrapsigner,tokencleaner,-ttl-controller",
+        # The default client limit, 20 QPS with a burst of 30, lets the node lifecycle
+        # controller untaint ~4 new nodes a second (a GET, a PATCH and an Event each): a
+        # 500-node fleet waited 105 s for it. It is the controller-manager's only limit
+        # that a fleet registration reaches.
+        "--kube-api-qps=500",
+        "--kube-api-burst=1000",
+        f"--node-monitor-grace-period={NODE_MONITOR_GRACE_SECONDS}s",
     ]
 
 
@@ -168,6 +185,10 @@ def kwok(binary: Path, layout: Layout, ports: Ports, name: str) -> list[str]:
         str(binary),
         f"--kubeconfig={layout.kubeconfig('kwok')}",
         f"--config={layout.kwok_config}",
+        f"--config={KWOK_OPTIONS}",
+        # At INFO KWOK logs every Lease renewal and status patch: at fleet size, a
+        # steady 80 lines a second to a file nobody reads unless something fails.
+        "--v=WARN",
         "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         f"--cidr={pod_cidr(name)}",

@@ -172,6 +172,10 @@ def render_node(group: NodeGroup, index: int) -> NodeBody:
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",
         "kubernetes.io/arch": "amd64",
+        # A kubelet registers the deprecated beta labels as well; a node without them
+        # costs one more PATCH, from the node lifecycle controller adding them.
+        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/arch": "amd64",
         "type": "kwok",
         FLEET_LABEL: group.name,
     }
