@@ -8,19 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LocalCluster
-from tests.integration.conftest import crds
-from tests.integration.operator_harness import Operator, service_account_kubeconfig
+from tests.integration.conftest import crds, operator_kubeconfig
+from tests.integration.operator_harness import Operator
 
-__all__ = ["crds"]
-
-
-@pytest.fixture(scope="module")
-def operator_kubeconfig(
-    cluster: LocalCluster, crds: list[str], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    path = tmp_path_factory.mktemp("operator") / "operator.kubeconfig"
-    return service_account_kubeconfig(cluster.handle, cluster.api_client, path)
+__all__ = ["crds", "operator_kubeconfig"]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 
 from gpufleet.api import crd
 from tests.conftest import LocalCluster
+from tests.integration.operator_harness import service_account_kubeconfig
 
 CRD_DIR = pathlib.Path(__file__).parents[2] / "crds"
 
@@ -25,3 +26,12 @@ def crds(cluster: LocalCluster) -> list[str]:
         "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names)
     )
     return names
+
+
+@pytest.fixture(scope="module")
+def operator_kubeconfig(
+    cluster: LocalCluster, crds: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> pathlib.Path:
+    """A kubeconfig of the operator's least-privilege ServiceAccount (its RBAC applied)."""
+    path = tmp_path_factory.mktemp("operator") / "operator.kubeconfig"
+    return service_account_kubeconfig(cluster.handle, cluster.api_client, path)

@@ -31,7 +31,6 @@ from tests.integration.operator_harness import (
     condition,
     get_pool,
     running,
-    service_account_kubeconfig,
 )
 from tests.waiting import until
 
@@ -39,14 +38,6 @@ pytestmark = pytest.mark.integration
 
 POOL_LABEL = "gpufleet.io/pool"
 TP_LABEL = "gpufleet.io/tensor-parallel-size"
-
-
-@pytest.fixture(scope="module")
-def operator_kubeconfig(
-    cluster: LocalCluster, crds: list[str], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    path = tmp_path_factory.mktemp("operator") / "operator.kubeconfig"
-    return service_account_kubeconfig(cluster.handle, cluster.api_client, path)
 
 
 @pytest.fixture
