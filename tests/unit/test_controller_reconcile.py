@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from gpufleet import labels as contract
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import bodies, liveness, naming, observe, plan, render, status, variants
+from gpufleet.controller import bodies, liveness, observe, plan, render, status, variants
 from gpufleet.controller.config import OperatorConfig
 from gpufleet.controller.workqueue import WorkQueue
 
@@ -62,7 +63,7 @@ def _edit_image(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _old_hash(doc: dict[str, Any]) -> dict[str, Any]:
-    doc["metadata"]["annotations"][naming.SPEC_HASH] = "old"
+    doc["metadata"]["annotations"][contract.SPEC_HASH] = "old"
     return doc
 
 
@@ -133,7 +134,7 @@ def test_contains(live_: bodies.Json, intent: bodies.Json, expected: bool) -> No
 
 def test_pod_projection_reads_the_schedulers_message() -> None:
     body = {
-        "metadata": {"name": "x", "labels": {naming.VARIANT: "a"}},
+        "metadata": {"name": "x", "labels": {contract.VARIANT: "a"}},
         "spec": {},
         "status": {"phase": "Pending", "conditions": [
             {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",

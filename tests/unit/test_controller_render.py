@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from gpufleet import labels as contract
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import naming, podspec, render, variants
+from gpufleet.controller import podspec, render, variants
 from gpufleet.hardware import catalog
 
 POOL = render.PoolRef(name="llama", namespace="ns", uid="uid-1")
@@ -145,17 +146,17 @@ def test_deployment_labels_owner_hash_and_replicas() -> None:
     dep = render.deployment(POOL, s, d, replicas=2)
     assert dep["metadata"]["name"] == "llama-h100"
     labels = dep["spec"]["template"]["metadata"]["labels"]
-    assert labels[naming.POOL] == "llama" and labels[naming.VARIANT] == "h100"
-    assert labels[naming.GPU] == "H100-80GB" and labels[naming.TENSOR_PARALLEL_SIZE] == "2"
-    assert labels[naming.MODEL] == "meta-llama_Llama-3.1-70B-Instruct"
-    assert dep["spec"]["selector"]["matchLabels"] == naming.variant_selector("llama", "h100")
+    assert labels[contract.POOL] == "llama" and labels[contract.VARIANT] == "h100"
+    assert labels[contract.GPU] == "H100-80GB" and labels[contract.TENSOR_PARALLEL_SIZE] == "2"
+    assert labels[contract.MODEL] == "meta-llama_Llama-3.1-70B-Instruct"
+    assert dep["spec"]["selector"]["matchLabels"] == contract.variant_selector("llama", "h100")
     assert dep["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert dep["spec"]["replicas"] == 2
     unscaled = render.deployment(POOL, s, d, replicas=None)
     assert "replicas" not in unscaled["spec"]
     hashes = {render.spec_hash(x) for x in (dep, unscaled)}
     assert len(hashes) == 2
-    assert dep["metadata"]["annotations"][naming.SPEC_HASH] == render.spec_hash(dep)
+    assert dep["metadata"]["annotations"][contract.SPEC_HASH] == render.spec_hash(dep)
     assert render.spec_hash(render.deployment(POOL, s, d, replicas=2)) == render.spec_hash(dep)
 
 
@@ -163,8 +164,8 @@ def test_service_and_budget_select_the_whole_pool() -> None:
     s = spec()
     svc = render.service(POOL, s)
     pdb = render.disruption_budget(POOL)
-    assert svc["spec"]["selector"] == naming.pool_labels("llama")
-    assert pdb["spec"]["selector"]["matchLabels"] == naming.pool_labels("llama")
+    assert svc["spec"]["selector"] == contract.pool_labels("llama")
+    assert pdb["spec"]["selector"]["matchLabels"] == contract.pool_labels("llama")
     assert svc["spec"]["ports"][0]["port"] == 8000
 
 
@@ -190,4 +191,4 @@ def test_spec_problems(pool: str, variant: str, problem: str | None) -> None:
     [("meta-llama/Llama-3.1-8B", "meta-llama_Llama-3.1-8B"), ("a" * 80, "a" * 63), ("/x/", "x")],
 )
 def test_label_value(text: str, label: str) -> None:
-    assert naming.label_value(text) == label
+    assert contract.label_value(text) == label

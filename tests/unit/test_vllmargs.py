@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from gpufleet import labels as contract
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import naming, podspec, render, variants
+from gpufleet.controller import podspec, render, variants
 from gpufleet.devcluster import vllmargs
 from gpufleet.devcluster.vllmargs import VllmServe
 from gpufleet.sim import command
@@ -328,7 +329,7 @@ def test_every_example_pool_round_trips(
     assert parsed.enable_prefix_caching == (spec.serving.enable_prefix_caching or None)
     assert vllmargs.weight_dtype(parsed) == decision.dtype
     assert vllmargs.kv_cache_dtype(parsed) == spec.model.kv_cache_dtype
-    hint = template["metadata"]["annotations"][naming.MODEL_ANNOTATION]
+    hint = template["metadata"]["annotations"][contract.MODEL_ANNOTATION]
     if spec.model.catalog_name is None:
         with pytest.raises(vllmargs.VllmArgsError, match="--model"):
             vllmargs.sim_args(parsed, gpu=decision.gpu.name, host="10.0.0.1", model_hint=hint)

@@ -14,8 +14,9 @@ from typing import Any
 
 import kopf
 
+from gpufleet import labels as contract
 from gpufleet.api import common
-from gpufleet.controller import kube, naming, observe, runtime
+from gpufleet.controller import kube, observe, runtime
 from gpufleet.controller.config import OperatorConfig
 
 POOLS = (common.GROUP, common.VERSION, "modelpools")
@@ -25,8 +26,8 @@ CHILDREN = (
     ("policy", "v1", "poddisruptionbudgets"),
 )
 OWNED: dict[str, Any] = {
-    naming.MANAGED_BY: naming.MANAGED_BY_VALUE,
-    naming.POOL: kopf.PRESENT,
+    contract.MANAGED_BY: contract.MANAGED_BY_VALUE,
+    contract.POOL: kopf.PRESENT,
 }
 CHILD_INDEXES = ("gpufleet_deployments", "gpufleet_services", "gpufleet_pdbs")
 POD_INDEX = "gpufleet_pods"
@@ -78,7 +79,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 def _key(namespace: str | None, labels: kopf.Labels) -> tuple[str, str]:
-    return (namespace or "", labels[naming.POOL])
+    return (namespace or "", labels[contract.POOL])
 
 
 @kopf.index("apps", "v1", "deployments", labels=OWNED, id=CHILD_INDEXES[0])

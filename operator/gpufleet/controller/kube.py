@@ -26,10 +26,10 @@ from typing import Any, cast
 import urllib3
 from kubernetes import client
 
-from gpufleet import kube
+from gpufleet import kube, labels
 from gpufleet.api import common
 from gpufleet.api.modelpool import ModelPoolStatus
-from gpufleet.controller import bodies, naming, plan, status
+from gpufleet.controller import bodies, plan, status
 
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
@@ -121,7 +121,7 @@ class Kube:
         """Server-side apply ``child`` as the operator's field manager, taking conflicts."""
         meta = child["metadata"]
         path = _PATHS[child["kind"]].format(ns=meta["namespace"], name=meta["name"])
-        query = {"fieldManager": naming.FIELD_MANAGER, "force": "true"}
+        query = {"fieldManager": labels.FIELD_MANAGER, "force": "true"}
         return self.request("PATCH", path, query=query, body=child, content_type=APPLY)
 
     def delete(self, target: plan.Deletion) -> None:

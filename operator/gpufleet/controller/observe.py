@@ -14,7 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from gpufleet.controller import bodies, naming
+from gpufleet import labels
+from gpufleet.controller import bodies
 
 # Managers that write a Deployment's status or bookkeeping, never its intent.
 _SYSTEM_MANAGERS = frozenset({"kube-controller-manager"})
@@ -105,8 +106,8 @@ def child(obj: Mapping[str, Any]) -> ObservedChild:
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
-        pool=str(_field(meta, "labels", naming.POOL, default="")),
-        spec_hash=str(_field(meta, "annotations", naming.SPEC_HASH, default="")),
+        pool=str(_field(meta, "labels", labels.POOL, default="")),
+        spec_hash=str(_field(meta, "annotations", labels.SPEC_HASH, default="")),
         body=body,
         replicas=replicas if isinstance(replicas, int) else None,
         ready_replicas=int(_field(obj, "status", "readyReplicas", default=0) or 0),
@@ -131,7 +132,7 @@ def pod(obj: Mapping[str, Any]) -> ObservedPod:
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
     return ObservedPod(
         name=str(_field(obj, "metadata", "name", default="")),
-        variant=str(_field(obj, "metadata", "labels", naming.VARIANT, default="")),
+        variant=str(_field(obj, "metadata", "labels", labels.VARIANT, default="")),
         node=str(_field(obj, "spec", "nodeName", default="") or ""),
         phase=str(_field(obj, "status", "phase", default="") or ""),
         ready=ready,

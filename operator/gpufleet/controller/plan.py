@@ -14,10 +14,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 
+from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.api.variant import Variant
-from gpufleet.controller import bodies, naming, observe, render
-from gpufleet.controller.variants import VariantDecision, deployment_name
+from gpufleet.controller import bodies, observe, render
+from gpufleet.controller.variants import VariantDecision
+from gpufleet.labels import deployment_name
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,7 +53,7 @@ def replicas_intent(
 ) -> int | None:
     """``minReplicas`` while the operator owns replicas; None once another manager (the
     autoscaler) has taken the field of an autoscaled variant, so applies never fight it."""
-    others = observed.replicas_managers - {naming.FIELD_MANAGER} if observed else frozenset()
+    others = observed.replicas_managers - {labels.FIELD_MANAGER} if observed else frozenset()
     return None if others and autoscaled(spec, variant) else variant.min_replicas
 
 
@@ -76,7 +78,7 @@ def _stale(intent: bodies.Child, live: observe.ObservedChild | None) -> bool:
     if live is None:
         return True
     hashes = intent["metadata"].get("annotations", {})
-    if live.spec_hash != hashes.get(naming.SPEC_HASH):
+    if live.spec_hash != hashes.get(labels.SPEC_HASH):
         return True
     as_json: bodies.Json = intent  # type: ignore[assignment]
     return not observe.contains(live.body, as_json)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import kopf
 import pydantic
 
+from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolStatus
 from gpufleet.api.resources import ModelPool
 from gpufleet.controller import kube, observe, plan, render, status, variants
@@ -103,9 +104,9 @@ async def _report(
     """Write the status when it changed, and an Event per condition that flipped."""
     children = cache.children(key)
     deployments = {
-        d.name: children[("Deployment", variants.deployment_name(key[1], d.name))]
+        d.name: children[("Deployment", labels.deployment_name(key[1], d.name))]
         for d in decisions
-        if ("Deployment", variants.deployment_name(key[1], d.name)) in children
+        if ("Deployment", labels.deployment_name(key[1], d.name)) in children
     }
     seen = status.Observation(
         generation=pool.metadata.generation or 0,

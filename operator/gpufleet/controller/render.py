@@ -16,10 +16,12 @@ import hashlib
 import json
 from typing import TypeVar
 
+from gpufleet import labels as contract
 from gpufleet.api import common
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import bodies, naming, podspec
-from gpufleet.controller.variants import VariantDecision, deployment_name
+from gpufleet.controller import bodies, podspec
+from gpufleet.controller.variants import VariantDecision
+from gpufleet.labels import deployment_name
 
 PROGRESS_DEADLINE_MARGIN_SECONDS = 600
 _C = TypeVar("_C", bodies.Deployment, bodies.Service, bodies.PodDisruptionBudget)
@@ -58,7 +60,7 @@ def spec_hash(child: bodies.Child) -> str:
     """A digest of the intent, ignoring any spec-hash annotation already on it."""
     doc = json.loads(json.dumps(child))
     annotations = doc["metadata"].pop("annotations", {})
-    annotations.pop(naming.SPEC_HASH, None)
+    annotations.pop(contract.SPEC_HASH, None)
     if annotations:
         doc["metadata"]["annotations"] = annotations
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
@@ -68,17 +70,17 @@ def spec_hash(child: bodies.Child) -> str:
 def with_hash(child: _C) -> _C:
     digest = spec_hash(child)
     child["metadata"]["annotations"] = child["metadata"].get("annotations", {}) | {
-        naming.SPEC_HASH: digest
+        contract.SPEC_HASH: digest
     }
     return child
 
 
 def variant_labels(pool: str, spec: ModelPoolSpec, decision: VariantDecision) -> dict[str, str]:
-    return naming.variant_selector(pool, decision.name) | {
-        naming.GPU: decision.gpu.name,
-        naming.MODEL: naming.label_value(spec.model.name),
-        naming.TENSOR_PARALLEL_SIZE: str(podspec.tensor_parallel_size(decision)),
-        naming.COMPONENT: "model-server",
+    return contract.variant_selector(pool, decision.name) | {
+        contract.GPU: decision.gpu.name,
+        contract.MODEL: contract.label_value(spec.model.name),
+        contract.TENSOR_PARALLEL_SIZE: str(podspec.tensor_parallel_size(decision)),
+        contract.COMPONENT: "model-server",
     }
 
 
@@ -87,7 +89,7 @@ def _template_annotations(spec: ModelPoolSpec) -> dict[str, str]:
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(spec.serving.port),
         "prometheus.io/path": "/metrics",
-        naming.MODEL_ANNOTATION: spec.model.name,
+        contract.MODEL_ANNOTATION: spec.model.name,
     }
 
 
@@ -98,7 +100,7 @@ def deployment(
     labels = variant_labels(pool.name, spec, decision)
     startup = podspec.startup_budget_seconds(decision.plan.weights_bytes)
     body_spec = bodies.DeploymentSpec(
-        selector={"matchLabels": naming.variant_selector(pool.name, decision.name)},
+        selector={"matchLabels": contract.variant_selector(pool.name, decision.name)},
         # Surge one replica and never drop below the desired count: a rollout waits for
         # spare GPUs rather than taking serving capacity away.
         strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
@@ -123,7 +125,7 @@ def deployment(
 
 
 def _pool_labels(pool: str) -> dict[str, str]:
-    return naming.pool_labels(pool) | {naming.COMPONENT: "model-server"}
+    return contract.pool_labels(pool) | {contract.COMPONENT: "model-server"}
 
 
 def service(pool: PoolRef, spec: ModelPoolSpec) -> bodies.Service:
@@ -136,7 +138,11 @@ def service(pool: PoolRef, spec: ModelPoolSpec) -> bodies.Service:
             apiVersion="v1",
             kind="Service",
             metadata=_metadata(pool, pool.name, _pool_labels(pool.name)),
-            spec={"type": "ClusterIP", "selector": naming.pool_labels(pool.name), "ports": [port]},
+            spec={
+                "type": "ClusterIP",
+                "selector": contract.pool_labels(pool.name),
+                "ports": [port],
+            },
         )
     )
 
@@ -148,6 +154,9 @@ def disruption_budget(pool: PoolRef) -> bodies.PodDisruptionBudget:
             apiVersion="policy/v1",
             kind="PodDisruptionBudget",
             metadata=_metadata(pool, pool.name, _pool_labels(pool.name)),
-            spec={"selector": {"matchLabels": naming.pool_labels(pool.name)}, "maxUnavailable": 1},
+            spec={
+                "selector": {"matchLabels": contract.pool_labels(pool.name)},
+                "maxUnavailable": 1,
+            },
         )
     )

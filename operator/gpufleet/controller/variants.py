@@ -15,6 +15,7 @@ from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.api.modelsource import ModelSpec
 from gpufleet.api.variant import Variant
 from gpufleet.hardware import catalog
+from gpufleet.labels import deployment_name
 from gpufleet.planning import models, planner
 
 # Service names are DNS-1035 labels; label values (gpufleet.io/pool) are at most 63.
@@ -82,10 +83,6 @@ def _decide(spec: ModelPoolSpec, arch: models.ModelArch, variant: Variant) -> Va
         min_sequences=spec.serving.min_full_length_sequences,
     )
     return VariantDecision(variant=variant, gpu=gpu, plan=plan, dtype=dtype)
-
-
-def deployment_name(pool: str, variant: str) -> str:
-    return f"{pool}-{variant}"
 
 
 def spec_problems(pool: str, spec: ModelPoolSpec) -> tuple[str, ...]:

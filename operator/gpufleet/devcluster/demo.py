@@ -24,6 +24,7 @@ from typing import Any
 
 from kubernetes import client
 
+from gpufleet import labels
 from gpufleet.devcluster import build, nodes, podstatus
 from gpufleet.devcluster import cluster as clusters
 
@@ -126,13 +127,13 @@ class Demo:
                 "get",
                 "pods",
                 "-l",
-                f"gpufleet.io/pool={POOL}",
+                f"{labels.POOL}={POOL}",
                 "-o",
                 "wide",
                 "-L",
-                "gpufleet.io/gpu",
+                labels.GPU,
                 "-L",
-                "gpufleet.io/tensor-parallel-size",
+                labels.TENSOR_PARALLEL_SIZE,
             )
         )
 

@@ -24,13 +24,11 @@ from typing import Literal, NotRequired, TypedDict
 
 import yaml
 
-from gpufleet.api import common
+from gpufleet import labels
 
 # dcgm-exporter listens on :9400 by default (NVIDIA/dcgm-exporter README, `-a :9400`);
 # the twin's simulators serve their GPU metrics there at the pod IP.
 GPU_METRICS_PORT = 9400
-# The pod label naming the GPU generation (the operator's ``naming.GPU``).
-GPU_LABEL = f"{common.GROUP}/gpu"
 SCRAPE_ANNOTATION = "prometheus.io/scrape"
 PORT_ANNOTATION = "prometheus.io/port"
 PATH_ANNOTATION = "prometheus.io/path"
@@ -159,7 +157,7 @@ def gpu_job(kubeconfig: Path) -> ScrapeConfig:
         GPU_JOB,
         kubeconfig,
         [
-            _keep(meta_label("labelpresent", GPU_LABEL), "true"),
+            _keep(meta_label("labelpresent", labels.GPU), "true"),
             {
                 "action": "replace",
                 "source_labels": ["__meta_kubernetes_pod_ip"],

@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from gpufleet import labels
 from gpufleet.devcluster import vllmargs
 
 RawPod = Mapping[str, Any]
@@ -222,7 +223,8 @@ def _vllm(container: Mapping[str, Any], pod: RawPod, ctx: PodContext) -> Launch 
             serve,
             gpu=ctx.node_gpu,
             host=ctx.pod_ip,
-            model_hint=annotations.get("gpufleet.io/model"),
+            model_hint=annotations.get(labels.CATALOG_MODEL_ANNOTATION)
+            or annotations.get(labels.MODEL_ANNOTATION),
             speed=ctx.speed,
             load_seconds=ctx.load_seconds,
             metrics_port=DCGM_PORT,

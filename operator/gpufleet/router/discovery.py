@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from gpufleet import labels as contract
 from gpufleet.hardware import catalog
 from gpufleet.planning import models, planner
 from gpufleet.router import appkeys
@@ -34,11 +35,6 @@ from gpufleet.router.config import Backend, RouterConfig
 from gpufleet.routing.model import Endpoint
 
 log = logging.getLogger("gpufleet.router.discovery")
-GPU_LABEL = "gpufleet.io/gpu"
-TP_LABEL = "gpufleet.io/tensor-parallel-size"
-MODEL_ANNOTATION = "gpufleet.io/model"
-POOL_LABEL = "gpufleet.io/pool"
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 def generation_weight(config: RouterConfig, gpu: str) -> float:
@@ -197,14 +193,14 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo | None:
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
-    gpu = str(labels.get(GPU_LABEL, ""))
+    gpu = str(labels.get(contract.GPU, ""))
     if gpu not in catalog.GPUS:
         return None
     try:
-        tp = int(labels.get(TP_LABEL, "1"))
+        tp = int(labels.get(contract.TENSOR_PARALLEL_SIZE, "1"))
     except ValueError:
         tp = 1
-    model = annotations.get(MODEL_ANNOTATION) or labels.get("gpufleet.io/model", "")
+    model = annotations.get(contract.MODEL_ANNOTATION) or labels.get(contract.MODEL, "")
     return PodInfo(gpu=gpu, tp=max(1, tp), model=model)
 
 
@@ -251,11 +247,11 @@ def _discover(api: Any, config: RouterConfig) -> list[Endpoint]:
     if not pools:
         return []
     pods = client.CoreV1Api(api).list_namespaced_pod(
-        source.namespace, label_selector=f"{POOL_LABEL} in ({','.join(pools)})"
+        source.namespace, label_selector=f"{contract.POOL} in ({','.join(pools)})"
     )
     if source.source == "pods":
         return endpoints_from_pods(config, [p.to_dict() for p in pods.items])
-    selector = f"{SERVICE_NAME_LABEL} in ({','.join(pools)})"
+    selector = f"{contract.SERVICE_NAME} in ({','.join(pools)})"
     discovery_api = client.DiscoveryV1Api(api)
     slices = discovery_api.list_namespaced_endpoint_slice(source.namespace, label_selector=selector)
     infos: dict[str, PodInfo] = {}
