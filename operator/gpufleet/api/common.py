@@ -104,6 +104,20 @@ class SecretKeyRef(ApiModel):
     )
 
 
+class ConfigMapKeyRef(ApiModel):
+    """A key of a ConfigMap in the object's namespace."""
+
+    name: str = pydantic.Field(
+        max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the ConfigMap."
+    )
+    key: str = pydantic.Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key within the ConfigMap's data.",
+    )
+
+
 class LabelSelectorRequirement(ApiModel):
     """One ``matchExpressions`` term of a label selector."""
 

@@ -194,6 +194,14 @@ class RoutingPolicyStatus(common.ObservedStatus):
         json_schema_extra=common.list_map("pool", "gpu"),
     )
     ready_endpoints: int = pydantic.Field(default=0, ge=0, description="Sum of ready endpoints.")
+    pools: tuple[str, ...] = pydantic.Field(
+        default=(), description="ModelPools routed (pools, or those poolSelector matches)."
+    )
+    routers: int = pydantic.Field(default=0, ge=0, description="Router replicas ready.")
+    applied_generation: int | None = pydantic.Field(
+        default=None,
+        description="Lowest policy generation that every ready router has applied.",
+    )
     effective_weights: dict[str, float] = pydantic.Field(
         default_factory=dict,
         description="Throughput weight per generation in use (catalog, override or learned).",

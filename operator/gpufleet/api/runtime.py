@@ -140,11 +140,37 @@ class MetricNames(ApiModel):
     )
 
 
+class PrometheusTls(ApiModel):
+    """How the router verifies Prometheus's certificate (https URLs)."""
+
+    ca_config_map_ref: common.ConfigMapKeyRef | None = pydantic.Field(
+        default=None,
+        description="PEM CA bundle that signed Prometheus's certificate; unset = system CAs.",
+    )
+    insecure_skip_verify: bool = pydantic.Field(
+        default=False, description="Do not verify the certificate (testing only)."
+    )
+
+
+# http or https, a host (name, IPv4 or [IPv6]) and optional port, then an optional
+# path: no user information, query or fragment — the router only ever appends
+# Prometheus's API paths to it.
+PROMETHEUS_URL = r"^https?://([A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[-A-Za-z0-9._~/%]*)?$"
+
+
 class PrometheusSource(ApiModel):
-    """Where the router reads GPU and vLLM metrics."""
+    """Where the router reads GPU and vLLM metrics. The router, never the operator,
+    connects to it."""
 
     url: str = pydantic.Field(
-        max_length=2048, pattern=r"^https?://[^\s/]+(/\S*)?$", description="Prometheus base URL."
+        max_length=2048,
+        pattern=PROMETHEUS_URL,
+        description="Prometheus base URL: http(s)://host[:port][/path], no credentials or query.",
+    )
+    tls: PrometheusTls = pydantic.Field(
+        default_factory=PrometheusTls,
+        description="Certificate verification for https URLs (verified by default).",
+        json_schema_extra=common.object_default(PrometheusTls),
     )
     refresh_interval_seconds: float = pydantic.Field(
         default=5.0, ge=0.5, le=300, description="How often metrics are re-read."
@@ -182,8 +208,16 @@ class Resources(ApiModel):
 
 
 class Router(ApiModel):
-    """The router Deployment the operator runs for this policy."""
+    """The router the operator runs for this policy."""
 
+    mode: Literal["deployment", "sidecar"] = pydantic.Field(
+        default="deployment",
+        description=(
+            "deployment: the operator runs the router as a Deployment with a Service; "
+            "sidecar: it renders only the router's configuration and account, for a "
+            "router container added to an application's pods (docs/router.md)."
+        ),
+    )
     replicas: int = pydantic.Field(default=2, ge=1, le=100, description="Router replicas.")
     image: str | None = pydantic.Field(
         default=None,
