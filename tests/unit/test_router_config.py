@@ -137,3 +137,58 @@ def test_unknown_discovery_source_is_named() -> None:
         config.parse(
             {"kubernetes": {"namespace": "ns", "source": "dns"}, "policy": {"pools": ["p"]}}
         )
+
+
+KUBE = {"namespace": "ns", "pools": ["a", "b"], "configMap": "p-router", "policyName": "p"}
+TENANTS = {
+    "admission": {
+        "tenants": [{"name": "acme", "apiKeySecretRef": {"name": "acme-key", "key": "token"}}]
+    }
+}
+SECRET_KEY = {"acme": {"secret": {"name": "acme-key", "key": "token"}}}
+
+
+def test_policy_rendered_by_the_operator() -> None:
+    cfg = config.parse({"kubernetes": KUBE, "policyGeneration": 7, "policy": TENANTS,
+                        "apiKeys": SECRET_KEY, "prometheusCaFile": "/etc/ca.crt"})  # fmt: skip
+    assert cfg.kubernetes is not None and cfg.kubernetes.pools == ("a", "b")
+    assert (cfg.kubernetes.config_map, cfg.kubernetes.policy_name) == ("p-router", "p")
+    assert cfg.policy_generation == 7 and str(cfg.prometheus_ca_file) == "/etc/ca.crt"
+    assert cfg.secret_names() == {"acme-key"}
+    assert cfg.keys({"acme-key": {"token": "czNjcjN0LWtleQ=="}}) == {"acme": "s3cr3t-key"}
+
+
+@pytest.mark.parametrize(
+    ("secrets", "fragment"),
+    [
+        ({}, "apiKeys.acme.secret: Secret acme-key not found"),
+        ({"acme-key": {"other": "eA=="}}, "apiKeys.acme.secret: Secret acme-key has no key token"),
+        ({"acme-key": {"token": "!!"}}, "apiKeys.acme.secret: the value is not base64"),
+        ({"acme-key": {"token": ""}}, "apiKeys.acme: the key is empty"),
+    ],
+)
+def test_secret_key_errors_name_the_tenant(secrets: Any, fragment: str) -> None:
+    cfg = config.parse({"kubernetes": KUBE, "policy": TENANTS, "apiKeys": SECRET_KEY})
+    with pytest.raises(config.ConfigError, match=fragment.replace(".", r"\.")):
+        cfg.keys(secrets)
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"backends": [BACKEND], "policy": TENANTS, "apiKeys": SECRET_KEY},
+         "a secret key source needs kubernetes"),
+        ({"kubernetes": {**KUBE, "configMap": "Bad_Name"}, "policy": {}},
+         "kubernetes.configMap"),
+        ({"kubernetes": {**KUBE, "pools": ["a/b"]}, "policy": {}}, "kubernetes.pools.0"),
+        ({"kubernetes": KUBE, "policy": {}, "policyGeneration": -1}, "policyGeneration"),
+        ({"kubernetes": KUBE, "policy": TENANTS,
+          "apiKeys": {"acme": {"secret": {"name": "s"}}}}, "apiKeys.acme.secret.key"),
+        ({"kubernetes": KUBE, "policy": TENANTS,
+          "apiKeys": {"acme": {"env": "X", "secret": {"name": "s", "key": "k"}}}},
+         "exactly one of value, env, file, secret"),
+    ],
+)  # fmt: skip
+def test_new_keys_errors_name_the_key(raw: Any, fragment: str) -> None:
+    with pytest.raises(config.ConfigError, match=fragment.replace(".", r"\.")):
+        config.parse(raw)

@@ -50,7 +50,7 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
             {t.name: t for t in policy.admission.tenants},
             policy.admission.anonymous_tokens_per_minute,
         ),
-        keyring=admission.KeyRing(config.keys()),
+        keyring=admission.KeyRing(config.keys() if not config.secret_names() else {}),
         sessions=affinity.SessionTable(ttl_s=policy.affinity.session.ttl_seconds),
         gate=Gate(
             admission.WaitQueue(policy.admission.queue.max_size, policy.admission.queue.order),

@@ -3,11 +3,16 @@
 ```yaml
 backends:            # static endpoints (what `gpufleet sim fleet` writes) ...
 - {url: http://127.0.0.1:8001, model: llama-3.1-8b, gpu: H100-80GB, tensorParallelSize: 1}
-kubernetes:          # ... or EndpointSlice discovery of the policy's pools
+kubernetes:          # ... or discovery of the policy's pools through the Kubernetes API
   namespace: default
+  pools: [a, b]      # the pools to route (the operator resolves them); unset = policy's
+  configMap: p-router  # watch this ConfigMap's router.yaml and apply changes live
+  policyName: p      # shown in /stats
+policyGeneration: 7  # the RoutingPolicy generation this document renders (shown in /stats)
 policy: {strategy: cost}   # a RoutingPolicy spec (gpufleet.api), defaults filled in
 apiKeys:             # tenant name -> where its key is; tenants are policy.admission.tenants
-  acme: {env: ACME_KEY}
+  acme: {env: ACME_KEY}    # or {value: ...}, {file: ...}, {secret: {name: s, key: token}}
+prometheusCaFile: /etc/gpufleet/prometheus-ca/ca.crt   # CA bundle for an https Prometheus
 ```
 
 A standalone policy may omit ``pools`` (static backends need none): it is then treated
@@ -17,18 +22,24 @@ key by its dotted path.
 
 from __future__ import annotations
 
+import base64
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
 from pydantic import alias_generators
 
+from gpufleet.api import common
 from gpufleet.api.common import GpuName
 from gpufleet.api.routingpolicy import RoutingPolicySpec
 
 MIB = 1024 * 1024
+ObjectName = Annotated[str, pydantic.Field(max_length=253, pattern=common.DNS_SUBDOMAIN)]
+# Secret name -> its data as the API serves it (key -> base64 value).
+Secrets = Mapping[str, Mapping[str, str]]
 
 
 class ConfigError(ValueError):
@@ -72,26 +83,52 @@ class KubernetesSource(_Model):
     interval_seconds: float = pydantic.Field(default=2.0, gt=0, le=300)
     port_name: str = "http"
     source: Literal["endpointslices", "pods"] = "endpointslices"
+    pools: tuple[ObjectName, ...] | None = pydantic.Field(
+        default=None, description="Pools to route; unset = the policy's pools/poolSelector."
+    )
+    config_map: ObjectName | None = pydantic.Field(
+        default=None, description="ConfigMap whose router.yaml is watched and applied live."
+    )
+    policy_name: str | None = pydantic.Field(
+        default=None, max_length=253, description="The RoutingPolicy rendered (for /stats)."
+    )
+
+    def watch_key(self) -> tuple[object, ...]:
+        """What the API watches depend on: a change restarts them."""
+        return (self.namespace, self.kubeconfig, self.source, self.pools, self.config_map)
+
+
+class SecretKey(_Model):
+    """A key of a Secret in the router's namespace, read (and watched) through the API."""
+
+    name: ObjectName
+    key: str = pydantic.Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
 
 
 class KeySource(_Model):
-    """Exactly one of the key itself, an environment variable, or a file."""
+    """Exactly one of the key itself, an environment variable, a file, or a Secret key."""
 
     value: str | None = pydantic.Field(default=None, min_length=8, repr=False)
     env: str | None = None
     file: Path | None = None
+    secret: SecretKey | None = None
 
     @pydantic.model_validator(mode="after")
     def _one(self) -> KeySource:
-        if sum(x is not None for x in (self.value, self.env, self.file)) != 1:
-            raise ValueError("set exactly one of value, env, file")
+        if sum(x is not None for x in (self.value, self.env, self.file, self.secret)) != 1:
+            raise ValueError("set exactly one of value, env, file, secret")
         return self
 
-    def read(self) -> str:
+    def read(self, secrets: Secrets) -> str:
+        """The key; a ``secret`` source is looked up in ``secrets`` (``KeyError`` when
+        the Secret or its key is missing, ``ValueError`` when not base64)."""
         if self.value is not None:
             return self.value
         if self.env is not None:
             return os.environ.get(self.env, "")
+        if self.secret is not None:
+            encoded = secrets[self.secret.name][self.secret.key]
+            return base64.b64decode(encoded, validate=True).decode().strip()
         assert self.file is not None
         return self.file.read_text().strip()
 
@@ -119,11 +156,17 @@ class RouterConfig(_Model):
     health_check: HealthCheck = pydantic.Field(default_factory=HealthCheck)
     drain_seconds: float = pydantic.Field(default=10.0, ge=0, le=3600)
     debug_headers: bool = False
+    policy_generation: int | None = pydantic.Field(default=None, ge=0)
+    prometheus_ca_file: Path | None = None
 
     @pydantic.model_validator(mode="after")
     def _sources(self) -> RouterConfig:
         if bool(self.backends) == (self.kubernetes is not None):
             raise ValueError("set exactly one of backends and kubernetes")
+        if self.kubernetes is None and self.secret_names():
+            raise ValueError(
+                "apiKeys: a secret key source needs kubernetes (the API it is read from)"
+            )
         tenants = {t.name for t in self.policy.admission.tenants}
         unknown = sorted(set(self.api_keys) - tenants)
         if unknown:
@@ -133,18 +176,38 @@ class RouterConfig(_Model):
             raise ValueError(f"apiKeys lacks a key for tenants {missing}")
         return self
 
-    def keys(self) -> dict[str, str]:
-        """Tenant -> API key, read now (``ConfigError`` when one is empty or unreadable)."""
-        out = {}
-        for tenant, source in self.api_keys.items():
-            try:
-                key = source.read()
-            except OSError as exc:
-                raise ConfigError(f"apiKeys.{tenant}.file: {exc.strerror}") from exc
-            if not key:
-                raise ConfigError(f"apiKeys.{tenant}: the key is empty")
-            out[tenant] = key
-        return out
+    def secret_names(self) -> frozenset[str]:
+        """The Secrets that hold tenants' keys."""
+        return frozenset(s.secret.name for s in self.api_keys.values() if s.secret is not None)
+
+    def keys(self, secrets: Secrets | None = None) -> dict[str, str]:
+        """Tenant -> API key, read now; ``secrets`` holds the data (base64, as the API
+        serves it) of the Secrets named by ``secret`` sources. ``ConfigError`` names the
+        tenant whose key is empty or unreadable."""
+        return {
+            tenant: _key(tenant, source, secrets or {}) for tenant, source in self.api_keys.items()
+        }
+
+
+def _key(tenant: str, source: KeySource, secrets: Secrets) -> str:
+    try:
+        key = source.read(secrets)
+    except OSError as exc:
+        raise ConfigError(f"apiKeys.{tenant}.file: {exc.strerror}") from exc
+    except KeyError as exc:
+        assert source.secret is not None
+        ref = source.secret
+        what = (
+            f"Secret {ref.name} not found"
+            if ref.name not in secrets
+            else f"Secret {ref.name} has no key {ref.key}"
+        )
+        raise ConfigError(f"apiKeys.{tenant}.secret: {what}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"apiKeys.{tenant}.secret: the value is not base64 text") from exc
+    if not key:
+        raise ConfigError(f"apiKeys.{tenant}: the key is empty")
+    return key
 
 
 def _with_pools(raw: Any) -> Any:
