@@ -3,7 +3,7 @@
 ``operator_identity`` (session) applies ``deploy/rbac/operator-rbac.yaml``, mints a token
 for the ServiceAccount with the TokenRequest API and writes a kubeconfig that uses it,
 with the cluster's server URL and CA. ``Operator`` starts ``gpufleet operator`` (or
-``kopf run -m gpufleet.controller``) as a subprocess and always reaps it.
+``kopf run -m gpufleet.controller.handlers``) as a subprocess and always reaps it.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class Operator:
         scope = [a for ns in self.namespaces for a in ("-n", ns)]
         if self.via_kopf:
             env["GPUFLEET_OPERATOR_RESYNC_SECONDS"] = str(self.resync_seconds)
-            argv = [str(BIN / "kopf"), "run", "-m", "gpufleet.controller", "--standalone"]
+            argv = [str(BIN / "kopf"), "run", "-m", "gpufleet.controller.handlers", "--standalone"]
             argv += ["--liveness", self.health_url]
             argv += scope or ["--all-namespaces"]
             return argv, env

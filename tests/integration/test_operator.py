@@ -1,6 +1,6 @@
 """The operator on the real local control plane, running as its least-privilege ServiceAccount.
 
-Each test starts ``gpufleet operator`` (one test: ``kopf run -m gpufleet.controller``)
+Each test starts ``gpufleet operator`` (one test: ``kopf run -m gpufleet.controller.handlers``)
 scoped to the test's namespace, with a 2 s reconcile interval, and drives it through
 the API server as a user would: apply ModelPools, edit and delete children, kill the
 operator, add nodes. The real scheduler places the pods and KWOK makes them Ready.

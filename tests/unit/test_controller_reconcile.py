@@ -104,7 +104,7 @@ def test_replicas_left_to_the_autoscaler_once_it_owns_them(
 ) -> None:
     s = spec([{"name": "a", "gpu": "H100-80GB"} | variant])
     seen = observe.ObservedChild(kind="Deployment", namespace="ns", name="p-a", uid="x",
-                                 pool="p", spec_hash="", body={},
+                                 owner="p", spec_hash="", body={},
                                  replicas_managers=frozenset(managers))  # fmt: skip
     assert plan.replicas_intent(s, s.variants[0], seen) == expected
 
@@ -248,3 +248,51 @@ def test_config_from_env() -> None:
     assert OperatorConfig.from_env(env) == OperatorConfig(
         namespaces=("a", "b"), resync_seconds=5.0, workers=2
     )
+
+
+def test_importing_pure_controller_modules_imports_no_io_library() -> None:
+    """The package ``__init__`` runs on every submodule import; it must stay empty of Kopf."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gpufleet.controller.render, gpufleet.controller.plan, "
+        "gpufleet.controller.status, gpufleet.controller.config; "
+        "print(sorted(m for m in ('kopf', 'kubernetes', 'aiohttp') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _pod(name: str, variant: str, cost: str | None, phase: str = "Running") -> observe.ObservedPod:
+    return observe.ObservedPod(
+        name=name, variant=variant, node="n", phase=phase, ready=True, cost=cost
+    )
+
+
+def test_price_patches_annotate_only_priced_variants_pods_that_differ() -> None:
+    s = spec([
+        {"name": "a", "gpu": "H100-80GB", "costPerGpuHour": 2.5},
+        {"name": "b", "gpu": "L4"},
+    ])  # fmt: skip
+    pods = [
+        _pod("a-1", "a", None),
+        _pod("a-2", "a", "2.5"),
+        _pod("a-3", "a", "9.0"),
+        _pod("a-4", "a", None, phase="Succeeded"),
+        _pod("b-1", "b", None),
+    ]
+    assert plan.price_patches(s, pods) == (
+        plan.PricePatch(pod="a-1", value="2.5"),
+        plan.PricePatch(pod="a-3", value="2.5"),
+    )
+
+
+def test_catalog_model_annotation_in_the_pod_template_only_with_a_catalog_name() -> None:
+    s = spec()
+    decision = variants.plan_pool(s)[0]
+    template = render.deployment(POOL, s, decision, replicas=1)["spec"]["template"]
+    assert template["metadata"]["annotations"][contract.CATALOG_MODEL_ANNOTATION] == (
+        "llama-3.1-8b"
+    )
+    assert contract.COST_ANNOTATION not in template["metadata"]["annotations"]

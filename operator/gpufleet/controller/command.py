@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = str(config.kubeconfig)  # Kopf's own login reads it
     import kopf
 
-    import gpufleet.controller  # noqa: F401  (registers the handlers)
+    import gpufleet.controller.handlers  # noqa: F401  (registers the handlers)
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -1,7 +1,8 @@
 """The operator's settings: one frozen value, from command-line flags or the environment.
 
-``gpufleet operator`` builds it from its flags; ``kopf run -m gpufleet.controller``
-reads the same settings from ``GPUFLEET_OPERATOR_*`` environment variables.
+``gpufleet operator`` builds it from its flags; Kopf's own entry point
+(``kopf run -m gpufleet.controller.handlers``) reads the same settings from
+``GPUFLEET_OPERATOR_*`` environment variables.
 """
 
 from __future__ import annotations

@@ -1,14 +1,18 @@
 """Kopf registrations: thin handlers that feed ``controller.runtime.OperatorState``.
 
-Kopf watches, indexes and probes; the reconcile itself runs in the state's work queue
-(per-pool serialised, de-duplicated, level-triggered). None of these handlers writes to
-the API, and none needs a finalizer: children are owned through ownerReferences and
-the garbage collector removes them with their pool — so Kopf adds no finalizer or
+The Kopf entry point: ``kopf run -m gpufleet.controller.handlers`` (``gpufleet operator``
+imports this module). For each kind of ``controller.kinds`` Kopf watches the objects,
+indexes the children and pods that carry the kind's owner label, and re-queues the owner
+when one of them changes; the reconcile itself runs in the runtime's work queues
+(per-object serialised, de-duplicated, level-triggered). None of these handlers writes
+to the API, and none needs a finalizer: children are owned through ownerReferences and
+the garbage collector removes them with their owner — so Kopf adds no finalizer or
 progress annotation, and an idle operator writes nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -16,21 +20,19 @@ import kopf
 
 from gpufleet import labels as contract
 from gpufleet.api import common
-from gpufleet.controller import kube, observe, runtime
+from gpufleet.controller import kinds, kube, observe, runtime
 from gpufleet.controller.config import OperatorConfig
 
-POOLS = (common.GROUP, common.VERSION, "modelpools")
-CHILDREN = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("policy", "v1", "poddisruptionbudgets"),
-)
-OWNED: dict[str, Any] = {
-    contract.MANAGED_BY: contract.MANAGED_BY_VALUE,
-    contract.POOL: kopf.PRESENT,
+Resource = tuple[str, str, str]
+# The children each kind owns, by owner label; pods are indexed apart.
+CHILDREN: dict[str, tuple[Resource, ...]] = {
+    contract.POOL: (
+        ("apps", "v1", "deployments"),
+        ("", "v1", "services"),
+        ("policy", "v1", "poddisruptionbudgets"),
+    ),
 }
-CHILD_INDEXES = ("gpufleet_deployments", "gpufleet_services", "gpufleet_pdbs")
-POD_INDEX = "gpufleet_pods"
+OWNERS = {kinds.MODEL_POOL: (contract.POOL, "modelpools")}
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -49,15 +51,30 @@ def _state(memo: kopf.Memo) -> runtime.OperatorState:
     return state
 
 
+def _index_id(owner_label: str, resource: Resource) -> str:
+    return f"gpufleet_{owner_label.rsplit('/', 1)[-1]}_{resource[2]}"
+
+
+def _indexes(owner_label: str) -> tuple[list[str], str]:
+    return [_index_id(owner_label, r) for r in CHILDREN[owner_label]], _index_id(
+        owner_label, ("", "v1", "pods")
+    )
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     configure(settings)
     config = memo.get("gpufleet_config") or OperatorConfig.from_env()
+    states: dict[str, runtime.KindState[Any]] = {}
+    for kind in kinds.build(config):
+        children, pods = _indexes(kind.owner_label)
+        states[kind.name] = runtime.KindState(
+            kind=kind,
+            child_indexes=tuple(kwargs[name] for name in children),
+            pod_index=kwargs[pods],
+        )
     state = runtime.OperatorState(
-        config=config,
-        client=kube.Kube(kube.new_client(config.kubeconfig)),
-        child_indexes=tuple(kwargs[name] for name in CHILD_INDEXES),
-        pod_index=kwargs[POD_INDEX],
+        config=config, client=kube.Kube(kube.new_client(config.kubeconfig)), kinds=states
     )
     memo["gpufleet_state"] = state
     state.start()
@@ -78,39 +95,47 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     state.client.api.close()  # type: ignore[no-untyped-call]
 
 
-def _key(namespace: str | None, labels: kopf.Labels) -> tuple[str, str]:
-    return (namespace or "", labels[contract.POOL])
-
-
-@kopf.index("apps", "v1", "deployments", labels=OWNED, id=CHILD_INDEXES[0])
-@kopf.index("", "v1", "services", labels=OWNED, id=CHILD_INDEXES[1])
-@kopf.index("policy", "v1", "poddisruptionbudgets", labels=OWNED, id=CHILD_INDEXES[2])
-def index_child(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[tuple[str, str], observe.ObservedChild]:
-    return {_key(namespace, labels): observe.child(body)}
-
-
-@kopf.index("", "v1", "pods", labels=OWNED, id=POD_INDEX)
-def index_pod(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[tuple[str, str], observe.ObservedPod]:
-    return {_key(namespace, labels): observe.pod(body)}
-
-
-@kopf.on.event(*POOLS)
-def pool_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _state(memo).pool_event(type, body)
-
-
-@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
-@kopf.on.event("", "v1", "services", labels=OWNED)
-@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OWNED)
-@kopf.on.event("", "v1", "pods", labels=OWNED)
-def child_event(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-    _state(memo).child_event(_key(namespace, labels))
-
-
 @kopf.on.probe(id="watch")
 def watch_probe(memo: kopf.Memo, **_: Any) -> dict[str, object]:
     return _state(memo).watch_health()
+
+
+def _key(owner_label: str, namespace: str | None, labels: kopf.Labels) -> tuple[str, str]:
+    return (namespace or "", labels[owner_label])
+
+
+def _register(kind: str, owner_label: str, plural: str) -> None:
+    """The watch of ``kind``, and indexes plus events of its children and pods."""
+    owned: dict[str, Any] = {
+        contract.MANAGED_BY: contract.MANAGED_BY_VALUE,
+        owner_label: kopf.PRESENT,
+    }
+    key = functools.partial(_key, owner_label)
+
+    def index_child(
+        namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+    ) -> dict[tuple[str, str], observe.ObservedChild]:
+        return {key(namespace, labels): observe.child(body, owner_label=owner_label)}
+
+    def index_pod(
+        namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+    ) -> dict[tuple[str, str], observe.ObservedPod]:
+        return {key(namespace, labels): observe.pod(body)}
+
+    def object_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        _state(memo).object_event(kind, type, body)
+
+    def child_event(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+        _state(memo).child_event(kind, key(namespace, labels))
+
+    children, pods = _indexes(owner_label)
+    for resource, index_id in zip(CHILDREN[owner_label], children, strict=True):
+        kopf.index(*resource, labels=owned, id=index_id)(index_child)
+        kopf.on.event(*resource, labels=owned, id=f"{index_id}_event")(child_event)
+    kopf.index("", "v1", "pods", labels=owned, id=pods)(index_pod)
+    kopf.on.event("", "v1", "pods", labels=owned, id=f"{pods}_event")(child_event)
+    kopf.on.event(common.GROUP, common.VERSION, plural, id=f"gpufleet_{plural}")(object_event)
+
+
+for _kind, (_label, _plural) in OWNERS.items():
+    _register(_kind, _label, _plural)

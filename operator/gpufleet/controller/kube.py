@@ -1,4 +1,5 @@
-"""The operator's Kubernetes I/O: server-side apply, delete, status patches, Secret checks.
+"""The operator's Kubernetes I/O: server-side apply, delete, status and pod-annotation
+patches, Secret checks, Events, version LISTs for the watch check.
 
 Synchronous calls on a ``kubernetes`` ``ApiClient`` (the reconciler runs them in a
 thread), raw JSON in and out — no model (de)serialisation, the bodies are the
@@ -23,12 +24,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
+import pydantic
 import urllib3
 from kubernetes import client
 
 from gpufleet import kube, labels
 from gpufleet.api import common
-from gpufleet.api.modelpool import ModelPoolStatus
 from gpufleet.controller import bodies, plan, status
 
 APPLY = "application/apply-patch+yaml"
@@ -37,9 +38,12 @@ _PATHS: Mapping[str, str] = {
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
     "Service": "/api/v1/namespaces/{ns}/services/{name}",
     "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{name}",
+    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps/{name}",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts/{name}",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/{name}",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/{name}",
 }
-_POOLS = f"/apis/{common.GROUP}/{common.VERSION}/namespaces/{{ns}}/modelpools"
-_ALL_POOLS = f"/apis/{common.GROUP}/{common.VERSION}/modelpools"
+_CUSTOM = f"/apis/{common.GROUP}/{common.VERSION}"
 TIMEOUT = (5, 30)
 
 
@@ -136,16 +140,23 @@ class Kube:
             if "Precondition failed" not in str(exc):
                 raise
 
-    def patch_status(self, namespace: str, name: str, new: ModelPoolStatus) -> str:
-        """Replace the pool's status (merge patch of the whole status object); returns the
-        pool's new resourceVersion, empty if the pool is gone."""
-        path = f"{_POOLS.format(ns=namespace)}/{name}/status"
+    def patch_status(self, plural: str, namespace: str, name: str, new: pydantic.BaseModel) -> str:
+        """Replace an object's status (merge patch of the whole status object); returns the
+        object's new resourceVersion, empty if it is gone."""
+        path = f"{_CUSTOM}/namespaces/{namespace}/{plural}/{name}/status"
         doc = {"status": new.model_dump(mode="json", by_alias=True, exclude_none=True)}
         try:
             out = self.request("PATCH", path, body=doc, content_type=MERGE)
         except NotFound:
-            return ""  # the pool was deleted meanwhile: nothing to report on
+            return ""  # the object was deleted meanwhile: nothing to report on
         return str(out.get("metadata", {}).get("resourceVersion", ""))
+
+    def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        """Merge ``annotations`` into a pod's metadata; a pod already gone is no failure."""
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}"
+        doc = {"metadata": {"annotations": dict(annotations)}}
+        with contextlib.suppress(NotFound):
+            self.request("PATCH", path, body=doc, content_type=MERGE)
 
     def secret_problem(self, namespace: str, ref: common.SecretKeyRef) -> str:
         """Why the Secret ``ref`` cannot supply the hub token; empty when it can."""
@@ -158,12 +169,13 @@ class Kube:
             return f'Secret "{ref.name}" has no key "{ref.key}" (hubTokenSecretRef.key)'
         return ""
 
-    def event(self, pool: Mapping[str, Any], event: status.Event, *, at: str) -> None:
-        """Post a core/v1 Event about ``pool`` (best effort: a lost Event is no failure)."""
-        meta = pool["metadata"]
+    def event(self, about: Mapping[str, Any], event: status.Event, *, at: str) -> None:
+        """Post a core/v1 Event about a custom object (best effort: a lost Event is no
+        failure)."""
+        meta = about["metadata"]
         ref = {
             "apiVersion": common.API_VERSION,
-            "kind": "ModelPool",
+            "kind": str(about.get("kind", "ModelPool")),
             "name": meta["name"],
             "namespace": meta["namespace"],
             "uid": meta.get("uid", ""),
@@ -182,9 +194,11 @@ class Kube:
         with contextlib.suppress(KubeError):
             self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=body)
 
-    def pool_versions(self, namespaces: tuple[str, ...]) -> dict[tuple[str, str], str]:
-        """(namespace, name) → resourceVersion of every ModelPool in scope (one LIST each)."""
-        paths = [_POOLS.format(ns=ns) for ns in namespaces] if namespaces else [_ALL_POOLS]
+    def versions(self, plural: str, namespaces: tuple[str, ...]) -> dict[tuple[str, str], str]:
+        """(namespace, name) → resourceVersion of every ``plural`` object in scope (one
+        LIST per namespace, one cluster-wide when ``namespaces`` is empty)."""
+        scoped = [f"{_CUSTOM}/namespaces/{ns}/{plural}" for ns in namespaces]
+        paths = scoped or [f"{_CUSTOM}/{plural}"]
         out: dict[tuple[str, str], str] = {}
         for path in paths:
             for item in self.request("GET", path).get("items", []):

@@ -29,7 +29,7 @@ class ObservedChild:
     namespace: str
     name: str
     uid: str
-    pool: str
+    owner: str
     spec_hash: str
     body: bodies.Json
     replicas: int | None = None
@@ -58,7 +58,8 @@ class ObservedChild:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ObservedPod:
-    """A pool pod: where it runs and, when the scheduler cannot place it, why."""
+    """A pool's or router's pod: where it runs and, when the scheduler cannot place it,
+    why; its address, and the price annotation the operator keeps on it (None: absent)."""
 
     name: str
     variant: str
@@ -66,6 +67,9 @@ class ObservedPod:
     phase: str
     ready: bool
     unschedulable: str = ""
+    ip: str = ""
+    uid: str = ""
+    cost: str | None = None
 
 
 def _field(obj: Mapping[str, Any], *path: str, default: Any = None) -> Any:
@@ -93,8 +97,8 @@ def replicas_managers(managed_fields: Any) -> frozenset[str]:
     return frozenset(owners - _SYSTEM_MANAGERS)
 
 
-def child(obj: Mapping[str, Any]) -> ObservedChild:
-    """Project a Deployment, Service or PodDisruptionBudget body."""
+def child(obj: Mapping[str, Any], *, owner_label: str = labels.POOL) -> ObservedChild:
+    """Project a child body; ``owner`` is its ``owner_label`` label (the owning object's name)."""
     meta = obj.get("metadata", {})
     body = plain({k: v for k, v in obj.items() if k != "status"})
     live_meta = body.get("metadata") if isinstance(body, dict) else None
@@ -106,7 +110,7 @@ def child(obj: Mapping[str, Any]) -> ObservedChild:
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
-        pool=str(_field(meta, "labels", labels.POOL, default="")),
+        owner=str(_field(meta, "labels", owner_label, default="")),
         spec_hash=str(_field(meta, "annotations", labels.SPEC_HASH, default="")),
         body=body,
         replicas=replicas if isinstance(replicas, int) else None,
@@ -127,9 +131,10 @@ def _unschedulable(conditions: Any) -> str:
 
 
 def pod(obj: Mapping[str, Any]) -> ObservedPod:
-    """Project a pool pod body."""
+    """Project a pod body."""
     conditions = _field(obj, "status", "conditions", default=()) or ()
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    cost = _field(obj, "metadata", "annotations", labels.COST_ANNOTATION)
     return ObservedPod(
         name=str(_field(obj, "metadata", "name", default="")),
         variant=str(_field(obj, "metadata", "labels", labels.VARIANT, default="")),
@@ -137,6 +142,9 @@ def pod(obj: Mapping[str, Any]) -> ObservedPod:
         phase=str(_field(obj, "status", "phase", default="") or ""),
         ready=ready,
         unschedulable=_unschedulable(conditions),
+        ip=str(_field(obj, "status", "podIP", default="") or ""),
+        uid=str(_field(obj, "metadata", "uid", default="")),
+        cost=None if cost is None else str(cost),
     )
 
 

@@ -6,7 +6,8 @@ last applied — the spec-hash differs — or edited out of band — the live ob
 contains the intent) and the children to delete (a variant removed or no longer
 feasible). An empty plan means nothing is written. While the hub-token Secret is missing
 the Deployments are *held*: neither created, changed nor deleted, since their pods could
-not start (and running ones still work).
+not start (and running ones still work). ``price_patches`` says which running pods lack
+their variant's price annotation.
 """
 
 from __future__ import annotations
@@ -102,3 +103,31 @@ def diff(
         if key not in wanted and live.kind not in held
     )
     return Plan(apply=apply, delete=delete)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PricePatch:
+    """Set a model-server pod's price annotation (a metadata patch: the pod keeps running)."""
+
+    pod: str
+    value: str
+
+
+def price_patches(
+    spec: ModelPoolSpec, pods: Iterable[observe.ObservedPod]
+) -> tuple[PricePatch, ...]:
+    """The pods whose variant sets ``costPerGpuHour`` and whose annotation says otherwise.
+
+    A price lives on the pods, not in the pod template, so changing it restarts nothing;
+    a variant without a price leaves whatever annotation its pods carry alone.
+    """
+    prices = {
+        v.name: labels.cost_value(v.cost_per_gpu_hour)
+        for v in spec.variants
+        if v.cost_per_gpu_hour is not None
+    }
+    return tuple(
+        PricePatch(pod=p.name, value=prices[p.variant])
+        for p in pods
+        if p.variant in prices and p.cost != prices[p.variant] and p.phase != "Succeeded"
+    )

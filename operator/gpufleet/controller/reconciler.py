@@ -1,4 +1,5 @@
-"""Reconcile one ModelPool: gather (caches, one Secret read) → plan (pure) → execute → status.
+"""Reconcile one ModelPool: gather (caches, one Secret read) → plan (pure) → execute → prices
+→ status.
 
 The I/O half of the reconcile; every decision is made by ``controller.variants``,
 ``controller.plan`` and ``controller.status``. Failures leave as Kopf's exception types,
@@ -25,15 +26,17 @@ from gpufleet.controller.workqueue import Key
 
 
 class Cache(Protocol):
-    """What the reconciler reads from the watches (``controller.runtime.OperatorState``)."""
+    """What the reconciler reads from the watches (``controller.runtime.KindState``)."""
 
-    def pool(self, key: Key) -> Mapping[str, Any] | None: ...
+    def body(self, key: Key) -> Mapping[str, Any] | None: ...
 
     def children(self, key: Key) -> dict[tuple[str, str], observe.ObservedChild]: ...
 
     def pods(self, key: Key) -> list[observe.ObservedPod]: ...
 
     def remember_applied(self, obj: Mapping[str, Any]) -> None: ...
+
+    def forget_applied(self, kind: str, namespace: str, name: str) -> None: ...
 
     def previous_status(self, key: Key, body: Mapping[str, Any]) -> ModelPoolStatus | None: ...
 
@@ -52,18 +55,25 @@ def _parse(raw: Mapping[str, Any]) -> ModelPool:
         raise kopf.PermanentError(f"invalid ModelPool: {where}: {first['msg']}") from exc
 
 
-def _execute(client: kube.Kube, cache: Cache, todo: plan.Plan) -> None:
+def execute(client: kube.Kube, cache: Cache, todo: plan.Plan) -> None:
+    """Apply then delete, remembering what was written (blocking: run it in a thread)."""
     for intent in todo.apply:
         cache.remember_applied(client.apply(intent))
     for target in todo.delete:
         client.delete(target)
+        cache.forget_applied(target.kind, target.namespace, target.name)
+
+
+def _price(client: kube.Kube, namespace: str, patches: tuple[plan.PricePatch, ...]) -> None:
+    for patch in patches:
+        client.annotate_pod(namespace, patch.pod, {labels.COST_ANNOTATION: patch.value})
 
 
 async def reconcile(
     key: Key, *, cache: Cache, client: kube.Kube, clock: Callable[[], datetime.datetime]
 ) -> None:
     """Bring pool ``key``'s children and status to its spec; no-op if the pool is gone."""
-    raw = cache.pool(key)
+    raw = cache.body(key)
     if raw is None:
         return
     pool = _parse(raw)
@@ -79,8 +89,10 @@ async def reconcile(
         observed = cache.children(key)
         intents = plan.desired(ref, spec, decisions, observed)
         todo = plan.diff(intents, observed, hold_deployments=bool(missing))
+        prices = plan.price_patches(spec, cache.pods(key))
         try:
-            await asyncio.to_thread(_execute, client, cache, todo)
+            await asyncio.to_thread(execute, client, cache, todo)
+            await asyncio.to_thread(_price, client, key[0], prices)
         except kube.Transient as exc:
             raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
         except kube.Rejected as exc:
@@ -120,7 +132,7 @@ async def _report(
     if new == previous:
         return
     try:
-        version = await asyncio.to_thread(client.patch_status, key[0], key[1], new)
+        version = await asyncio.to_thread(client.patch_status, "modelpools", key[0], key[1], new)
     except kube.Transient as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
     cache.remember_status(key, new, version)

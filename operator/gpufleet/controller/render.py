@@ -85,12 +85,13 @@ def variant_labels(pool: str, spec: ModelPoolSpec, decision: VariantDecision) ->
 
 
 def _template_annotations(spec: ModelPoolSpec) -> dict[str, str]:
+    catalog = spec.model.catalog_name
     return {
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(spec.serving.port),
         "prometheus.io/path": "/metrics",
         contract.MODEL_ANNOTATION: spec.model.name,
-    }
+    } | ({contract.CATALOG_MODEL_ANNOTATION: catalog} if catalog else {})
 
 
 def deployment(

@@ -1,15 +1,22 @@
-"""The running operator: caches fed by Kopf's watches, the work queue and its loops.
+"""The running operator: per-kind caches fed by Kopf's watches, work queues and their loops.
 
-``OperatorState`` is built once in the Kopf startup handler and passed to every handler
-through Kopf's memo (no module-level state). It holds:
+The runtime knows nothing of ModelPools or RoutingPolicies: each kind it serves is a
+``Kind`` (its plural, the label its children carry to name their owner, its status model,
+its reconcile function — see ``controller.kinds``). ``OperatorState`` is built once in
+the Kopf startup handler and passed to every handler through Kopf's memo (no
+module-level state). For each kind a ``KindState`` holds:
 
-- the ModelPools (from the pool watch) and Kopf indexes of the children and pods, which
+- the objects (from the kind's watch) and Kopf indexes of their children and pods, which
   Kopf fills completely before any handler runs — so the first reconcile after a
   restart already sees every existing child and writes nothing that is in place;
 - what the operator itself just applied or wrote to a status, so a reconcile that runs
   before the watch echoes a write does not repeat it;
-- the ``WorkQueue`` of pool keys, ``workers`` loops draining it, a resync loop that
-  re-queues every pool each ``resync_seconds``, and the watch-staleness checker.
+- a ``WorkQueue`` of keys drained by ``workers`` loops, failures and their backoff, and
+  a ``WatchTracker`` checked against a LIST every ``watch_check_seconds``.
+
+A kind may *follow* another: when an object of the followed kind appears, disappears or
+changes its labels, every object of the follower in that namespace is re-queued (a
+RoutingPolicy's pool selector is matched against ModelPool labels).
 """
 
 from __future__ import annotations
@@ -20,19 +27,20 @@ import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
 import kopf
+import pydantic
 
-from gpufleet.api.modelpool import ModelPoolStatus
-from gpufleet.controller import kube, liveness, observe, reconciler
+from gpufleet.controller import kube, liveness, observe
 from gpufleet.controller.config import OperatorConfig
 from gpufleet.controller.workqueue import Key, WorkQueue
 
 LOG = logging.getLogger("gpufleet.operator")
 ChildIndex = Mapping[Key, Iterable[observe.ObservedChild]]
 PodIndex = Mapping[Key, Iterable[observe.ObservedPod]]
+S = TypeVar("S", bound=pydantic.BaseModel)
 
 
 def utcnow() -> datetime.datetime:
@@ -44,60 +52,86 @@ def _version(raw: Mapping[str, Any]) -> int:
     return int(rv) if rv.isdigit() else 0
 
 
-@dataclasses.dataclass
-class OperatorState:
-    """Everything the handlers and loops share; see the module docstring."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Kind(Generic[S]):
+    """One custom resource the operator serves.
 
-    config: OperatorConfig
-    client: kube.Kube
-    child_indexes: tuple[ChildIndex, ...]
-    pod_index: PodIndex
-    clock: Callable[[], datetime.datetime] = utcnow
+    ``reconcile(state, key)`` brings one object to its spec and raises Kopf's exception
+    types (``kopf.TemporaryError`` → retried after its delay, ``kopf.PermanentError`` →
+    left alone until the spec changes). ``requeue_seconds``: reconcile every object again
+    this long after a success (None: only on events and resyncs).
+    """
+
+    name: str
+    plural: str
+    owner_label: str
+    status_model: type[S]
+    reconcile: Callable[[OperatorState, Key], Awaitable[None]]
+    follows: tuple[str, ...] = ()
+    requeue_seconds: float | None = None
+
+
+@dataclasses.dataclass
+class KindState(Generic[S]):
+    """The caches and queue of one kind; the reconciler's read side (its ``Cache``)."""
+
+    kind: Kind[S]
+    child_indexes: tuple[ChildIndex, ...] = ()
+    pod_index: PodIndex = dataclasses.field(default_factory=dict)
     queue: WorkQueue = dataclasses.field(default_factory=WorkQueue)
     tracker: liveness.WatchTracker = dataclasses.field(
         default_factory=lambda: liveness.WatchTracker(grace_seconds=90.0)
     )
-    pools: dict[Key, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    objects: dict[Key, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     applied: dict[tuple[str, str, str], observe.ObservedChild] = dataclasses.field(
         default_factory=dict
     )
-    statuses: dict[Key, tuple[int, ModelPoolStatus]] = dataclasses.field(default_factory=dict)
+    statuses: dict[Key, tuple[int, S]] = dataclasses.field(default_factory=dict)
     permanent: dict[Key, int] = dataclasses.field(default_factory=dict)
     failures: dict[Key, int] = dataclasses.field(default_factory=dict)
-    tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
 
     # --- what the watches deliver -------------------------------------------------
-    def pool_event(self, kind: str | None, body: Mapping[str, Any]) -> None:
+    def event(self, kind: str | None, body: Mapping[str, Any]) -> bool:
+        """Record a watch event; True when the object appeared, vanished or was relabelled."""
         meta = body["metadata"]
         key = (str(meta["namespace"]), str(meta["name"]))
         if kind == "DELETED":
             self.tracker.delivered(key, None)
             self._forget(key)
-            return
+            return True
         self.tracker.delivered(key, str(meta.get("resourceVersion", "")))
         plain = observe.plain(body)
         assert isinstance(plain, dict)
-        self.pools[key] = plain
+        before = self.objects.get(key)
+        self.objects[key] = plain
         self.queue.add(key)
+        return before is None or before["metadata"].get("labels") != meta.get("labels")
 
     def child_event(self, key: Key) -> None:
-        if key in self.pools:
+        if key in self.objects:
+            self.queue.add(key)
+
+    def requeue_namespace(self, namespace: str) -> None:
+        for key in self.keys_in(namespace):
             self.queue.add(key)
 
     def _forget(self, key: Key) -> None:
-        for table in (self.pools, self.statuses, self.permanent, self.failures):
+        for table in (self.objects, self.statuses, self.permanent, self.failures):
             table.pop(key, None)
-        self.applied = {k: v for k, v in self.applied.items() if (k[1], v.pool) != key}
+        self.applied = {k: v for k, v in self.applied.items() if (k[1], v.owner) != key}
         self.queue.forget(key)
 
-    # --- reconciler.Cache -----------------------------------------------------------
-    def pool(self, key: Key) -> Mapping[str, Any] | None:
-        return self.pools.get(key)
+    # --- the reconcilers' cache --------------------------------------------------------
+    def body(self, key: Key) -> Mapping[str, Any] | None:
+        return self.objects.get(key)
+
+    def keys_in(self, namespace: str | None = None) -> list[Key]:
+        return [k for k in self.objects if namespace is None or k[0] == namespace]
 
     def children(self, key: Key) -> dict[tuple[str, str], observe.ObservedChild]:
         out = {(c.kind, c.name): c for index in self.child_indexes for c in index.get(key, ())}
         for (kind, namespace, name), mine in list(self.applied.items()):
-            if (namespace, mine.pool) != key:
+            if (namespace, mine.owner) != key:
                 continue
             live = out.get((kind, name))
             if live is None or mine.newer_than(live):
@@ -110,28 +144,71 @@ class OperatorState:
         return list(self.pod_index.get(key, ()))
 
     def remember_applied(self, obj: Mapping[str, Any]) -> None:
-        child = observe.child(obj)
+        child = observe.child(obj, owner_label=self.kind.owner_label)
         self.applied[(child.kind, child.namespace, child.name)] = child
 
-    def previous_status(self, key: Key, body: Mapping[str, Any]) -> ModelPoolStatus | None:
+    def forget_applied(self, kind: str, namespace: str, name: str) -> None:
+        """A child the operator deleted: its last applied version no longer stands in."""
+        self.applied.pop((kind, namespace, name), None)
+
+    def previous_status(self, key: Key, body: Mapping[str, Any]) -> S | None:
         written = self.statuses.get(key)
         if written is not None and written[0] > _version(body):
             return written[1]
         try:
-            return ModelPoolStatus.model_validate(body.get("status") or {})
+            return self.kind.status_model.model_validate(body.get("status") or {})
         except ValueError:
             return None
 
-    def remember_status(self, key: Key, written: ModelPoolStatus, resource_version: str) -> None:
+    def remember_status(self, key: Key, written: S, resource_version: str) -> None:
         version = int(resource_version) if resource_version.isdigit() else 0
         self.statuses[key] = (version, written)
 
+    def backoff(self, key: Key, floor: float | None, ceiling: float) -> float:
+        failures = self.failures[key] = self.failures.get(key, 0) + 1
+        exponential = min(ceiling, 0.5 * 2.0**failures)
+        return max(float(floor or 0.0), exponential)
+
+    def generation(self, key: Key) -> int | None:
+        raw = self.objects.get(key)
+        return None if raw is None else int(raw.get("metadata", {}).get("generation", 0) or 0)
+
+
+@dataclasses.dataclass
+class OperatorState:
+    """Everything the handlers and loops share; see the module docstring."""
+
+    config: OperatorConfig
+    client: kube.Kube
+    kinds: dict[str, KindState[Any]]
+    clock: Callable[[], datetime.datetime] = utcnow
+    tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+    resources: contextlib.AsyncExitStack = dataclasses.field(
+        default_factory=contextlib.AsyncExitStack
+    )
+
+    def kind(self, name: str) -> KindState[Any]:
+        return self.kinds[name]
+
+    # --- what the watches deliver -------------------------------------------------
+    def object_event(self, kind: str, type_: str | None, body: Mapping[str, Any]) -> None:
+        if self.kinds[kind].event(type_, body):
+            namespace = str(body["metadata"]["namespace"])
+            for follower in self.kinds.values():
+                if kind in follower.kind.follows:
+                    follower.requeue_namespace(namespace)
+
+    def child_event(self, kind: str, key: Key) -> None:
+        self.kinds[kind].child_event(key)
+
     # --- loops ----------------------------------------------------------------------
     def start(self) -> None:
-        self.tracker.grace_seconds = self.config.watch_grace_seconds
-        loops = [self._worker() for _ in range(self.config.workers)]
-        loops += [self._resync(), self._check_watch()]
-        self.tasks = [asyncio.create_task(c) for c in loops]
+        loops: list[Awaitable[None]] = []
+        for state in self.kinds.values():
+            state.tracker.grace_seconds = self.config.watch_grace_seconds
+            loops += [self._worker(state) for _ in range(self.config.workers)]
+            loops += [self._resync(state), self._check_watch(state)]
+        self.tasks = [asyncio.ensure_future(c) for c in loops]
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -139,63 +216,70 @@ class OperatorState:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.queue.close()
+        for state in self.kinds.values():
+            state.queue.close()
+        await self.resources.aclose()
 
-    async def _worker(self) -> None:
+    async def _worker(self, state: KindState[Any]) -> None:
         while True:
-            key = await self.queue.get()
+            key = await state.queue.get()
             try:
-                await self._reconcile(key)
+                await self._reconcile(state, key)
             finally:
-                self.queue.done(key)
+                state.queue.done(key)
 
-    def _backoff(self, key: Key, floor: float | None) -> float:
-        failures = self.failures[key] = self.failures.get(key, 0) + 1
-        exponential = min(self.config.max_backoff_seconds, 0.5 * 2.0**failures)
-        return max(float(floor or 0.0), exponential)
-
-    async def _reconcile(self, key: Key) -> None:
-        raw = self.pools.get(key)
-        generation = int((raw or {}).get("metadata", {}).get("generation", 0) or 0)
-        if raw is None or self.permanent.get(key) == generation:
+    async def _reconcile(self, state: KindState[Any], key: Key) -> None:
+        name, generation = state.kind.name, state.generation(key)
+        if generation is None or state.permanent.get(key) == generation:
             return
+        ceiling = self.config.max_backoff_seconds
         try:
-            await reconciler.reconcile(key, cache=self, client=self.client, clock=self.clock)
+            await state.kind.reconcile(self, key)
         except kopf.TemporaryError as exc:
-            delay = self._backoff(key, exc.delay)
-            LOG.info("pool %s/%s: retrying in %.1fs: %s", *key, delay, exc)
-            self.queue.add_after(key, delay)
+            delay = state.backoff(key, exc.delay, ceiling)
+            LOG.info("%s %s/%s: retrying in %.1fs: %s", name, *key, delay, exc)
+            state.queue.add_after(key, delay)
         except kopf.PermanentError as exc:
-            LOG.warning("pool %s/%s: not retried until its spec changes: %s", *key, exc)
-            self.permanent[key] = generation
+            LOG.warning("%s %s/%s: not retried until its spec changes: %s", name, *key, exc)
+            state.permanent[key] = generation
         except Exception:
-            delay = self._backoff(key, None)
-            LOG.exception("pool %s/%s: reconcile failed; retrying in %.1fs", *key, delay)
-            self.queue.add_after(key, delay)
+            delay = state.backoff(key, None, ceiling)
+            LOG.exception("%s %s/%s: reconcile failed; retrying in %.1fs", name, *key, delay)
+            state.queue.add_after(key, delay)
         else:
-            self.failures.pop(key, None)
+            state.failures.pop(key, None)
+            if state.kind.requeue_seconds is not None:
+                state.queue.add_after(key, state.kind.requeue_seconds)
 
-    async def _resync(self) -> None:
+    async def _resync(self, state: KindState[Any]) -> None:
         while True:
             await asyncio.sleep(self.config.resync_seconds)
-            for key in list(self.pools):
-                if key not in self.failures:  # a failing pool keeps its backoff
-                    self.queue.add(key)
+            for key in state.keys_in():
+                if key not in state.failures:  # a failing object keeps its backoff
+                    state.queue.add(key)
 
-    async def _check_watch(self) -> None:
+    async def _check_watch(self, state: KindState[Any]) -> None:
+        plural, namespaces = state.kind.plural, self.config.namespaces
         while True:
             await asyncio.sleep(self.config.watch_check_seconds)
             try:
-                listed = await asyncio.to_thread(self.client.pool_versions, self.config.namespaces)
+                listed = await asyncio.to_thread(self.client.versions, plural, namespaces)
             except kube.KubeError as exc:
-                LOG.info("watch check skipped: %s", exc)
+                LOG.info("%s watch check skipped: %s", state.kind.name, exc)
                 continue
-            self.tracker.check(listed, time.monotonic())
+            state.tracker.check(listed, time.monotonic())
 
     def watch_health(self) -> dict[str, object]:
-        """For the liveness probe: raises when the pool watch has missed changes."""
-        stale = self.tracker.stale(time.monotonic())
-        if stale:
-            names = ", ".join("/".join(k) for k in stale[:5])
-            raise RuntimeError(f"ModelPool watch stale: the API server has changes to {names}")
-        return {"pools": len(self.pools), "queued": len(self.queue)}
+        """For the liveness probe: raises when a watch has missed changes."""
+        now = time.monotonic()
+        health: dict[str, object] = {}
+        for state in self.kinds.values():
+            stale = state.tracker.stale(now)
+            if stale:
+                names = ", ".join("/".join(k) for k in stale[:5])
+                raise RuntimeError(
+                    f"{state.kind.name} watch stale: the API server has changes to {names}"
+                )
+            health[state.kind.plural] = len(state.objects)
+            health[f"{state.kind.plural}_queued"] = len(state.queue)
+        return health
