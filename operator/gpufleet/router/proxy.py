@@ -6,14 +6,27 @@ that died before its first chunk), retries on another endpoint within the reques
 ``maxRetries`` and the router-wide rolling retry budget. Once the first chunk is written the
 request is committed: an upstream failure then ends the client's SSE stream with an
 error event and no ``[DONE]``. Streams are passed through chunk by chunk as they
-arrive; each chunk must come within ``chunkIdleTimeoutSeconds``. The lease is released
-in ``finally`` — completion, failure and client cancellation alike.
+arrive. The lease is released in ``finally`` — completion, failure and client
+cancellation alike.
 
-Breaker bookkeeping: connect errors, timeouts, 5xx and streams that break off (or idle
-out) count as failures, except 503, which a busy engine answers (backpressure, as is
-429); any other answer is a success, a stream only once it has finished. Retried error
-statuses are counted when the request ends, and not at all when every endpoint tried
-failed it with the same status: that failure follows the request, not the endpoints.
+Four timeouts (``failureHandling``), each on its own clock:
+
+- ``connectTimeoutSeconds``: one TCP connect to an endpoint; retried elsewhere, else 504;
+- ``firstByteTimeoutSeconds``: one attempt, from sending it to the first chunk of a
+  stream (or the whole body of an answer that is not streamed); retried, else 504;
+- ``chunkIdleTimeoutSeconds``: silence between two chunks; the stream ends with an
+  error event;
+- ``requestTimeoutSeconds``: the whole request from the moment it is forwarded —
+  queueing, every attempt and retry, the stream to its end. Before the first byte it
+  answers 504 and is not retried (no time is left); after, the stream ends with an
+  error event. It is charged to no endpoint: the request's length is at fault.
+
+Breaker bookkeeping: connect errors, connect, first-byte and idle timeouts, 5xx and
+streams that break off count as failures, except 503, which a busy engine answers
+(backpressure, as is 429); a request timeout counts as nothing; any other answer is a
+success, a stream only once it has finished. Retried error statuses are counted when
+the request ends, and not at all when every endpoint tried failed it with the same
+status: that failure follows the request, not the endpoints.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ import dataclasses
 import aiohttp
 from aiohttp import web
 
+from gpufleet.api.runtime import FailureHandling
 from gpufleet.router import service
 from gpufleet.router.errors import RouterError, Unavailable, UpstreamFailed, UpstreamTimeout
 from gpufleet.router.registry import Lease, Slot
@@ -60,8 +74,10 @@ async def forward(
     router.retry_budget.on_request(router.clock())
     failed_with: list[tuple[Slot, int]] = []
     served = False
+    limit = router.policy.failure_handling.request_timeout_seconds
+    deadline = asyncio.get_running_loop().time() + limit
     try:
-        response = await _tries(router, http, job, request, outcome, failed_with)
+        response = await _tries(router, http, job, request, outcome, failed_with, deadline)
         served = True
         return response
     finally:
@@ -75,17 +91,19 @@ async def _tries(
     request: web.Request,
     outcome: Outcome,
     failed_with: list[tuple[Slot, int]],
+    deadline: float,
 ) -> web.StreamResponse:
-    """Attempts on endpoint after endpoint; each error status is added to ``failed_with``."""
+    """Attempts on endpoint after endpoint until ``deadline`` (loop time); each error
+    status is added to ``failed_with``."""
     tried: set[str] = set()
     retries = router.policy.failure_handling.retries
     last: _Retryable | None = None
     while True:
-        decision = await _route(router, job, frozenset(tried), last)
+        decision = await _route(router, job, frozenset(tried), last, deadline)
         outcome.decision = decision
         lease = router.registry.lease(decision.endpoint.id, job.estimate.cost)
         try:
-            return await _attempt(router, http, job, request, lease, outcome)
+            return await _attempt(router, http, job, request, lease, outcome, deadline)
         except _Retryable as failed:
             tried.add(decision.endpoint.id)
             if failed.status is not None:
@@ -109,12 +127,25 @@ def _charge(router: service.Router, failed_with: list[tuple[Slot, int]], *, serv
         slot.breaker.on_failure(now)
 
 
+def request_timeout(fh: FailureHandling) -> UpstreamTimeout:
+    limit = fh.request_timeout_seconds
+    return UpstreamTimeout(f"the request did not finish within requestTimeoutSeconds ({limit}s)")
+
+
 async def _route(
-    router: service.Router, job: service.Job, tried: frozenset[str], last: _Retryable | None
+    router: service.Router,
+    job: service.Job,
+    tried: frozenset[str],
+    last: _Retryable | None,
+    deadline: float,
 ) -> picker.Decision:
-    """The next endpoint; after a failure, the failure itself when none is left."""
+    """The next endpoint (queueing at most until ``deadline``); after a failure, the
+    failure itself when none is left."""
     try:
-        decision = await service.route(router, job, tried)
+        async with asyncio.timeout_at(deadline):
+            decision = await service.route(router, job, tried)
+    except TimeoutError:
+        raise request_timeout(router.policy.failure_handling) from None
     except Unavailable:
         if last is not None:
             raise last.error from None
@@ -132,17 +163,23 @@ async def _attempt(
     request: web.Request,
     lease: Lease,
     outcome: Outcome,
+    deadline: float,
 ) -> web.StreamResponse:
     fh = router.policy.failure_handling
     slot = lease.slot
     started = router.clock()
+    first_byte_at = asyncio.get_running_loop().time() + fh.first_byte_timeout_seconds
     try:
-        async with asyncio.timeout(fh.first_byte_timeout_seconds):
-            upstream, first = await _open(http, slot.endpoint, job, request)
-    except TimeoutError:
+        async with asyncio.timeout_at(min(first_byte_at, deadline)):
+            upstream, first = await _open(http, slot.endpoint, job, request, fh)
+    except aiohttp.ConnectionTimeoutError:
         slot.breaker.on_failure(router.clock())
-        error = UpstreamTimeout("the model server did not answer in time")
-        raise _Retryable(error, "timeout") from None
+        raise _Retryable(_connect_timeout(fh), "connect_timeout") from None
+    except TimeoutError:
+        if first_byte_at >= deadline:  # the request's own limit came first
+            raise request_timeout(fh) from None
+        slot.breaker.on_failure(router.clock())
+        raise _Retryable(_first_byte_timeout(fh), "timeout") from None
     except (aiohttp.ClientError, OSError) as exc:
         slot.breaker.on_failure(router.clock())
         raise _Retryable(UpstreamFailed("could not reach a model server"), _reason(exc)) from exc
@@ -151,15 +188,33 @@ async def _attempt(
         _judge(router, upstream.status, slot, streaming=streaming)
         router.metrics.ttft.labels(job.model, slot.endpoint.gpu).observe(router.clock() - started)
         if streaming:
-            return await _stream(router, upstream, first, request, lease, outcome)
+            return await _stream(router, upstream, first, request, lease, outcome, deadline)
         outcome.label = _label(upstream.status)
         return web.Response(body=first, status=upstream.status, headers=_down_headers(upstream))
     finally:
         upstream.close()
 
 
+def _connect_timeout(fh: FailureHandling) -> UpstreamTimeout:
+    limit = fh.connect_timeout_seconds
+    return UpstreamTimeout(
+        f"could not connect to a model server within connectTimeoutSeconds ({limit}s)"
+    )
+
+
+def _first_byte_timeout(fh: FailureHandling) -> UpstreamTimeout:
+    limit = fh.first_byte_timeout_seconds
+    return UpstreamTimeout(
+        f"the model server sent nothing within firstByteTimeoutSeconds ({limit}s)"
+    )
+
+
 async def _open(
-    http: aiohttp.ClientSession, endpoint: Endpoint, job: service.Job, request: web.Request
+    http: aiohttp.ClientSession,
+    endpoint: Endpoint,
+    job: service.Job,
+    request: web.Request,
+    fh: FailureHandling,
 ) -> tuple[aiohttp.ClientResponse, bytes]:
     """Send the request, naming the endpoint's model (the fallback's, when falling
     back), and read its first chunk; the response is closed if that fails.
@@ -169,7 +224,10 @@ async def _open(
     """
     url = endpoint.id + request.path
     payload = job.payload_for(endpoint.model)
-    upstream = await http.post(url, data=payload, headers=_upstream_headers(request))
+    # Read per request: the policy (and so the connect timeout) can change while serving.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=fh.connect_timeout_seconds)
+    headers = _upstream_headers(request)
+    upstream = await http.post(url, data=payload, headers=headers, timeout=timeout)
     try:
         return upstream, await _first_chunk(upstream, job.parsed.stream)
     except BaseException:
@@ -214,6 +272,7 @@ async def _stream(
     request: web.Request,
     lease: Lease,
     outcome: Outcome,
+    deadline: float,
 ) -> web.StreamResponse:
     if not first:
         lease.slot.breaker.on_failure(router.clock())
@@ -228,15 +287,18 @@ async def _stream(
         await response.write(first)
         lease.progress(first.count(b"data:"))
         first_at = router.clock()
-        error, events = await _pump(router, upstream, response, lease)
-        finished = error is None
+        end = await _pump(router, upstream, response, lease, deadline)
+        finished = end.error is None
         if finished:
             lease.slot.breaker.on_success()
-            _learn(router, lease.slot.endpoint.id, events=events, since=first_at)
-        if error is not None:
+            _learn(router, lease.slot.endpoint.id, events=end.events, since=first_at)
+        elif end.endpoint_at_fault:
             lease.slot.breaker.on_failure(router.clock())
             outcome.label = "upstream_error_mid_stream"
-            await response.write(error.sse_event())
+        else:
+            outcome.label = "request_timeout_mid_stream"
+        if end.error is not None:
+            await response.write(end.error.sse_event())
         await response.write_eof()
     except ConnectionResetError:
         # The client went away; if the upstream had finished, it had everything
@@ -246,18 +308,31 @@ async def _stream(
     return response
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _StreamEnd:
+    """How a stream ended: ``error`` None when the upstream finished it; a failure is
+    charged to the endpoint unless the request ran out of time (``endpoint_at_fault``)."""
+
+    events: int
+    error: RouterError | None = None
+    endpoint_at_fault: bool = True
+
+
 async def _pump(
     router: service.Router,
     upstream: aiohttp.ClientResponse,
     response: web.StreamResponse,
     lease: Lease,
-) -> tuple[RouterError | None, int]:
-    """Copy chunks until the upstream ends: (its failure or None, SSE events copied)."""
-    idle = router.policy.failure_handling.chunk_idle_timeout_seconds
+    deadline: float,
+) -> _StreamEnd:
+    """Copy chunks until the upstream ends, goes quiet for the idle timeout, or the
+    request reaches ``deadline`` (loop time)."""
+    fh = router.policy.failure_handling
+    idle = fh.chunk_idle_timeout_seconds
     loop = asyncio.get_running_loop()
     events = 0
     try:
-        async with asyncio.timeout(idle) as deadline:
+        async with asyncio.timeout_at(min(loop.time() + idle, deadline)) as limit:
             while chunk := await upstream.content.readany():
                 # A client that went away raises here (ConnectionResetError) and ends
                 # the request; the caller's finally closes the upstream connection.
@@ -265,14 +340,17 @@ async def _pump(
                 count = chunk.count(b"data:")
                 events += count
                 lease.progress(count)
-                deadline.reschedule(loop.time() + idle)
+                limit.reschedule(min(loop.time() + idle, deadline))
     except TimeoutError:
-        return UpstreamTimeout(f"the model server sent nothing for {idle}s"), events
+        if loop.time() >= deadline:
+            return _StreamEnd(events, request_timeout(fh), endpoint_at_fault=False)
+        message = f"the model server sent nothing for chunkIdleTimeoutSeconds ({idle}s)"
+        return _StreamEnd(events, UpstreamTimeout(message))
     except aiohttp.ClientPayloadError:
-        return UpstreamFailed("the model server's stream broke off"), events
+        return _StreamEnd(events, UpstreamFailed("the model server's stream broke off"))
     if not upstream.content.at_eof():
-        return UpstreamFailed("the model server's stream broke off"), events
-    return None, events
+        return _StreamEnd(events, UpstreamFailed("the model server's stream broke off"))
+    return _StreamEnd(events)
 
 
 def _learn(router: service.Router, endpoint: str, *, events: int, since: float) -> None:
