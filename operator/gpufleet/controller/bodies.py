@@ -151,10 +151,21 @@ class PvcSource(TypedDict):
     readOnly: bool
 
 
+class KeyToPath(TypedDict):
+    key: str
+    path: str
+
+
+class ConfigMapVolumeSource(TypedDict):
+    name: str
+    items: NotRequired[list[KeyToPath]]
+
+
 class Volume(TypedDict):
     name: str
     emptyDir: NotRequired[EmptyDirSource]
     persistentVolumeClaim: NotRequired[PvcSource]
+    configMap: NotRequired[ConfigMapVolumeSource]
 
 
 class PodSecurityContext(TypedDict):
@@ -222,7 +233,7 @@ class ServicePort(TypedDict):
 
 
 class ServiceSpec(TypedDict):
-    type: Literal["ClusterIP"]
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"]
     selector: dict[str, str]
     ports: list[ServicePort]
 
@@ -246,5 +257,129 @@ class PodDisruptionBudget(TypedDict):
     spec: PdbSpec
 
 
-Child = Deployment | Service | PodDisruptionBudget
-ChildKind = Literal["Deployment", "Service", "PodDisruptionBudget"]
+class ConfigMap(TypedDict):
+    apiVersion: Literal["v1"]
+    kind: Literal["ConfigMap"]
+    metadata: Metadata
+    data: dict[str, str]
+
+
+class ServiceAccount(TypedDict):
+    apiVersion: Literal["v1"]
+    kind: Literal["ServiceAccount"]
+    metadata: Metadata
+    automountServiceAccountToken: bool
+
+
+class PolicyRule(TypedDict):
+    apiGroups: list[str]
+    resources: list[str]
+    verbs: list[str]
+    resourceNames: NotRequired[list[str]]
+
+
+class Role(TypedDict):
+    apiVersion: Literal["rbac.authorization.k8s.io/v1"]
+    kind: Literal["Role"]
+    metadata: Metadata
+    rules: list[PolicyRule]
+
+
+class RoleRef(TypedDict):
+    apiGroup: Literal["rbac.authorization.k8s.io"]
+    kind: Literal["Role"]
+    name: str
+
+
+class Subject(TypedDict):
+    kind: Literal["ServiceAccount"]
+    name: str
+    namespace: str
+
+
+class RoleBinding(TypedDict):
+    apiVersion: Literal["rbac.authorization.k8s.io/v1"]
+    kind: Literal["RoleBinding"]
+    metadata: Metadata
+    roleRef: RoleRef
+    subjects: list[Subject]
+
+
+# The router's Deployment: a plain pod (no GPU affinity or tolerations, no startup
+# probe), its own ServiceAccount, its address from the downward API.
+class ObjectFieldSelector(TypedDict):
+    fieldPath: str
+
+
+class FieldEnvSource(TypedDict):
+    fieldRef: ObjectFieldSelector
+
+
+class FieldEnvVar(TypedDict):
+    name: str
+    valueFrom: FieldEnvSource
+
+
+class RouterContainer(TypedDict):
+    name: str
+    image: str
+    command: list[str]
+    args: list[str]
+    env: list[FieldEnvVar]
+    ports: list[ContainerPort]
+    resources: ResourceRequirements
+    volumeMounts: list[VolumeMount]
+    readinessProbe: Probe
+    livenessProbe: Probe
+    securityContext: ContainerSecurityContext
+
+
+class RouterPodSpec(TypedDict):
+    serviceAccountName: str
+    automountServiceAccountToken: bool
+    enableServiceLinks: bool
+    terminationGracePeriodSeconds: int
+    securityContext: PodSecurityContext
+    containers: list[RouterContainer]
+    volumes: list[Volume]
+
+
+class RouterPodTemplate(TypedDict):
+    metadata: TemplateMetadata
+    spec: RouterPodSpec
+
+
+class RouterDeploymentSpec(TypedDict):
+    replicas: int
+    selector: LabelSelector
+    strategy: Strategy
+    revisionHistoryLimit: int
+    template: RouterPodTemplate
+
+
+class RouterDeployment(TypedDict):
+    apiVersion: Literal["apps/v1"]
+    kind: Literal["Deployment"]
+    metadata: Metadata
+    spec: RouterDeploymentSpec
+
+
+Child = (
+    Deployment
+    | Service
+    | PodDisruptionBudget
+    | ConfigMap
+    | ServiceAccount
+    | Role
+    | RoleBinding
+    | RouterDeployment
+)
+ChildKind = Literal[
+    "Deployment",
+    "Service",
+    "PodDisruptionBudget",
+    "ConfigMap",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+]

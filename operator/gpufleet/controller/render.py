@@ -24,22 +24,33 @@ from gpufleet.controller.variants import VariantDecision
 from gpufleet.labels import deployment_name
 
 PROGRESS_DEADLINE_MARGIN_SECONDS = 600
-_C = TypeVar("_C", bodies.Deployment, bodies.Service, bodies.PodDisruptionBudget)
+_C = TypeVar(
+    "_C",
+    bodies.Deployment,
+    bodies.Service,
+    bodies.PodDisruptionBudget,
+    bodies.ConfigMap,
+    bodies.ServiceAccount,
+    bodies.Role,
+    bodies.RoleBinding,
+    bodies.RouterDeployment,
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PoolRef:
-    """The identity of the ModelPool the children belong to."""
+    """The identity of the ModelPool (or, in ``controller.policyrender``, the
+    RoutingPolicy) the children belong to."""
 
     name: str
     namespace: str
     uid: str
 
 
-def owner_reference(pool: PoolRef) -> bodies.OwnerReference:
+def owner_reference(pool: PoolRef, *, kind: str = "ModelPool") -> bodies.OwnerReference:
     return bodies.OwnerReference(
         apiVersion=common.API_VERSION,
-        kind="ModelPool",
+        kind=kind,
         name=pool.name,
         uid=pool.uid,
         controller=True,
@@ -47,12 +58,15 @@ def owner_reference(pool: PoolRef) -> bodies.OwnerReference:
     )
 
 
-def _metadata(pool: PoolRef, name: str, labels: dict[str, str]) -> bodies.Metadata:
+def child_metadata(
+    pool: PoolRef, name: str, labels: dict[str, str], *, kind: str = "ModelPool"
+) -> bodies.Metadata:
+    """Metadata of a child named ``name``, controlled by the ``kind`` object ``pool``."""
     return bodies.Metadata(
         name=name,
         namespace=pool.namespace,
         labels=labels,
-        ownerReferences=[owner_reference(pool)],
+        ownerReferences=[owner_reference(pool, kind=kind)],
     )
 
 
@@ -119,7 +133,7 @@ def deployment(
         bodies.Deployment(
             apiVersion="apps/v1",
             kind="Deployment",
-            metadata=_metadata(pool, name, labels),
+            metadata=child_metadata(pool, name, labels),
             spec=body_spec,
         )
     )
@@ -138,7 +152,7 @@ def service(pool: PoolRef, spec: ModelPoolSpec) -> bodies.Service:
         bodies.Service(
             apiVersion="v1",
             kind="Service",
-            metadata=_metadata(pool, pool.name, _pool_labels(pool.name)),
+            metadata=child_metadata(pool, pool.name, _pool_labels(pool.name)),
             spec={
                 "type": "ClusterIP",
                 "selector": contract.pool_labels(pool.name),
@@ -154,7 +168,7 @@ def disruption_budget(pool: PoolRef) -> bodies.PodDisruptionBudget:
         bodies.PodDisruptionBudget(
             apiVersion="policy/v1",
             kind="PodDisruptionBudget",
-            metadata=_metadata(pool, pool.name, _pool_labels(pool.name)),
+            metadata=child_metadata(pool, pool.name, _pool_labels(pool.name)),
             spec={
                 "selector": {"matchLabels": contract.pool_labels(pool.name)},
                 "maxUnavailable": 1,
