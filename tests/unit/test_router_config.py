@@ -70,21 +70,45 @@ def test_endpoints_from_slices_ready_only() -> None:
     ]
 
 
+def _owned(
+    labels: dict[str, str],
+    *,
+    owner: str = "p-v-abc",
+    controller: bool = True,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Metadata of a pod of pool p, variant v, made by ReplicaSet ``owner``."""
+    return {
+        "labels": {"gpufleet.io/pool": "p", "gpufleet.io/variant": "v",
+                   "pod-template-hash": "abc", **labels},
+        "annotations": annotations or {},
+        "owner_references": [{"kind": "ReplicaSet", "name": owner, "controller": controller}],
+    }  # fmt: skip
+
+
+H200_TP4 = {"gpufleet.io/gpu": "H200", "gpufleet.io/tensor-parallel-size": "4"}
+
+
 @pytest.mark.parametrize(
-    ("labels", "annotations", "expected"),
+    ("meta", "expected"),
     [
-        ({"gpufleet.io/gpu": "H200", "gpufleet.io/tensor-parallel-size": "4"},
-         {"gpufleet.io/model": "m"}, discovery.PodInfo("H200", 4, "m")),
-        ({"gpufleet.io/gpu": "H200"}, {}, discovery.PodInfo("H200", 1, "")),
-        ({"gpufleet.io/gpu": "TPU"}, {}, None),
-        ({}, {}, None),
+        (_owned(H200_TP4, annotations={"gpufleet.io/model": "m"}),
+         discovery.PodInfo("H200", 4, "m", "p")),
+        (_owned({"gpufleet.io/gpu": "H200"}), discovery.PodInfo("H200", 1, "", "p")),
+        (_owned({"gpufleet.io/gpu": "H200"}, annotations={"gpufleet.io/cost-per-gpu-hour": "2.5"}),
+         discovery.PodInfo("H200", 1, "", "p", 2.5)),
+        (_owned({"gpufleet.io/gpu": "H200"}, annotations={"gpufleet.io/cost-per-gpu-hour": "-1"}),
+         discovery.PodInfo("H200", 1, "", "p", None)),
+        (_owned({"gpufleet.io/gpu": "TPU"}), None),
+        (_owned({}), None),
+        # Not made by the pool's own Deployment: copied labels are not enough.
+        (_owned(H200_TP4, owner="someone-else-abc"), None),
+        (_owned(H200_TP4, controller=False), None),
+        ({"labels": _owned(H200_TP4)["labels"]}, None),
     ],
 )  # fmt: skip
-def test_pod_info(
-    labels: dict[str, str], annotations: dict[str, str], expected: discovery.PodInfo | None
-) -> None:
-    pod = {"metadata": {"labels": labels, "annotations": annotations}}
-    assert discovery.pod_info(pod) == expected
+def test_pod_info(meta: dict[str, Any], expected: discovery.PodInfo | None) -> None:
+    assert discovery.pod_info({"metadata": meta}) == expected
 
 
 def _pod(
@@ -95,8 +119,9 @@ def _pod(
     phase: str = "Running",
     deleting: bool = False,
     ports: tuple[tuple[str, int], ...] = (("metrics", 9400), ("http", 8000)),
+    owner: str = "p-v-abc",
 ) -> dict[str, Any]:
-    meta: dict[str, Any] = {"labels": {"gpufleet.io/gpu": gpu}, "annotations": {}}
+    meta = _owned({"gpufleet.io/gpu": gpu}, owner=owner)
     if deleting:
         meta["deletion_timestamp"] = "2026-01-01T00:00:00Z"
     return {
@@ -121,6 +146,7 @@ def _pod(
         (_pod(None), []),
         (_pod("127.64.0.1", gpu="TPU"), []),
         (_pod("127.64.0.1", ports=()), []),
+        (_pod("127.64.0.1", owner="p-other-abc"), []),
     ],
 )
 def test_endpoints_from_pods_ready_and_not_terminating(

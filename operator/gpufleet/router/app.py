@@ -2,8 +2,11 @@
 
 ``create_app(config)`` builds every component once and wires the routes; its
 ``cleanup_ctx`` opens the upstream client session and runs the background loops —
-health probes, Kubernetes discovery, Prometheus signals, throughput learning — and
-cancels them on shutdown. ``on_shutdown`` marks the router draining (``/readyz`` 503).
+health probes, Prometheus signals, throughput learning and, with ``kubernetes``, the
+cluster watches that discover endpoints and apply configuration changes live — and
+cancels them on shutdown. The loops read the current configuration on every pass, so
+they run whether or not it enables them now. ``on_shutdown`` marks the router draining
+(``/readyz`` 503).
 """
 
 from __future__ import annotations
@@ -17,7 +20,16 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gpufleet.router import appkeys, discovery, handlers, service, signals
+from gpufleet.router import (
+    appkeys,
+    cluster,
+    discovery,
+    handlers,
+    liveconfig,
+    loops,
+    service,
+    signals,
+)
 from gpufleet.router.config import RouterConfig
 from gpufleet.router.gate import Gate
 from gpufleet.router.metrics import RouterMetrics
@@ -37,8 +49,12 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
         clock=clock,
         staleness_s=prometheus.staleness_seconds if prometheus else 30.0,
     )
-    registry.replace(discovery.static_endpoints(config))
     gen = policy.generation_weights
+    learner = throughput.Learner(gen.learning_half_life_seconds, gen.min_samples)
+    registry.replace(discovery.weigh(config, learner, discovery.static_endpoints(config)))
+    # Keys in Secrets arrive with the first listing; until then no tenant can be
+    # authenticated, and /readyz says so.
+    from_secrets = bool(config.secret_names())
 
     def signal_age() -> float | None:
         return router.signal_age()
@@ -50,7 +66,7 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
             {t.name: t for t in policy.admission.tenants},
             policy.admission.anonymous_tokens_per_minute,
         ),
-        keyring=admission.KeyRing(config.keys() if not config.secret_names() else {}),
+        keyring=admission.KeyRing({} if from_secrets else config.keys()),
         sessions=affinity.SessionTable(ttl_s=policy.affinity.session.ttl_seconds),
         gate=Gate(
             admission.WaitQueue(policy.admission.queue.max_size, policy.admission.queue.order),
@@ -58,8 +74,11 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
         ),
         metrics=RouterMetrics(registry, signal_age),
         stats=Stats(),
-        learner=throughput.Learner(gen.learning_half_life_seconds, gen.min_samples),
+        learner=learner,
         clock=clock,
+        config_state=liveconfig.ConfigState(
+            generation=config.policy_generation, applied_at=time.time(), loaded=not from_secrets
+        ),
     )
     return router
 
@@ -71,13 +90,11 @@ def create_app(config: RouterConfig, *, clock: Clock = time.monotonic) -> web.Ap
     )
     app[appkeys.ROUTER] = router
     app.cleanup_ctx.append(_client_session)
-    app.cleanup_ctx.append(_loop(discovery.health_loop))
+    app.cleanup_ctx.append(_loop(loops.health_loop))
     if config.kubernetes is not None:
-        app.cleanup_ctx.append(_loop(discovery.kubernetes_loop))
-    if config.policy.prometheus is not None:
-        app.cleanup_ctx.append(_loop(signals.prometheus_loop))
-    if config.policy.generation_weights.mode == "auto":
-        app.cleanup_ctx.append(_loop(discovery.learning_loop))
+        app.cleanup_ctx.append(_loop(cluster.cluster_loop))
+    app.cleanup_ctx.append(_loop(signals.prometheus_loop))
+    app.cleanup_ctx.append(_loop(loops.learning_loop))
     app.on_shutdown.append(_drain)
     app.router.add_post("/v1/chat/completions", handlers.generate("chat"))
     app.router.add_post("/v1/completions", handlers.generate("completion"))

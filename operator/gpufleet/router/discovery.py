@@ -1,40 +1,35 @@
-"""Where endpoints come from, and the loops that keep their state current.
+"""Where endpoints come from: pure functions from configuration and raw objects.
 
 - ``static_endpoints``: the config's ``backends`` list;
-- ``kubernetes_loop``: the EndpointSlices (or, with ``source: pods``, the pods) of the
-  policy's pools (the ModelPool's
-  Service is named after the pool, see ``gpufleet.controller.render``). Only endpoints
-  that are ready and not terminating are routable; a terminating one leaves the set
-  (its requests in flight finish — the registry drains it). GPU generation, TP and the
-  served model come from the pod's labels ``gpufleet.io/gpu``,
-  ``gpufleet.io/tensor-parallel-size`` and annotation ``gpufleet.io/model`` (as the
-  operator renders them);
-- ``health_loop``: ``GET /health`` on every endpoint;
-- ``learning_loop``: in ``auto`` generation-weight mode, applies learned throughput.
-
-The Kubernetes client is synchronous; its calls run in a worker thread, never on the
-event loop.
+- ``endpoints_from_slices`` / ``endpoints_from_pods``: the EndpointSlices (or, with
+  ``source: pods``, the pods) of the routed pools, as ``gpufleet.router.cluster``'s
+  watches cache them (the ModelPool's Service is named after the pool). Only endpoints
+  that are ready and not terminating, of pods that their pool's own Deployment made
+  (``labels.owned_by_pool``), are routable; a terminating one leaves the set (its
+  requests in flight finish — the registry drains it). Pool, GPU generation, TP, served
+  model and price come from the pod's labels and annotations (``gpufleet.labels``);
+- ``weigh``: each endpoint's throughput — generation weight (catalog or override) x TP,
+  or in ``auto`` mode the learner's figure, applied whenever endpoints are replaced so
+  learning survives discovery updates;
+- ``pools`` and ``watch_specs``: which pools are routed and what to watch for them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import aiohttp
-from aiohttp import web
-
 from gpufleet import labels as contract
+from gpufleet.api.common import LabelSelector
 from gpufleet.hardware import catalog
 from gpufleet.planning import models, planner
-from gpufleet.router import appkeys
 from gpufleet.router.config import Backend, RouterConfig
+from gpufleet.router.kubewatch import Spec
+from gpufleet.routing import throughput
 from gpufleet.routing.model import Endpoint
 
-log = logging.getLogger("gpufleet.router.discovery")
+STATIC_POOL = "static"
 
 
 def generation_weight(config: RouterConfig, gpu: str) -> float:
@@ -52,7 +47,15 @@ def kv_capacity(model: str, gpu: str, tp: int) -> int:
 
 
 def endpoint(
-    config: RouterConfig, *, url: str, model: str, gpu: str, tp: int, kv_tokens: int | None = None
+    config: RouterConfig,
+    *,
+    url: str,
+    model: str,
+    gpu: str,
+    tp: int,
+    kv_tokens: int | None = None,
+    pool: str = STATIC_POOL,
+    cost_per_gpu_hour: float | None = None,
 ) -> Endpoint:
     return Endpoint(
         id=url,
@@ -62,7 +65,20 @@ def endpoint(
         throughput=generation_weight(config, gpu) * tp,
         kv_capacity_tokens=kv_tokens if kv_tokens is not None else kv_capacity(model, gpu, tp),
         max_in_flight=config.limits.max_in_flight_per_endpoint,
+        pool=pool,
+        cost_per_gpu_hour=cost_per_gpu_hour,
     )
+
+
+def weigh(
+    config: RouterConfig, learner: throughput.Learner, endpoints: Iterable[Endpoint]
+) -> list[Endpoint]:
+    """``endpoints`` with the throughput the config and learning give them now."""
+    found = list(endpoints)
+    base = {e.id: generation_weight(config, e.gpu) * e.tensor_parallel_size for e in found}
+    if config.policy.generation_weights.mode == "auto":
+        base = learner.weights(base)
+    return [dataclasses.replace(e, throughput=base[e.id]) for e in found]
 
 
 def static_endpoints(config: RouterConfig) -> list[Endpoint]:
@@ -70,53 +86,11 @@ def static_endpoints(config: RouterConfig) -> list[Endpoint]:
 
 
 def _from_backend(config: RouterConfig, backend: Backend) -> Endpoint:
+    # Static backends belong to the one pool a standalone policy gets (``static``).
     return endpoint(
         config, url=backend.url, model=backend.model, gpu=backend.gpu,
         tp=backend.tensor_parallel_size, kv_tokens=backend.kv_cache_tokens,
     )  # fmt: skip
-
-
-async def health_loop(app: web.Application) -> None:
-    router = app[appkeys.ROUTER]
-    check = router.config.health_check
-    limit = aiohttp.ClientTimeout(total=check.timeout_seconds)
-    while True:
-        slots = list(router.registry.slots.values())
-        results = await asyncio.gather(
-            *(_probe(appkeys.http(app), s.endpoint.id + check.path, limit) for s in slots)
-        )
-        for slot, ok in zip(slots, results, strict=True):
-            if slot.healthy != ok:
-                log.info(
-                    "endpoint %s is now %s", slot.endpoint.id, "healthy" if ok else "unhealthy"
-                )
-            slot.healthy = ok
-        await asyncio.sleep(check.interval_seconds)
-
-
-async def _probe(http: aiohttp.ClientSession, url: str, limit: aiohttp.ClientTimeout) -> bool:
-    try:
-        async with http.get(url, timeout=limit) as response:
-            return response.status == 200
-    except (aiohttp.ClientError, OSError, TimeoutError):
-        return False
-
-
-async def learning_loop(app: web.Application) -> None:
-    """Re-weight endpoints from learned throughput every few seconds."""
-    router = app[appkeys.ROUTER]
-    while True:
-        await asyncio.sleep(5.0)
-        slots = router.registry.slots.values()
-        catalog_weights = {
-            s.endpoint.id: generation_weight(router.config, s.endpoint.gpu)
-            * s.endpoint.tensor_parallel_size
-            for s in slots
-        }
-        learned = router.learner.weights(catalog_weights)
-        router.registry.replace(
-            dataclasses.replace(s.endpoint, throughput=learned[s.endpoint.id]) for s in slots
-        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -124,6 +98,8 @@ class PodInfo:
     gpu: str
     tp: int
     model: str
+    pool: str = ""
+    cost_per_gpu_hour: float | None = None
 
 
 def endpoints_from_slices(
@@ -144,8 +120,25 @@ def endpoints_from_slices(
                 continue
             for address in ep.get("addresses") or []:
                 url = f"http://{address}:{port}"
-                found[url] = endpoint(config, url=url, model=pod.model, gpu=pod.gpu, tp=pod.tp)
+                found[url] = _from_pod(config, url, pod)
     return list(found.values())
+
+
+def _from_pod(config: RouterConfig, url: str, pod: PodInfo) -> Endpoint:
+    return endpoint(
+        config, url=url, model=pod.model, gpu=pod.gpu, tp=pod.tp, pool=pod.pool,
+        cost_per_gpu_hour=pod.cost_per_gpu_hour,
+    )  # fmt: skip
+
+
+def pod_infos(pods: Iterable[Mapping[str, Any]]) -> dict[str, PodInfo]:
+    """Pod name -> what routing needs of it, for the routable pods among ``pods``."""
+    infos = {}
+    for pod in pods:
+        info = pod_info(pod)
+        if info is not None:
+            infos[str(pod["metadata"]["name"])] = info
+    return infos
 
 
 def _port(ports: list[Mapping[str, Any]], name: str) -> int | None:
@@ -156,8 +149,9 @@ def _port(ports: list[Mapping[str, Any]], name: str) -> int | None:
 
 
 def endpoints_from_pods(config: RouterConfig, pods: Iterable[Mapping[str, Any]]) -> list[Endpoint]:
-    """Routable endpoints of raw pods (``to_dict()`` form): Running, Ready, not terminating,
-    with an IP, the GPU label and a container port named ``portName`` (else the first)."""
+    """Routable endpoints of raw pods (``to_dict()`` form): their pool's own, Running,
+    Ready, not terminating, with an IP, the GPU label and a container port named
+    ``portName`` (else the first)."""
     port_name = config.kubernetes.port_name if config.kubernetes else "http"
     found: list[Endpoint] = []
     for pod in pods:
@@ -167,8 +161,7 @@ def endpoints_from_pods(config: RouterConfig, pods: Iterable[Mapping[str, Any]])
         port = _container_port(ports, port_name)
         if info is None or address is None or port is None:
             continue
-        url = f"http://{address}:{port}"
-        found.append(endpoint(config, url=url, model=info.model, gpu=info.gpu, tp=info.tp))
+        found.append(_from_pod(config, f"http://{address}:{port}", info))
     return found
 
 
@@ -189,92 +182,68 @@ def _container_port(ports: list[Mapping[str, Any]], name: str) -> int | None:
 
 
 def pod_info(pod: Mapping[str, Any]) -> PodInfo | None:
-    """GPU, TP and model of a raw pod (``to_dict()`` form); None without a GPU label."""
+    """Pool, GPU, TP, model and price of a raw pod (``to_dict()`` form); None without a
+    known GPU label or when not made by its pool's Deployment."""
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
     gpu = str(labels.get(contract.GPU, ""))
-    if gpu not in catalog.GPUS:
+    if gpu not in catalog.GPUS or not contract.owned_by_pool(meta):
         return None
     try:
         tp = int(labels.get(contract.TENSOR_PARALLEL_SIZE, "1"))
     except ValueError:
         tp = 1
     model = annotations.get(contract.MODEL_ANNOTATION) or labels.get(contract.MODEL, "")
-    return PodInfo(gpu=gpu, tp=max(1, tp), model=model)
-
-
-async def kubernetes_loop(app: web.Application) -> None:
-    router = app[appkeys.ROUTER]
-    source = router.config.kubernetes
-    assert source is not None
-    api = await asyncio.to_thread(_api_client, source.kubeconfig)
-    try:
-        while True:
-            try:
-                found = await asyncio.to_thread(_discover, api, router.config)
-            except Exception as exc:  # the API server may be briefly unreachable
-                log.warning("endpoint discovery failed: %s", type(exc).__name__)
-            else:
-                _apply(router, found)
-            await asyncio.sleep(source.interval_seconds)
-    finally:
-        await asyncio.to_thread(api.close)
-
-
-def _apply(router: Any, found: list[Endpoint]) -> None:
-    before = set(router.registry.slots)
-    router.registry.replace(found)
-    after = set(router.registry.slots)
-    if before != after:
-        log.info(
-            "endpoints: +%d -%d, %d routable", len(after - before), len(before - after), len(after)
-        )
-
-
-def _api_client(kubeconfig: Any) -> Any:
-    from gpufleet import kube
-
-    return kube.new_client(kubeconfig)
-
-
-def _discover(api: Any, config: RouterConfig) -> list[Endpoint]:
-    from kubernetes import client
-
-    source = config.kubernetes
-    assert source is not None
-    pools = _pools(api, config)
-    if not pools:
-        return []
-    pods = client.CoreV1Api(api).list_namespaced_pod(
-        source.namespace, label_selector=f"{contract.POOL} in ({','.join(pools)})"
-    )
-    if source.source == "pods":
-        return endpoints_from_pods(config, [p.to_dict() for p in pods.items])
-    selector = f"{contract.SERVICE_NAME} in ({','.join(pools)})"
-    discovery_api = client.DiscoveryV1Api(api)
-    slices = discovery_api.list_namespaced_endpoint_slice(source.namespace, label_selector=selector)
-    infos: dict[str, PodInfo] = {}
-    for pod in pods.items:
-        raw = pod.to_dict()
-        info = pod_info(raw)
-        if info is not None:
-            infos[str(raw["metadata"]["name"])] = info
-    return endpoints_from_slices(config, [s.to_dict() for s in slices.items], infos)
-
-
-def _pools(api: Any, config: RouterConfig) -> list[str]:
-    """Pool names: the policy's list, or the ModelPools its selector matches."""
-    from kubernetes import client
-
-    policy = config.policy
-    if policy.pools:
-        return list(policy.pools)
-    selector = policy.pool_selector
-    assert selector is not None and config.kubernetes is not None
-    terms = [f"{k}={v}" for k, v in selector.match_labels.items()]
-    found: Any = client.CustomObjectsApi(api).list_namespaced_custom_object(
-        "gpufleet.io", "v1alpha1", config.kubernetes.namespace, "modelpools",
-        label_selector=",".join(terms),
+    return PodInfo(
+        gpu=gpu, tp=max(1, tp), model=model, pool=str(labels[contract.POOL]),
+        cost_per_gpu_hour=contract.parse_cost(annotations.get(contract.COST_ANNOTATION)),
     )  # fmt: skip
-    return [item["metadata"]["name"] for item in found.get("items", [])]
+
+
+def pools(config: RouterConfig, matched: Iterable[str]) -> list[str]:
+    """The pools routed: the operator's ``kubernetes.pools``, else the policy's list,
+    else ``matched`` (the ModelPools its selector matches)."""
+    source = config.kubernetes
+    if source is not None and source.pools is not None:
+        return sorted(source.pools)
+    if config.policy.pools:
+        return sorted(config.policy.pools)
+    return sorted(matched)
+
+
+def selector(labels: LabelSelector) -> str:
+    """A label selector in the API's query syntax."""
+    terms = [f"{k}={v}" for k, v in sorted(labels.match_labels.items())]
+    for term in labels.match_expressions:
+        values = ",".join(term.values)
+        terms.append({
+            "In": f"{term.key} in ({values})", "NotIn": f"{term.key} notin ({values})",
+            "Exists": term.key, "DoesNotExist": f"!{term.key}",
+        }[term.operator])  # fmt: skip
+    return ",".join(terms)
+
+
+def watch_specs(config: RouterConfig, routed: Iterable[str]) -> set[Spec]:
+    """What to watch: the routed pools' pods (and EndpointSlices), the ModelPools a
+    selector matches when the pools are not listed, the ConfigMap and key Secrets."""
+    source = config.kubernetes
+    if source is None:
+        return set()
+    ns, names = source.namespace, ",".join(sorted(routed))
+    specs = {Spec("secrets", ns, field_selector=_named(n)) for n in config.secret_names()}
+    if source.config_map:
+        specs.add(Spec("configmaps", ns, field_selector=_named(source.config_map)))
+    if source.pools is None and not config.policy.pools and config.policy.pool_selector:
+        specs.add(Spec("modelpools", ns, label_selector=selector(config.policy.pool_selector)))
+    if names:
+        specs.add(Spec("pods", ns, label_selector=f"{contract.POOL} in ({names})"))
+    if names and source.source == "endpointslices":
+        specs.add(
+            Spec("endpointslices", ns, label_selector=f"{contract.SERVICE_NAME} in ({names})")
+        )
+    return specs
+
+
+def _named(name: str) -> str:
+    return f"metadata.name={name}"

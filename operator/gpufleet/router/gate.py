@@ -26,6 +26,11 @@ class Gate:
     def __len__(self) -> int:
         return len(self._queue)
 
+    def reconfigure(self, max_size: int, order: str) -> None:
+        """A new bound and order; waiting requests keep their place (a smaller bound
+        sheds no one already queued, it only refuses newcomers until the queue shrinks)."""
+        self._queue.max_size, self._queue.order = max_size, order
+
     def enter(self, priority: int) -> admission.Ticket:
         """Queue a request; ``RateLimited`` if the full queue sheds it at once."""
         ticket, shed = self._queue.push(priority, self._clock())

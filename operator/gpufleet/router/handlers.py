@@ -138,6 +138,7 @@ async def stats_json(request: web.Request) -> web.Response:
         signal_age_s=router.signal_age(),
         signal_error=router.signals_error,
         queue_waiting=len(router.gate),
+        config_state=router.config_state,
     )
     return web.json_response(document)
 
@@ -147,9 +148,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when not draining and at least one endpoint is healthy."""
+    """200 when not draining, a configuration with every tenant key is loaded, and at
+    least one endpoint is healthy."""
     router = _router(request)
     healthy = sum(1 for s in router.registry.slots.values() if s.healthy)
-    ready = healthy > 0 and not router.draining
-    body_ = {"ready": ready, "healthy_endpoints": healthy, "draining": router.draining}
+    state = router.config_state
+    ready = healthy > 0 and not router.draining and state.loaded
+    body_ = {"ready": ready, "healthy_endpoints": healthy, "draining": router.draining,
+             "config_loaded": state.loaded, "config_error": state.error}  # fmt: skip
     return web.json_response(body_, status=200 if ready else 503)

@@ -95,6 +95,12 @@ class Registry:
             self.ring = affinity.Ring(fresh)
             self.version += 1
 
+    def reconfigure(self, breaker_policy: CircuitBreaker, *, staleness_s: float) -> None:
+        """New breaker settings and signal staleness; circuits keep their state."""
+        self._policy, self._staleness_s = breaker_policy, staleness_s
+        for slot in (*self.slots.values(), *self.draining.values()):
+            slot.breaker.policy = breaker_policy
+
     def candidates(self) -> list[Candidate]:
         now = self._clock()
         return [self._candidate(slot, now) for slot in self.slots.values()]

@@ -9,6 +9,7 @@ requested one has no capacity.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from gpufleet.router import body
 from gpufleet.router.config import RouterConfig
 from gpufleet.router.errors import BadRequest, NotFound, RateLimited, Unauthorized, Unavailable
 from gpufleet.router.gate import Gate
+from gpufleet.router.liveconfig import ConfigState
 from gpufleet.router.metrics import RouterMetrics
 from gpufleet.router.registry import Registry
 from gpufleet.router.stats import Stats
@@ -72,6 +74,9 @@ class Router:
     signals_at: float | None = None
     signals_error: str = ""
     draining: bool = False
+    config_state: ConfigState = dataclasses.field(default_factory=ConfigState)
+    # Set (and replaced) when a new configuration is applied: loops waiting on it wake.
+    reconfigured: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     @property
     def policy(self) -> RoutingPolicySpec:

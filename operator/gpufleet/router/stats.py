@@ -1,5 +1,8 @@
 """The ``/stats`` document: request totals, trigger and generation shares, per-endpoint
-balance, and signal freshness.
+balance, signal freshness, and what the operator reads back into the RoutingPolicy's
+status — ``config`` (the policy generation applied, the error of a change that could
+not be, when), ``backends`` (endpoints discovered and routable per pool and GPU) and
+``effectiveWeights`` (throughput weight per GPU generation in use, per GPU).
 
 Counts live in ``Stats`` (updated on the request path, O(1)); ``document`` renders them
 with a snapshot of the registry.
@@ -9,7 +12,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import statistics
 
+from gpufleet.router.liveconfig import ConfigState
 from gpufleet.router.registry import Registry
 from gpufleet.routing import cost
 
@@ -36,6 +41,7 @@ def document(
     signal_age_s: float | None,
     signal_error: str,
     queue_waiting: int,
+    config_state: ConfigState,
 ) -> dict[str, object]:
     routed = sum(stats.generations.values())
     large = sum(stats.triggers.values())
@@ -67,12 +73,43 @@ def document(
             "last_error": signal_error,
         },
         "queue": {"waiting": queue_waiting},
+        "config": {
+            "policyGeneration": config_state.generation,
+            "error": config_state.error,
+            "appliedAt": config_state.applied_at,
+        },
+        "backends": backends(registry),
+        "effectiveWeights": effective_weights(registry),
     }
+
+
+def backends(registry: Registry) -> list[dict[str, object]]:
+    """Per (pool, GPU): endpoints discovered, and those routable now (healthy, circuit
+    not open)."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for candidate in registry.candidates():
+        row = counts.setdefault((candidate.endpoint.pool, candidate.endpoint.gpu), [0, 0])
+        row[0] += 1
+        row[1] += candidate.load.healthy and candidate.load.circuit != "open"
+    return [
+        {"pool": pool, "gpu": gpu, "endpoints": n, "readyEndpoints": ready}
+        for (pool, gpu), (n, ready) in sorted(counts.items())
+    ]
+
+
+def effective_weights(registry: Registry) -> dict[str, float]:
+    """GPU generation -> the throughput weight routing uses, per GPU (mean over its
+    endpoints of throughput / TP: catalog, override or learned)."""
+    per: dict[str, list[float]] = collections.defaultdict(list)
+    for slot in registry.slots.values():
+        endpoint = slot.endpoint
+        per[endpoint.gpu].append(endpoint.throughput / endpoint.tensor_parallel_size)
+    return {gpu: round(statistics.fmean(values), 4) for gpu, values in sorted(per.items())}
 
 
 def _endpoints(registry: Registry) -> list[dict[str, object]]:
     total = sum(s.requests for s in registry.slots.values()) or 1
-    rows = []
+    rows: list[dict[str, object]] = []
     for candidate in registry.candidates():
         slot = registry.slots[candidate.id]
         signals = candidate.load.signals
@@ -81,6 +118,8 @@ def _endpoints(registry: Registry) -> list[dict[str, object]]:
                 "id": candidate.id,
                 "model": candidate.endpoint.model,
                 "gpu": candidate.endpoint.gpu,
+                "pool": candidate.endpoint.pool,
+                "cost_per_gpu_hour": candidate.endpoint.cost_per_gpu_hour,
                 "tensor_parallel_size": candidate.endpoint.tensor_parallel_size,
                 "throughput_weight": round(candidate.endpoint.throughput, 4),
                 "healthy": candidate.load.healthy,

@@ -126,6 +126,14 @@ class Quotas:
     def release(self, tenant: str) -> None:
         self._in_flight[tenant] = max(0, self._in_flight.get(tenant, 0) - 1)
 
+    def reconfigure(
+        self, tenants: Mapping[str, Tenant], anonymous_tokens_per_minute: int | None
+    ) -> None:
+        """New limits; requests in flight stay counted, and a tenant's bucket is kept
+        unless its rate changed (a new rate starts full)."""
+        self.tenants, self.anonymous_tokens_per_minute = tenants, anonymous_tokens_per_minute
+        self._buckets = {t: b for t, b in self._buckets.items() if b.per_minute == self._rate(t)}
+
     def in_flight(self, tenant: str) -> int:
         return self._in_flight.get(tenant, 0)
 

@@ -17,7 +17,9 @@ class Endpoint:
     """One served model on one replica; ``kv_capacity_tokens`` 0 means unknown.
 
     ``throughput`` is the replica's relative throughput: generation weight x TP, or the
-    learned figure in ``auto`` mode (A100-80GB x 1 = 1.0).
+    learned figure in ``auto`` mode (A100-80GB x 1 = 1.0). ``pool`` is the ModelPool it
+    belongs to (``static`` for configured backends); ``cost_per_gpu_hour`` its price
+    when the pool's variant sets one.
     """
 
     id: str
@@ -27,6 +29,8 @@ class Endpoint:
     throughput: float
     kv_capacity_tokens: int = 0
     max_in_flight: int = 256
+    pool: str = ""
+    cost_per_gpu_hour: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -34,7 +38,8 @@ class Signals:
     """Fresh metrics of one endpoint from Prometheus; a field is None when not scraped.
 
     ``kv_usage`` is vLLM's KV-cache usage in [0, 1], ``gpu_memory_percent`` DCGM's
-    framebuffer used / total in percent.
+    framebuffer used / total in percent, ``ttft_seconds`` the mean time to first token
+    over the last minute (shown in ``/stats``; no scorer reads it yet).
     """
 
     kv_usage: float | None = None
@@ -42,6 +47,7 @@ class Signals:
     running: float | None = None
     gpu_memory_percent: float | None = None
     gpu_utilization: float | None = None
+    ttft_seconds: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
