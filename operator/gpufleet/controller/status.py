@@ -141,13 +141,15 @@ def _degraded(
     return ("Degraded", "False", "AsExpected", "every variant is feasible and placed")
 
 
-def _condition(
+def condition(
     item: tuple[str, str, str, str],
     previous: Mapping[str, common.Condition],
     *,
     generation: int,
     now: str,
 ) -> common.Condition:
+    """The condition (type, status, reason, message), keeping the previous one's
+    ``lastTransitionTime`` when its status is unchanged."""
     kind, state, reason, message = item
     old = previous.get(kind)
     since = old.last_transition_time if old is not None and old.status == state else now
@@ -177,7 +179,7 @@ def compute(
     variants = [_variant_status(spec, d, seen) for d in decisions]
     old = {c.type: c for c in (previous.conditions if previous else ())}
     conditions = tuple(
-        _condition(c, old, generation=seen.generation, now=rfc3339(now))
+        condition(c, old, generation=seen.generation, now=rfc3339(now))
         for c in _conditions(variants, seen)
     )
     return ModelPoolStatus(
@@ -195,7 +197,9 @@ def _event_type(condition: common.Condition) -> str:
     return "Normal" if condition.status == healthy else "Warning"
 
 
-def transitions(previous: ModelPoolStatus | None, current: ModelPoolStatus) -> list[Event]:
+def transitions(
+    previous: common.ObservedStatus | None, current: common.ObservedStatus
+) -> list[Event]:
     """An Event for every condition whose status flipped (or first appeared): Warning when
     it flipped to unhealthy (Ready False, Degraded True), Normal otherwise."""
     old = {c.type: c.status for c in (previous.conditions if previous else ())}
