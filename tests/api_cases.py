@@ -79,7 +79,7 @@ def _rp(case_id: str, field: str, *changes: tuple[str, Any]) -> Case:
 
 
 _H100 = {"name": "other", "gpu": "H100-80GB"}
-_TOKENIZER = "spec.tokenEstimation.method"
+_TOKEN_METHOD = "spec.tokenEstimation.method"  # removed: characters / charsPerToken only
 
 INVALID: tuple[Case, ...] = (
     _mp("no-variants", "variants", ("spec.variants", [])),
@@ -182,7 +182,7 @@ INVALID: tuple[Case, ...] = (
         ),
     ),
     _rp("weights-key", "overrides", ("spec.generationWeights.overrides", {"H100": 1.5})),
-    _rp("tokenizer-missing", "tokenizer", (_TOKENIZER, "tokenizer")),
+    _rp("token-method-removed", "method", (_TOKEN_METHOD, "heuristic")),
     _rp(
         "timeouts",
         "connectTimeoutSeconds",

@@ -45,10 +45,16 @@ class Queue(ApiModel):
         default=1024,
         ge=0,
         le=1_000_000,
-        description="Requests waiting; more get 429 (lowest priority shed first).",
+        description=(
+            "Requests waiting; when full, the lowest-priority newest request (possibly the "
+            "newcomer) gets 429 with Retry-After."
+        ),
     )
     timeout_seconds: int = pydantic.Field(
-        default=30, ge=1, le=3600, description="Longest wait before 503 with Retry-After."
+        default=30,
+        ge=1,
+        le=3600,
+        description="Longest wait in the queue; then 503 with Retry-After.",
     )
     order: Literal["priority", "fifo"] = pydantic.Field(
         default="priority",

@@ -15,6 +15,7 @@ from gpufleet.api import common
 from gpufleet.api.common import ApiModel, cel, rules
 from gpufleet.api.modelsource import ModelSpec
 from gpufleet.api.variant import Variant
+from gpufleet.planning import batching
 
 
 class Toleration(ApiModel):
@@ -102,8 +103,18 @@ class Serving(ApiModel):
     )
 
 
+# gpufleet's own autoscaler is a later piece of work; until then the targets are kept
+# (and validated) but acted on by nothing, and the pool's status says so.
+NOT_YET_ACTIVE = (
+    "Not yet active: replicas are fixed at each variant's minReplicas (or set by another "
+    "controller, see enabled). "
+)
+
+
 class Autoscaling(ApiModel):
-    """Targets of the per-variant autoscaler."""
+    """Targets of the per-variant autoscaler, which is not yet active: each variant runs
+    ``minReplicas``, and the ModelPool's ``ScalingActive`` condition says so whenever a
+    variant asks for more (``maxReplicas`` above ``minReplicas``)."""
 
     model_config = pydantic.ConfigDict(
         json_schema_extra=rules(
@@ -116,41 +127,57 @@ class Autoscaling(ApiModel):
     )
 
     enabled: bool = pydantic.Field(
-        default=True, description="Scale variants between minReplicas and maxReplicas."
+        default=True,
+        description=(
+            "Variants whose maxReplicas exceeds minReplicas are autoscaled: the operator "
+            "applies minReplicas until another field manager (a HorizontalPodAutoscaler, "
+            "kubectl scale) sets the Deployment's replicas, then leaves them to it. false: "
+            "the operator always applies minReplicas."
+        ),
     )
     target_kv_cache_usage: float = pydantic.Field(
-        default=0.8, ge=0.1, le=1.0, description="Mean KV-cache usage (0-1) per replica to aim for."
+        default=0.8,
+        ge=0.1,
+        le=1.0,
+        description=NOT_YET_ACTIVE + "Mean KV-cache usage (0-1) per replica to aim for.",
     )
     target_waiting_requests: int = pydantic.Field(
-        default=4, ge=0, le=10000, description="Mean requests waiting per replica to aim for."
+        default=4,
+        ge=0,
+        le=10000,
+        description=NOT_YET_ACTIVE + "Mean requests waiting per replica to aim for.",
     )
     target_ttft_seconds: float | None = pydantic.Field(
         default=None,
         gt=0,
         le=600,
-        description="p90 time to first token to stay under; unset = not a signal.",
+        description=NOT_YET_ACTIVE + "p90 time to first token to stay under; unset = none.",
     )
     scale_up_stabilization_seconds: int = pydantic.Field(
         default=30,
         ge=0,
         le=3600,
-        description="How long a higher recommendation must persist before scaling up.",
+        description=NOT_YET_ACTIVE
+        + "How long a higher recommendation must persist before scaling up.",
     )
     scale_down_stabilization_seconds: int = pydantic.Field(
         default=300,
         ge=0,
         le=86400,
-        description="How long a lower recommendation must persist before scaling down.",
+        description=NOT_YET_ACTIVE
+        + "How long a lower recommendation must persist before scaling down.",
     )
     cold_start_seconds: int = pydantic.Field(
         default=300,
         ge=0,
         le=7200,
-        description="Expected time for a new replica to load weights and become ready.",
+        description=NOT_YET_ACTIVE
+        + "Expected time for a new replica to load weights and become ready.",
     )
     scale_up_preference: Literal["cost", "throughput"] = pydantic.Field(
         default="cost",
-        description="Which variant grows first: cheapest per token, or fastest generation.",
+        description=NOT_YET_ACTIVE
+        + "Which variant grows first: cheapest per token, or fastest generation.",
     )
 
     @pydantic.model_validator(mode="after")
@@ -182,9 +209,15 @@ class ModelPoolSpec(ApiModel):
     )
 
     model: ModelSpec = pydantic.Field(description="The model served.")
-    workload_class: Literal["interactive", "batch", "mixed"] = pydantic.Field(
-        default="interactive",
-        description="What the pool is tuned for: latency (interactive), throughput (batch), both.",
+    workload_class: batching.WorkloadClass = pydantic.Field(
+        default="mixed",
+        description=(
+            "Sets vLLM's per-step token budget (--max-num-batched-tokens): interactive "
+            "2048 (fewer prefill tokens per step: smoother inter-token latency, slower "
+            "long prefills); batch 16384 on GPUs where vLLM's own default is 8192 "
+            "(throughput; vLLM's default elsewhere); mixed: vLLM's default. extraArgs "
+            "may override it."
+        ),
     )
     variants: tuple[Variant, ...] = pydantic.Field(
         min_length=1,
@@ -208,7 +241,7 @@ class ModelPoolSpec(ApiModel):
     )
     autoscaling: Autoscaling = pydantic.Field(
         default_factory=Autoscaling,
-        description="Per-variant autoscaling targets.",
+        description="Per-variant autoscaling targets; the autoscaler is not yet active.",
         json_schema_extra=common.object_default(Autoscaling),
     )
 

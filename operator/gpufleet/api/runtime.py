@@ -47,7 +47,12 @@ class CircuitBreaker(ApiModel):
 
 
 class FailureHandling(ApiModel):
-    """Timeouts, retries, circuit breaking and the fallback model."""
+    """Timeouts, retries, circuit breaking and the fallback model.
+
+    Four timeouts, each on its own clock: connect and first byte per attempt (both
+    retried on another endpoint and counted against the endpoint's breaker), chunk idle
+    within a stream, and the whole request across all of them.
+    """
 
     model_config = pydantic.ConfigDict(
         json_schema_extra=rules(
@@ -60,22 +65,41 @@ class FailureHandling(ApiModel):
     )
 
     connect_timeout_seconds: int = pydantic.Field(
-        default=5, ge=1, le=600, description="Connecting to an endpoint."
+        default=5,
+        ge=1,
+        le=600,
+        description=(
+            "One TCP connect to an endpoint; on expiry the next endpoint is tried, "
+            "504 when none is left."
+        ),
     )
     first_byte_timeout_seconds: int = pydantic.Field(
         default=120,
         ge=1,
         le=3600,
-        description="Until the first response byte (covers queueing and prefill).",
+        description=(
+            "One attempt, until the first chunk of a stream or the whole body of an answer "
+            "that is not streamed (the engine's queueing and prefill); on expiry the next "
+            "endpoint is tried, 504 when none is left."
+        ),
     )
     request_timeout_seconds: int = pydantic.Field(
-        default=600, ge=1, le=86400, description="Whole request."
+        default=600,
+        ge=1,
+        le=86400,
+        description=(
+            "The whole request once forwarded: admission queue, every attempt and retry, "
+            "and a stream to its end. Before the first byte: 504, not retried; after it "
+            "the stream ends with an error event. Charged to no endpoint's breaker."
+        ),
     )
     chunk_idle_timeout_seconds: int = pydantic.Field(
         default=30,
         ge=1,
         le=3600,
-        description="Longest silence between two streamed chunks before the stream fails.",
+        description=(
+            "Longest silence between two streamed chunks; the stream then ends with an error event."
+        ),
     )
     retries: Retries = pydantic.Field(
         default_factory=Retries,

@@ -99,28 +99,12 @@ class GenerationWeights(ApiModel):
 
 
 class TokenEstimation(ApiModel):
-    """How the router estimates a request's tokens before it runs."""
+    """How the router estimates a request's tokens before it runs: characters divided by
+    ``charsPerToken`` (the router loads no tokenizer: it routes before the engine
+    tokenizes, and an estimate serves load balancing as well as an exact count)."""
 
-    model_config = pydantic.ConfigDict(
-        json_schema_extra=rules(
-            cel(
-                "self.method != 'tokenizer' || has(self.tokenizer)",
-                "tokenizer is required when method is tokenizer",
-                field_path=".tokenizer",
-                reason="FieldValueRequired",
-            )
-        )
-    )
-
-    method: Literal["heuristic", "tokenizer"] = pydantic.Field(
-        default="heuristic",
-        description="heuristic: characters / charsPerToken; tokenizer: the model's tokenizer.",
-    )
     chars_per_token: float = pydantic.Field(
-        default=4.0, ge=0.5, le=16, description="heuristic: characters per token."
-    )
-    tokenizer: str | None = pydantic.Field(
-        default=None, max_length=256, description="tokenizer: Hugging Face tokenizer id."
+        default=4.0, ge=0.5, le=16, description="Prompt characters per input token."
     )
     default_max_tokens: int = pydantic.Field(
         default=512,
@@ -135,24 +119,22 @@ class TokenEstimation(ApiModel):
         description="Share of max_tokens expected to be generated (1 = worst case).",
     )
 
-    @pydantic.model_validator(mode="after")
-    def _tokenizer_named(self) -> TokenEstimation:
-        if self.method == "tokenizer" and self.tokenizer is None:
-            raise ValueError("tokenizer is required when method is tokenizer")
-        return self
+
+_SLO_LATER = "Not yet acted on: SLO-aware routing comes in a later release. "
 
 
 class Slo(ApiModel):
-    """Latency objectives of a request class (p90)."""
+    """Latency objectives of a request class (p90). Recorded, not yet acted on: the router
+    does not route or admit by SLO yet (a later release will)."""
 
     ttft_millis: int | None = pydantic.Field(
-        default=None, ge=1, le=3_600_000, description="Time to first token."
+        default=None, ge=1, le=3_600_000, description=_SLO_LATER + "Time to first token."
     )
     tpot_millis: int | None = pydantic.Field(
-        default=None, ge=1, le=60_000, description="Time per output token."
+        default=None, ge=1, le=60_000, description=_SLO_LATER + "Time per output token."
     )
     end_to_end_seconds: int | None = pydantic.Field(
-        default=None, ge=1, le=86400, description="Whole request."
+        default=None, ge=1, le=86400, description=_SLO_LATER + "Whole request."
     )
 
 
@@ -165,7 +147,7 @@ class RequestClass(ApiModel):
     )
     slo: Slo = pydantic.Field(
         default_factory=Slo,
-        description="Latency objectives.",
+        description="Latency objectives (p90); not yet acted on, SLO routing comes later.",
         json_schema_extra=common.object_default(Slo),
     )
     preferred_generations: tuple[common.GpuName, ...] = pydantic.Field(

@@ -71,13 +71,19 @@ class Variant(ApiModel):
         default="auto", description="GPUs per replica: 'auto' (planned) or 1, 2, 4, 8."
     )
     min_replicas: int = pydantic.Field(
-        default=1, ge=0, le=1000, description="Fewest replicas the autoscaler keeps."
+        default=1,
+        ge=0,
+        le=1000,
+        description="Replicas the operator runs (the floor of an autoscaled variant).",
     )
     max_replicas: int | None = pydantic.Field(
         default=None,
         ge=1,
         le=1000,
-        description="Most replicas the autoscaler runs; unset = minReplicas (no autoscaling).",
+        description=(
+            "Above minReplicas: the variant is autoscaled, by another controller until "
+            "gpufleet's autoscaler is active (see autoscaling.enabled); unset = minReplicas."
+        ),
     )
     gpu_memory_utilization: float = pydantic.Field(
         default=0.9,
@@ -98,7 +104,11 @@ class Variant(ApiModel):
         default=None,
         ge=0,
         le=10000,
-        description="Price of one GPU-hour of this generation, for cost-aware routing and scaling.",
+        description=(
+            "Price of one GPU-hour of this generation. The operator publishes it on the "
+            "variant's pods (annotation, no restart) and the router's cost scorer "
+            "(scorerWeights.cost) reads it from there."
+        ),
     )
 
     @pydantic.field_validator("tensor_parallel_size")

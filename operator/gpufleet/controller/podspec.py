@@ -2,7 +2,8 @@
 
 Pure. ``pod_spec`` turns a planned variant into the PodSpec of its Deployment:
 
-- ``vllm serve`` with the planned TP and the variant's context, memory and quantization;
+- ``vllm serve`` with the planned TP and the variant's context, memory and quantization,
+  and the per-step token budget of the pool's workload class (``planning.batching``);
 - ``nvidia.com/gpu`` requested and limited to TP; **required** node affinity to the
   generation's GPU Feature Discovery product strings *and* its memory label (a range,
   as ``hardware.catalog`` matches it); the GPU taint tolerated;
@@ -22,6 +23,7 @@ from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.controller import bodies
 from gpufleet.controller.variants import VariantDecision
 from gpufleet.hardware import catalog
+from gpufleet.planning import batching
 
 CONTAINER = "vllm"
 PORT_NAME = "http"
@@ -82,6 +84,9 @@ def vllm_args(spec: ModelPoolSpec, decision: VariantDecision) -> list[str]:
         "--max-num-seqs", str(spec.serving.max_num_seqs),
         *source_flags,
     ]  # fmt: skip
+    budget = batching.batched_tokens(spec.workload_class, decision.gpu)
+    if budget is not None:
+        args += ["--max-num-batched-tokens", str(budget)]
     if decision.dtype in _DTYPE_FLAG:
         args += ["--dtype", _DTYPE_FLAG[decision.dtype]]
     if decision.dtype in _QUANTIZATION_FLAG:

@@ -7,6 +7,8 @@ message alone keeps it), so computing the status of an unchanged pool yields an 
 value and nothing is written. Per variant: the planner's TP and KV capacity, desired and
 ready replicas, and a ``reason`` starting ``Infeasible:`` (the planner's words),
 ``Unschedulable:`` (the scheduler's message of a Pending pod) or ``SecretMissing:``.
+While a variant asks for a replica range or ``spec.autoscaling`` is set, a fourth
+condition, ``ScalingActive`` False, says that gpufleet's autoscaler is not yet active.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 
 from gpufleet.api import common
-from gpufleet.api.modelpool import ModelPoolSpec, ModelPoolStatus, VariantStatus
+from gpufleet.api.modelpool import Autoscaling, ModelPoolSpec, ModelPoolStatus, VariantStatus
 from gpufleet.controller import observe, plan
 from gpufleet.controller.variants import VariantDecision
 
@@ -180,7 +182,7 @@ def compute(
     old = {c.type: c for c in (previous.conditions if previous else ())}
     conditions = tuple(
         condition(c, old, generation=seen.generation, now=rfc3339(now))
-        for c in _conditions(variants, seen)
+        for c in [*_conditions(variants, seen), *_scaling(spec)]
     )
     return ModelPoolStatus(
         observed_generation=seen.generation,
@@ -190,6 +192,24 @@ def compute(
         desired_replicas=sum(v.desired_replicas for v in variants),
         ready_replicas=sum(v.ready_replicas for v in variants),
     )
+
+
+def _scaling(spec: ModelPoolSpec) -> list[tuple[str, str, str, str]]:
+    """``ScalingActive`` False when the spec asks for autoscaling, which is not yet active
+    (a later release acts on ``spec.autoscaling``); nothing when it does not ask."""
+    ranged = [v.name for v in spec.variants if plan.autoscaled(spec, v)]
+    tuned = spec.autoscaling != Autoscaling()
+    if not ranged and not tuned:
+        return []
+    message = "gpufleet's autoscaler is not yet active: spec.autoscaling targets are not acted on"
+    if ranged:
+        message += (
+            f"; variants {', '.join(ranged)} run minReplicas unless another controller "
+            "(a HorizontalPodAutoscaler, kubectl scale) sets their Deployment's replicas"
+        )
+    else:
+        message += "; every variant runs minReplicas"
+    return [("ScalingActive", "False", "AutoscalerNotYetActive", message)]
 
 
 def _event_type(condition: common.Condition) -> str:

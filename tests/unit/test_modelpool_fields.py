@@ -1,0 +1,97 @@
+"""ModelPool fields and what the operator does with them: ``workloadClass`` sets vLLM's
+per-step token budget, and a pool asking for autoscaling (not yet active) is told so by
+its ``ScalingActive`` condition."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from gpufleet.api.modelpool import ModelPoolSpec
+from gpufleet.controller import podspec, status, variants
+from gpufleet.devcluster import vllmargs
+from gpufleet.hardware import catalog
+from gpufleet.planning import batching
+
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+def spec(gpu: str = "H100-80GB", **over: Any) -> ModelPoolSpec:
+    variant = {"name": "a", "gpu": gpu} | over.pop("variant", {})
+    body = {
+        "model": {"name": "m", "source": "hf://org/m", "catalogName": "llama-3.1-8b",
+                  "maxModelLen": 8192},
+        "variants": [variant],
+    } | over  # fmt: skip
+    return ModelPoolSpec.model_validate(body)
+
+
+def budget(s: ModelPoolSpec) -> int | None:
+    args = podspec.vllm_args(s, variants.plan_pool(s)[0])
+    serve = vllmargs.parse(image="vllm/vllm-openai", command=["vllm", "serve"], args=args)
+    assert serve is not None
+    return serve.max_num_batched_tokens
+
+
+@pytest.mark.parametrize(
+    ("workload", "gpu", "expected"),
+    [
+        ("interactive", "H100-80GB", 2048),  # below vLLM's 8192 there: smoother ITL
+        ("interactive", "L4", 2048),
+        ("batch", "H100-80GB", 16384),
+        ("batch", "B200", 16384),
+        ("batch", "A100-80GB", None),  # vLLM keeps 2048 on A100s: larger measured slower
+        ("batch", "L40S", None),
+        ("mixed", "H100-80GB", None),
+    ],
+)
+def test_workload_class_sets_the_token_budget(
+    workload: str, gpu: str, expected: int | None
+) -> None:
+    assert budget(spec(gpu, workloadClass=workload)) == expected
+
+
+def test_default_workload_class_leaves_vllm_defaults_and_extra_args_override() -> None:
+    assert spec().workload_class == "mixed" and budget(spec()) is None
+    tuned = spec(workloadClass="interactive",
+                 variant={"extraArgs": ["--max-num-batched-tokens", "4096"]})  # fmt: skip
+    assert budget(tuned) == 4096  # the last value wins, in vLLM as in the twin
+
+
+def test_vllm_default_budget_follows_vllm() -> None:
+    defaults = {g: batching.vllm_default_budget(catalog.get(g)) for g in catalog.GPUS}
+    assert defaults["H100-80GB"] == defaults["H200"] == defaults["B200"] == 8192
+    assert defaults["A100-80GB"] == defaults["A100-40GB"] == defaults["L4"] == 2048
+
+
+def compute(s: ModelPoolSpec) -> dict[str, tuple[str, str, str]]:
+    seen = status.Observation(generation=1, deployments={}, pods=())
+    st = status.compute(s, variants.plan_pool(s), seen, previous=None, now=T0)
+    return {c.type: (c.status, c.reason, c.message) for c in st.conditions}
+
+
+def test_no_scaling_note_when_nothing_asks_for_autoscaling() -> None:
+    assert "ScalingActive" not in compute(spec())
+
+
+def test_replica_range_gets_a_not_yet_active_note() -> None:
+    state, reason, message = compute(spec(variant={"maxReplicas": 4}))["ScalingActive"]
+    assert (state, reason) == ("False", "AutoscalerNotYetActive")
+    assert "not yet active" in message and "variants a run minReplicas" in message
+
+
+def test_autoscaling_targets_alone_get_the_note() -> None:
+    state, _, message = compute(spec(autoscaling={"targetKvCacheUsage": 0.5}))["ScalingActive"]
+    assert state == "False" and "every variant runs minReplicas" in message
+
+
+def test_the_note_is_posted_once_as_a_normal_event() -> None:
+    s = spec(variant={"maxReplicas": 4})
+    seen = status.Observation(generation=1, deployments={}, pods=())
+    first = status.compute(s, variants.plan_pool(s), seen, previous=None, now=T0)
+    again = status.compute(s, variants.plan_pool(s), seen, previous=first, now=T0)
+    notes = [e for e in status.transitions(None, first) if e.reason == "AutoscalerNotYetActive"]
+    assert [e.type for e in notes] == ["Normal"]
+    assert status.transitions(first, again) == []
