@@ -5,6 +5,7 @@ scheduler onto KWOK GPU nodes and a ``gpufleet sim`` process listens at each pod
 loopback IP. The router discovers the pool's pods (``source: pods``: the API server
 refuses loopback addresses in EndpointSlices, so the dev cluster's Services get none)
 and must route to those simulators; scaling a variant to zero removes its endpoint.
+A router given a ConfigMap and a tenant Secret applies their changes while it serves.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import asyncio
 import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from kubernetes import client
 
 from gpufleet.hardware import catalog
+from gpufleet.router import appkeys
 from tests.conftest import LocalCluster
 from tests.router.peers import MODEL, chat, get_status, serve_router
 from tests.waiting import until as _until
@@ -187,3 +191,121 @@ async def test_router_routes_to_pods_found_through_endpointslices(
                 session.post(base + "/v1/chat/completions", json=chat()) as resp,
             ):
                 assert resp.status == 200
+
+
+CONFIG_MAP = "policy-router"
+KEY_SECRET = "acme-key"
+
+
+def _document(namespace: str, kubeconfig: str, generation: int, **policy: Any) -> dict[str, Any]:
+    """A router.yaml as the operator renders it (plus where this test's API is)."""
+    tenant = {"name": "acme", "apiKeySecretRef": {"name": KEY_SECRET, "key": "token"}}
+    return {
+        "kubernetes": {"namespace": namespace, "kubeconfig": kubeconfig, "source": "pods",
+                       "pools": [POOL], "configMap": CONFIG_MAP, "policyName": "policy"},
+        "policyGeneration": generation,
+        "policy": {"pools": [POOL], "strategy": "least-request",
+                   "admission": {"tenants": [tenant]}, **policy},
+        "apiKeys": {"acme": {"secret": {"name": KEY_SECRET, "key": "token"}}},
+        "healthCheck": {"intervalSeconds": 0.5},
+    }  # fmt: skip
+
+
+def _put_document(core: client.CoreV1Api, namespace: str, document: object) -> None:
+    body = {"metadata": {"name": CONFIG_MAP}, "data": {"router.yaml": yaml.safe_dump(document)}}
+    try:
+        core.replace_namespaced_config_map(CONFIG_MAP, namespace, body)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+        core.create_namespaced_config_map(namespace, body)
+
+
+async def _stats(base: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session, session.get(base + "/stats") as response:
+        return dict(await response.json())
+
+
+async def _applied_after(base: str, check: Callable[[dict[str, Any]], bool]) -> float:
+    """Seconds until /stats passes ``check`` (at most 5 s, the router's promise)."""
+    started = time.monotonic()
+    while time.monotonic() - started < 5.0:
+        if check(await _stats(base)):
+            return time.monotonic() - started
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not applied within 5 s; /stats config {(await _stats(base))['config']}")
+
+
+async def _ask(base: str, key: str, model: str = MODEL) -> int:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(base + "/v1/chat/completions", json={**chat(), "model": model},
+                     headers=headers) as response,
+    ):  # fmt: skip
+        return response.status
+
+
+@pytest.mark.timeout(180)
+async def test_configuration_and_keys_change_live_and_endpoints_follow_watches(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    core, apps = client.CoreV1Api(cluster.api_client), client.AppsV1Api(cluster.api_client)
+    apps.create_namespaced_deployment(namespace, _variant("H100-80GB", 1))
+    _until("the variant Running with a pod IP", lambda: len(_pod_ips(core, namespace)) == 1)
+    [ip] = _pod_ips(core, namespace).values()
+    url, kubeconfig = f"http://{ip}:{PORT}", str(cluster.kubeconfig)
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": KEY_SECRET}, "stringData": {"token": "first-key-123"}}
+    )
+    first = _document(namespace, kubeconfig, 1)
+    _put_document(core, namespace, first)
+    with _sims_at({"H100-80GB": (ip, 1)}):
+        async with serve_router(first) as (base, application):
+            router = application[appkeys.ROUTER]
+            await _stats_until(base, "the pod's endpoint discovered and healthy", lambda s: [
+                (e["id"], e["healthy"], e["pool"]) for e in s["endpoints"]
+            ] == [(url, True, POOL)])  # fmt: skip
+            await _applied_after(base, lambda s: s["config"]["policyGeneration"] == 1)
+            assert await _ask(base, "first-key-123") == 200
+
+            # An alias and scorer weights change: applied without a restart.
+            second = _document(namespace, kubeconfig, 2, strategy="cost",
+                               modelAliases=[{"name": "fast", "model": MODEL}],
+                               scorerWeights={"load": 5}, generationWeights={
+                                   "overrides": {"H100-80GB": 3.0}})  # fmt: skip
+            _put_document(core, namespace, second)
+            took = await _applied_after(base, lambda s: s["config"]["policyGeneration"] == 2)
+            print(f"\nConfigMap change applied after {took * 1000:.0f} ms")
+            assert router.policy.scorer_weights.load == 5 and router.policy.strategy == "cost"
+            assert await _ask(base, "first-key-123", model="fast") == 200
+            stats = await _stats(base)
+            assert stats["effectiveWeights"] == {"H100-80GB": 3.0}
+            assert stats["backends"] == [
+                {"pool": POOL, "gpu": "H100-80GB", "endpoints": 1, "readyEndpoints": 1}
+            ]
+
+            # A new tenant key in the Secret: the old one stops working, the new works.
+            renewed = {"metadata": {"name": KEY_SECRET}, "stringData": {"token": "second-key-456"}}
+            core.replace_namespaced_secret(KEY_SECRET, namespace, renewed)
+            started = time.monotonic()
+            while await _ask(base, "second-key-456") != 200:
+                assert time.monotonic() - started < 5.0, "the new key was not accepted in 5 s"
+                await asyncio.sleep(0.02)
+            print(f"Secret change applied after {(time.monotonic() - started) * 1000:.0f} ms")
+            assert await _ask(base, "first-key-123") == 401
+
+            # A bad document: the last good configuration keeps serving, /stats says why.
+            _put_document(core, namespace, {**second, "policy": {"strategy": "random"}})
+            await _applied_after(base, lambda s: "policy.strategy" in s["config"]["error"])
+            assert (await _stats(base))["config"]["policyGeneration"] == 2
+            assert await _ask(base, "second-key-456", model="fast") == 200
+            _put_document(core, namespace, second)
+            await _applied_after(base, lambda s: s["config"]["error"] == "")
+
+            # The endpoint leaves with its pod (seen through the watch).
+            apps.patch_namespaced_deployment_scale(
+                f"{POOL}-h100-80gb", namespace, {"spec": {"replicas": 0}}
+            )
+            took = await _applied_after(base, lambda s: s["endpoints"] == [])
+            print(f"scaled-down pod's endpoint gone after {took * 1000:.0f} ms")
