@@ -1,9 +1,11 @@
-"""``gpufleet crds``: write the generated CRDs, or with ``--check`` report drift.
+"""``gpufleet crds``: write the generated CRDs and field reference, or with ``--check``
+report drift.
 
 Writes ``crds/<plural>.gpufleet.io.yaml`` under ``--root`` (default: the working
 directory) and, when ``charts/gpufleet/Chart.yaml`` exists there, the same files into
-``charts/gpufleet/crds/``. ``--check`` writes nothing and exits 1 naming each file that
-differs from what the models generate, is missing, or is a stale generated CRD.
+``charts/gpufleet/crds/``; when ``docs/api.md`` exists there, its generated field
+reference (``api.reference``). ``--check`` writes nothing and exits 1 naming each file
+that differs from what the models generate, is missing, or is a stale generated CRD.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pathlib
 import sys
 from collections.abc import Mapping
 
-from gpufleet.api import crd
+from gpufleet.api import crd, reference
 
 CRD_DIR = pathlib.Path("crds")
 CHART = pathlib.Path("charts/gpufleet")
@@ -53,16 +55,42 @@ def drift(directory: pathlib.Path, rendered: Mapping[str, str]) -> list[str]:
     return problems
 
 
+def doc_drift(root: pathlib.Path) -> list[str]:
+    """One line when ``docs/api.md`` exists and its field reference is stale."""
+    path = root / reference.DOC
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8")
+    try:
+        fresh = reference.splice(text, reference.render())
+    except reference.MarkersMissing as exc:
+        return [f"{path}: {exc}"]
+    return [] if fresh == text else [f"{path}: field reference differs from the models"]
+
+
+def _write_doc(root: pathlib.Path) -> None:
+    path = root / reference.DOC
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        path.write_text(reference.splice(text, reference.render()), encoding="utf-8")
+        print(path)
+
+
 def run(args: argparse.Namespace) -> int:
     rendered = crd.render()
     dirs = target_dirs(args.root)
     if args.check:
-        problems = [line for d in dirs for line in drift(d, rendered)]
+        problems = [line for d in dirs for line in drift(d, rendered)] + doc_drift(args.root)
         for line in problems:
             print(f"gpufleet crds --check: {line}", file=sys.stderr)
         if problems:
             print("run `gpufleet crds` to regenerate", file=sys.stderr)
         return 1 if problems else 0
+    try:
+        _write_doc(args.root)
+    except reference.MarkersMissing as exc:
+        print(f"gpufleet crds: {exc}", file=sys.stderr)
+        return 1
     for directory in dirs:
         directory.mkdir(parents=True, exist_ok=True)
         for name, text in rendered.items():
