@@ -142,10 +142,10 @@ async def test_connect_timeout_is_retried_elsewhere_then_answers_504() -> None:
         async with upstream(Behaviour()) as good:
             raw = config([hole, good], connectTimeoutSeconds=1, firstByteTimeoutSeconds=30)
             async with serve_router(raw) as (url, application):
-                for _ in range(2):  # round robin: one of them tries the black hole first
+                for _ in range(2):  # round robin: one or both try the black hole first
                     status, _ = await post(url, chat())
                     assert status == 200
-                assert failures(application, hole) == 1 and failures(application, good) == 0
+                assert failures(application, hole) >= 1 and failures(application, good) == 0
         async with serve_router(config([hole], connectTimeoutSeconds=1)) as (url, application):
             status, answer = await post(url, chat())
             assert status == 504
