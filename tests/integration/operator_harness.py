@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from gpufleet.devcluster import build, kubeconfig
 from gpufleet.devcluster import cluster as clusters
-from gpufleet.devcluster import kubeconfig
 from gpufleet.ports import free_port
 from tests.conftest import LocalCluster
 
@@ -34,15 +34,15 @@ GROUP, VERSION, PLURAL = "gpufleet.io", "v1alpha1", "modelpools"
 
 
 def service_account_kubeconfig(handle: clusters.Cluster, api: client.ApiClient, path: Path) -> Path:
-    """Apply the operator's RBAC, mint a 1-hour token and write a kubeconfig using it."""
+    """Apply the operator's RBAC (server-side), mint a 1-hour token and write a kubeconfig
+    using it."""
     core = client.CoreV1Api(api)
     with contextlib.suppress(client.ApiException):
         core.create_namespace({"metadata": {"name": SA_NAMESPACE}})
-    from kubernetes import utils  # the generic "apply a YAML file" helper
-
-    for doc in yaml.safe_load_all(RBAC.read_text()):
-        with contextlib.suppress(utils.FailToCreateError):
-            utils.create_from_dict(api, doc)
+    # Applied, not created: a reused dev cluster may hold an older version of the rules.
+    kubectl = [str(build.binary_path("kubectl")), f"--kubeconfig={handle.kubeconfig}"]
+    subprocess.run([*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(RBAC)],
+                   check=True, capture_output=True, timeout=60)  # fmt: skip
     token = core.create_namespaced_service_account_token(
         SA_NAME, SA_NAMESPACE, {"spec": {"expirationSeconds": 3600}}
     ).status.token

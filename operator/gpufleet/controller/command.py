@@ -1,4 +1,5 @@
-"""``gpufleet operator``: run the ModelPool operator (Kopf) with gpufleet's settings.
+"""``gpufleet operator``: run the operator (Kopf: ModelPools, RoutingPolicies) with gpufleet's
+settings.
 
 Cluster-wide unless ``--namespace`` is given (repeatable). ``--liveness`` serves Kopf's
 health endpoint, which fails when the ModelPool watch has missed changes. Run one
@@ -12,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from gpufleet.controller.config import OperatorConfig
+from gpufleet.controller.config import ROUTER_DISCOVERY, OperatorConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +45,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--watch-check-seconds", type=float, default=defaults.watch_check_seconds)
     parser.add_argument("--watch-grace-seconds", type=float, default=defaults.watch_grace_seconds)
+    parser.add_argument(
+        "--router-image",
+        default=defaults.router_image,
+        help="image of RoutingPolicy routers that name none in spec.router.image",
+    )
+    parser.add_argument(
+        "--router-discovery",
+        choices=ROUTER_DISCOVERY,
+        default=defaults.router_discovery,
+        help="how routers find model-server pods (pods: where no EndpointSlice controller runs)",
+    )
+    parser.add_argument(
+        "--policy-poll-seconds",
+        type=float,
+        default=defaults.policy_poll_seconds,
+        help="how often each RoutingPolicy's routers are asked for /stats",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every reconcile")
 
 
@@ -55,6 +73,9 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         workers=args.workers,
         watch_check_seconds=args.watch_check_seconds,
         watch_grace_seconds=args.watch_grace_seconds,
+        router_image=args.router_image,
+        router_discovery=args.router_discovery,
+        policy_poll_seconds=args.policy_poll_seconds,
     )
 
 

@@ -31,8 +31,22 @@ CHILDREN: dict[str, tuple[Resource, ...]] = {
         ("", "v1", "services"),
         ("policy", "v1", "poddisruptionbudgets"),
     ),
+    contract.ROUTING_POLICY: (
+        ("", "v1", "configmaps"),
+        ("", "v1", "serviceaccounts"),
+        ("rbac.authorization.k8s.io", "v1", "roles"),
+        ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+        ("apps", "v1", "deployments"),
+        ("", "v1", "services"),
+        ("policy", "v1", "poddisruptionbudgets"),
+    ),
 }
-OWNERS = {kinds.MODEL_POOL: (contract.POOL, "modelpools")}
+# The pods each kind indexes, besides its owner label: a policy's are its routers.
+POD_COMPONENT = {contract.POOL: contract.MODEL_SERVER, contract.ROUTING_POLICY: contract.ROUTER}
+OWNERS = {
+    kinds.MODEL_POOL: (contract.POOL, "modelpools"),
+    kinds.ROUTING_POLICY: (contract.ROUTING_POLICY, "routingpolicies"),
+}
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -52,7 +66,7 @@ def _state(memo: kopf.Memo) -> runtime.OperatorState:
 
 
 def _index_id(owner_label: str, resource: Resource) -> str:
-    return f"gpufleet_{owner_label.rsplit('/', 1)[-1]}_{resource[2]}"
+    return f"gpufleet_{owner_label.rsplit('/', 1)[-1].replace('-', '_')}_{resource[2]}"
 
 
 def _indexes(owner_label: str) -> tuple[list[str], str]:
@@ -129,11 +143,12 @@ def _register(kind: str, owner_label: str, plural: str) -> None:
         _state(memo).child_event(kind, key(namespace, labels))
 
     children, pods = _indexes(owner_label)
+    pod_labels = owned | {contract.COMPONENT: POD_COMPONENT[owner_label]}
     for resource, index_id in zip(CHILDREN[owner_label], children, strict=True):
         kopf.index(*resource, labels=owned, id=index_id)(index_child)
         kopf.on.event(*resource, labels=owned, id=f"{index_id}_event")(child_event)
-    kopf.index("", "v1", "pods", labels=owned, id=pods)(index_pod)
-    kopf.on.event("", "v1", "pods", labels=owned, id=f"{pods}_event")(child_event)
+    kopf.index("", "v1", "pods", labels=pod_labels, id=pods)(index_pod)
+    kopf.on.event("", "v1", "pods", labels=pod_labels, id=f"{pods}_event")(child_event)
     kopf.on.event(common.GROUP, common.VERSION, plural, id=f"gpufleet_{plural}")(object_event)
 
 

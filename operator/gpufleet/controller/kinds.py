@@ -1,7 +1,11 @@
 """The kinds the operator serves, as ``runtime.Kind`` descriptions bound to their reconcilers.
 
 ModelPool: children labelled ``gpufleet.io/pool``, reconciled by ``controller.reconciler``
-on events and every ``resync_seconds``.
+on events and every ``resync_seconds``. RoutingPolicy: children labelled
+``gpufleet.io/routing-policy``, reconciled by ``controller.policyreconciler`` on events,
+every ``policy_poll_seconds`` (its routers' ``/stats`` feed its status), and whenever a
+ModelPool in its namespace appears, disappears or is relabelled (its ``poolSelector``
+may now match differently).
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from typing import Any
 
 from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolStatus
-from gpufleet.controller import reconciler, runtime
+from gpufleet.api.routingpolicy import RoutingPolicyStatus
+from gpufleet.controller import policyreconciler, reconciler, routerstats, runtime
 from gpufleet.controller.config import OperatorConfig
 from gpufleet.controller.workqueue import Key
 
 MODEL_POOL = "ModelPool"
+ROUTING_POLICY = "RoutingPolicy"
 
 
 async def _reconcile_pool(state: runtime.OperatorState, key: Key) -> None:
@@ -22,9 +28,33 @@ async def _reconcile_pool(state: runtime.OperatorState, key: Key) -> None:
     await reconciler.reconcile(key, cache=cache, client=state.client, clock=state.clock)
 
 
+def pool_labels(state: runtime.OperatorState, namespace: str) -> dict[str, dict[str, str]]:
+    """Name → labels of the ModelPools the operator sees in ``namespace``."""
+    pools = state.kind(MODEL_POOL)
+    return {
+        key[1]: dict(pools.objects[key].get("metadata", {}).get("labels") or {})
+        for key in pools.keys_in(namespace)
+    }
+
+
+def _policy_reconciler(poller: routerstats.Poller) -> runtime.Reconcile:
+    async def reconcile(state: runtime.OperatorState, key: Key) -> None:
+        await policyreconciler.reconcile(
+            key,
+            cache=state.kind(ROUTING_POLICY),
+            pools=pool_labels(state, key[0]),
+            client=state.client,
+            poller=poller,
+            config=state.config,
+            clock=state.clock,
+        )
+
+    return reconcile
+
+
 def build(config: OperatorConfig) -> tuple[runtime.Kind[Any], ...]:
     """Every kind, in the order their loops start."""
-    del config
+    poller = routerstats.Poller(timeout=config.router_stats_timeout_seconds)
     pools = runtime.Kind(
         name=MODEL_POOL,
         plural="modelpools",
@@ -32,4 +62,14 @@ def build(config: OperatorConfig) -> tuple[runtime.Kind[Any], ...]:
         status_model=ModelPoolStatus,
         reconcile=_reconcile_pool,
     )
-    return (pools,)
+    policies = runtime.Kind(
+        name=ROUTING_POLICY,
+        plural="routingpolicies",
+        owner_label=labels.ROUTING_POLICY,
+        status_model=RoutingPolicyStatus,
+        reconcile=_policy_reconciler(poller),
+        follows=(MODEL_POOL,),
+        requeue_seconds=config.policy_poll_seconds,
+        close=poller.close,
+    )
+    return (pools, policies)

@@ -25,6 +25,14 @@ from gpufleet.controller import kube, observe, plan, render, status, variants
 from gpufleet.controller.workqueue import Key
 
 
+class Applied(Protocol):
+    """Where ``execute`` records what it wrote (``controller.runtime.KindState``)."""
+
+    def remember_applied(self, obj: Mapping[str, Any]) -> None: ...
+
+    def forget_applied(self, kind: str, namespace: str, name: str) -> None: ...
+
+
 class Cache(Protocol):
     """What the reconciler reads from the watches (``controller.runtime.KindState``)."""
 
@@ -55,7 +63,7 @@ def _parse(raw: Mapping[str, Any]) -> ModelPool:
         raise kopf.PermanentError(f"invalid ModelPool: {where}: {first['msg']}") from exc
 
 
-def execute(client: kube.Kube, cache: Cache, todo: plan.Plan) -> None:
+def execute(client: kube.Kube, cache: Applied, todo: plan.Plan) -> None:
     """Apply then delete, remembering what was written (blocking: run it in a thread)."""
     for intent in todo.apply:
         cache.remember_applied(client.apply(intent))

@@ -41,6 +41,7 @@ LOG = logging.getLogger("gpufleet.operator")
 ChildIndex = Mapping[Key, Iterable[observe.ObservedChild]]
 PodIndex = Mapping[Key, Iterable[observe.ObservedPod]]
 S = TypeVar("S", bound=pydantic.BaseModel)
+Reconcile = Callable[["OperatorState", Key], Awaitable[None]]
 
 
 def utcnow() -> datetime.datetime:
@@ -59,16 +60,18 @@ class Kind(Generic[S]):
     ``reconcile(state, key)`` brings one object to its spec and raises Kopf's exception
     types (``kopf.TemporaryError`` → retried after its delay, ``kopf.PermanentError`` →
     left alone until the spec changes). ``requeue_seconds``: reconcile every object again
-    this long after a success (None: only on events and resyncs).
+    this long after a success (None: only on events and resyncs). ``close`` releases
+    what the reconcile holds (an HTTP session) when the operator stops.
     """
 
     name: str
     plural: str
     owner_label: str
     status_model: type[S]
-    reconcile: Callable[[OperatorState, Key], Awaitable[None]]
+    reconcile: Reconcile
     follows: tuple[str, ...] = ()
     requeue_seconds: float | None = None
+    close: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclasses.dataclass
@@ -183,9 +186,6 @@ class OperatorState:
     kinds: dict[str, KindState[Any]]
     clock: Callable[[], datetime.datetime] = utcnow
     tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
-    resources: contextlib.AsyncExitStack = dataclasses.field(
-        default_factory=contextlib.AsyncExitStack
-    )
 
     def kind(self, name: str) -> KindState[Any]:
         return self.kinds[name]
@@ -218,7 +218,8 @@ class OperatorState:
                 await task
         for state in self.kinds.values():
             state.queue.close()
-        await self.resources.aclose()
+            if state.kind.close is not None:
+                await state.kind.close()
 
     async def _worker(self, state: KindState[Any]) -> None:
         while True:

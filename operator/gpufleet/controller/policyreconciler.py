@@ -1,0 +1,186 @@
+"""Reconcile one RoutingPolicy: parse → render (pure) → apply and prune → poll routers → status.
+
+The I/O half; decisions are ``controller.policyrender`` (children, problems),
+``controller.plan.diff`` (what to write) and ``controller.policystatus`` (the status).
+A policy the operator cannot realise — pydantic rejects it, or ``policyrender.problems``
+names a field — leaves every child as it is: the ConfigMap keeps the last good
+``router.yaml``, so the routers keep serving it, and the status says Degraded and why.
+Nothing here raises ``kopf.PermanentError``: the policy is polled every few seconds
+(its routers' ``/stats``) whatever its state, and a fixed spec is picked up by the next
+reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import kopf
+import pydantic
+
+from gpufleet import labels
+from gpufleet.api.resources import RoutingPolicy
+from gpufleet.api.routingpolicy import RoutingPolicySpec, RoutingPolicyStatus
+from gpufleet.controller import (
+    kube,
+    observe,
+    plan,
+    policyrender,
+    policystatus,
+    reconciler,
+    status,
+)
+from gpufleet.controller.config import OperatorConfig
+from gpufleet.controller.routerstats import Poller
+from gpufleet.controller.workqueue import Key
+
+
+class Cache(Protocol):
+    """What the reconciler reads from the watches (``controller.runtime.KindState``)."""
+
+    def body(self, key: Key) -> Mapping[str, Any] | None: ...
+
+    def children(self, key: Key) -> dict[tuple[str, str], observe.ObservedChild]: ...
+
+    def pods(self, key: Key) -> list[observe.ObservedPod]: ...
+
+    def remember_applied(self, obj: Mapping[str, Any]) -> None: ...
+
+    def forget_applied(self, kind: str, namespace: str, name: str) -> None: ...
+
+    def previous_status(self, key: Key, body: Mapping[str, Any]) -> RoutingPolicyStatus | None: ...
+
+    def remember_status(
+        self, key: Key, written: RoutingPolicyStatus, resource_version: str
+    ) -> None: ...
+
+
+def parse(raw: Mapping[str, Any]) -> RoutingPolicy | str:
+    """The policy, or why it is invalid (the field at fault and what is accepted)."""
+    body = {k: v for k, v in raw.items() if k != "status"}
+    try:
+        return RoutingPolicy.model_validate(body)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        return f"invalid RoutingPolicy: {where}: {first['msg']}"
+
+
+async def _apply(
+    key: Key,
+    policy: RoutingPolicy,
+    pools: tuple[str, ...],
+    *,
+    cache: Cache,
+    client: kube.Kube,
+    config: OperatorConfig,
+) -> None:
+    meta = policy.metadata
+    ref = policyrender.PolicyRef(name=meta.name, namespace=key[0], uid=meta.uid or "")
+    intents = policyrender.children(
+        ref,
+        policy.spec,
+        pools,
+        generation=meta.generation or 0,
+        image=config.router_image,
+        discovery=config.router_discovery,
+    )
+    todo = plan.diff(intents, cache.children(key))
+    try:
+        await asyncio.to_thread(reconciler.execute, client, cache, todo)
+    except kube.Transient as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
+
+
+async def _realise(
+    key: Key,
+    policy: RoutingPolicy,
+    pools: Mapping[str, Mapping[str, str]],
+    cache: Cache,
+    client: kube.Kube,
+    config: OperatorConfig,
+) -> tuple[RoutingPolicySpec, tuple[str, ...], tuple[str, ...]]:
+    """Apply the children unless the spec has problems: (spec, problems, pools routed)."""
+    spec = policy.spec
+    ref = policyrender.PolicyRef(name=key[1], namespace=key[0], uid=policy.metadata.uid or "")
+    problems = policyrender.problems(ref, spec)
+    resolved = policyrender.resolve_pools(spec, pools)
+    if not problems:
+        try:
+            await _apply(key, policy, resolved, cache=cache, client=client, config=config)
+        except kube.Rejected as exc:
+            problems = (f"the API server rejected a router child: {exc}",)
+    return spec, problems, resolved
+
+
+def _routers(cache: Cache, key: Key) -> list[observe.ObservedPod]:
+    return [p for p in cache.pods(key) if p.ready and p.ip]
+
+
+async def reconcile(
+    key: Key,
+    *,
+    cache: Cache,
+    pools: Mapping[str, Mapping[str, str]],
+    client: kube.Kube,
+    poller: Poller,
+    config: OperatorConfig,
+    clock: Callable[[], datetime.datetime],
+) -> None:
+    """Bring policy ``key``'s children to its spec and write its status; ``pools`` are the
+    labels of the ModelPools in its namespace, by name. No-op if the policy is gone."""
+    raw = cache.body(key)
+    if raw is None:
+        return
+    policy = parse(raw)
+    spec: RoutingPolicySpec | None
+    problems: tuple[str, ...]
+    resolved: tuple[str, ...]
+    if isinstance(policy, str):
+        spec, problems, resolved = None, (policy,), ()
+    else:
+        spec, problems, resolved = await _realise(key, policy, pools, cache, client, config)
+    port = spec.router.port if spec is not None else 8080
+    reports = await poller.poll(_routers(cache, key), port=port)
+    await _report(key, raw, spec, resolved, problems, reports, cache, client, clock)
+
+
+async def _report(
+    key: Key,
+    raw: Mapping[str, Any],
+    spec: RoutingPolicySpec | None,
+    pools: tuple[str, ...],
+    problems: tuple[str, ...],
+    reports: list[policystatus.RouterReport | str],
+    cache: Cache,
+    client: kube.Kube,
+    clock: Callable[[], datetime.datetime],
+) -> None:
+    """Write the status when it changed, and an Event per condition that flipped."""
+    children = cache.children(key)
+    deployment = children.get(("Deployment", labels.router_name(key[1])))
+    previous = cache.previous_status(key, raw)
+    new = policystatus.compute(
+        spec,
+        generation=int(raw.get("metadata", {}).get("generation", 0) or 0),
+        pools=pools,
+        deployment=deployment,
+        reports=reports,
+        problems=problems,
+        previous=previous,
+        now=clock(),
+    )
+    if new == previous:
+        return
+    try:
+        version = await asyncio.to_thread(
+            client.patch_status, "routingpolicies", key[0], key[1], new
+        )
+    except kube.Transient as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
+    cache.remember_status(key, new, version)
+    at = status.rfc3339(clock())
+    for event in policystatus.transitions(previous, new):
+        await asyncio.to_thread(client.event, raw, event, at=at)
