@@ -223,6 +223,11 @@ def test_invalid_edit_keeps_the_last_good_config_and_sidecar_mode_drops_the_depl
     _apply_fleet(cluster, namespace)
     until("the ConfigMap", lambda: "ConfigMap" in _children(cluster, namespace), timeout=60)
     good = _children(cluster, namespace)["ConfigMap"]["data"]
+    # Drift: an out-of-band edit of the router's configuration is put back.
+    cluster.kubectl("patch", "configmap", ROUTER, "-n", namespace, "--type=merge",
+                    "-p", json.dumps({"data": {"router.yaml": "{}"}}))  # fmt: skip
+    until("the edited ConfigMap repaired", lambda: _config_data(cluster, namespace) == good,
+          timeout=15)  # fmt: skip
     spec = copy.deepcopy(_get_policy(cluster, namespace)["spec"])
     spec.pop("pools")
     spec["poolSelector"] = {"matchExpressions": [{"key": "gpufleet.io/tier", "operator": "In",
@@ -255,6 +260,10 @@ def test_invalid_edit_keeps_the_last_good_config_and_sidecar_mode_drops_the_depl
                     "gpufleet.io/tier=medium")  # fmt: skip
     until("llama-8b no longer routed", lambda: _routed(cluster, namespace) == ["llama-70b"],
           timeout=15)  # fmt: skip
+
+
+def _config_data(cluster: LocalCluster, namespace: str) -> dict[str, str]:
+    return dict(_children(cluster, namespace)["ConfigMap"]["data"])
 
 
 def _routed(cluster: LocalCluster, namespace: str) -> list[str]:

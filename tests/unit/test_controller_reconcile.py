@@ -296,3 +296,58 @@ def test_catalog_model_annotation_in_the_pod_template_only_with_a_catalog_name()
         "llama-3.1-8b"
     )
     assert contract.COST_ANNOTATION not in template["metadata"]["annotations"]
+
+
+def _body(namespace: str, name: str, rv: str, **labels_: str) -> dict[str, Any]:
+    meta = {"namespace": namespace, "name": name, "resourceVersion": rv, "generation": 1,
+            "labels": labels_}  # fmt: skip
+    return {"metadata": meta}
+
+
+async def _nothing(state: Any, key: Any) -> None:
+    return None
+
+
+def _state() -> Any:
+    from gpufleet.api.modelpool import ModelPoolStatus
+    from gpufleet.api.routingpolicy import RoutingPolicyStatus
+    from gpufleet.controller import runtime
+
+    pools = runtime.Kind(name="ModelPool", plural="modelpools", owner_label=contract.POOL,
+                         status_model=ModelPoolStatus, reconcile=_nothing)  # fmt: skip
+    policies = runtime.Kind(name="RoutingPolicy", plural="routingpolicies",
+                            owner_label=contract.ROUTING_POLICY,
+                            status_model=RoutingPolicyStatus, reconcile=_nothing,
+                            follows=("ModelPool",))  # fmt: skip
+    kinds = {k.name: runtime.KindState(kind=k) for k in (pools, policies)}
+    return runtime.OperatorState(config=OperatorConfig(), client=None, kinds=kinds)  # type: ignore[arg-type]
+
+
+async def test_a_pool_appearing_or_relabelled_requeues_the_policies_of_its_namespace() -> None:
+    state = _state()
+    policies = state.kind("RoutingPolicy")
+    state.object_event("RoutingPolicy", "ADDED", _body("a", "p", "1"))
+    state.object_event("RoutingPolicy", "ADDED", _body("b", "q", "1"))
+    for _ in range(2):
+        await policies.queue.get()
+    policies.queue.done(("a", "p"))
+    policies.queue.done(("b", "q"))
+    steps = [
+        (_body("a", "m", "2", tier="small"), "ADDED", 1),  # appeared
+        (_body("a", "m", "3", tier="small"), "MODIFIED", 0),  # status only: same labels
+        (_body("a", "m", "4", tier="large"), "MODIFIED", 1),  # relabelled
+        (_body("a", "m", "5", tier="large"), "DELETED", 1),  # gone
+    ]
+    for body, event, queued in steps:
+        state.object_event("ModelPool", event, body)
+        assert len(policies.queue) == queued, (event, body["metadata"]["labels"])
+        if queued:
+            assert await policies.queue.get() == ("a", "p")
+            policies.queue.done(("a", "p"))
+
+
+def test_children_of_one_owner_label_are_projected_with_their_owner() -> None:
+    body = {"kind": "ConfigMap", "metadata": {"name": "p-router", "namespace": "ns",
+            "labels": {contract.ROUTING_POLICY: "p"}}}  # fmt: skip
+    assert observe.child(body, owner_label=contract.ROUTING_POLICY).owner == "p"
+    assert observe.child(body).owner == ""
