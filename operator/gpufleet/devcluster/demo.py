@@ -4,7 +4,8 @@
 with its pod runner and Prometheus, installs the CRDs and the operator's RBAC, runs the
 operator as a Deployment (the pod runner runs it as a real process with its
 ServiceAccount's token), applies the mixed-generation example pool and waits while its
-simulated replicas load their weights, puts a cost-routing router pod in front of it,
+simulated replicas load their weights, applies a RoutingPolicy from which the operator
+deploys a cost-routing router (ConfigMap, least-privilege Role, Deployment, Service),
 then sends a short traffic run through the router with ``gpufleet bench load`` and
 prints goodput, TTFT/TPOT percentiles and the share of requests and tokens per GPU
 generation (chart and JSON under ``bench/out/demo/``). Every long step reports progress.
@@ -31,6 +32,7 @@ from gpufleet.devcluster import cluster as clusters
 ROOT = Path(__file__).resolve().parents[3]
 POOL_FILE = ROOT / "examples" / "modelpool-llama-3.1-70b.yaml"
 POOL, MODEL = "llama-70b", "meta-llama/Llama-3.1-70B-Instruct"
+POLICY = "demo"
 DEMO = ROOT / "examples" / "demo"
 
 
@@ -138,19 +140,32 @@ class Demo:
         )
 
     def start_router(self) -> str:
-        say("== router: cost routing with Kubernetes discovery and Prometheus signals ==")
-        text = (DEMO / "router.yaml").read_text()
+        say(f"== RoutingPolicy {POLICY}: the operator deploys a cost router in front of {POOL} ==")
+        text = (DEMO / "routingpolicy.yaml").read_text()
         text = text.replace("${PROMETHEUS_URL}", self.cluster.prometheus_url or "")
         self.kubectl("apply", "-f", "-", stdin=text)
-        selector = "app.kubernetes.io/name=gpufleet-router"
+        selector = ",".join(f"{k}={v}" for k, v in labels.policy_labels(POLICY).items())
         found: list[str] = []
 
         def router_ready() -> str | None:
             ready, total, ips = self.pods_ready("default", selector)
             found[:] = ips
-            return None if ready else f"{ready}/{total} router pods Ready"
+            if not ready:
+                return f"{ready}/{total} router pods Ready"
+            policy: Any = self.custom.get_namespaced_custom_object(
+                "gpufleet.io", "v1alpha1", "default", "routingpolicies", POLICY
+            )
+            status = policy.get("status") or {}
+            applied = status.get("appliedGeneration")
+            if applied != policy["metadata"]["generation"] or not status.get("readyEndpoints"):
+                endpoints = status.get("readyEndpoints", 0)
+                return f"router applied generation {applied}, {endpoints} endpoints"
+            return None
 
-        self.wait("router Ready", router_ready, timeout=180)
+        self.wait("router Ready with the policy applied", router_ready, timeout=180)
+        say(self.kubectl("get", "routingpolicy", POLICY))
+        say(self.kubectl("get", "all,configmap,role,rolebinding,serviceaccount", "-l",
+                         selector))  # fmt: skip
         return f"http://{found[0]}:8080"
 
     def traffic(self, url: str, *, requests: int, rate: float) -> int:
