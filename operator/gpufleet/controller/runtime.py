@@ -108,7 +108,9 @@ class KindState(Generic[S]):
         before = self.objects.get(key)
         self.objects[key] = plain
         self.queue.add(key)
-        return before is None or before["metadata"].get("labels") != meta.get("labels")
+        copied = plain.get("metadata")
+        labels = copied.get("labels") if isinstance(copied, dict) else None
+        return before is None or before["metadata"].get("labels") != labels
 
     def child_event(self, key: Key) -> None:
         if key in self.objects:
