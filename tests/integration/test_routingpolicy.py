@@ -129,12 +129,13 @@ def _prices(cluster: LocalCluster, namespace: str) -> dict[str, set[str | None]]
     return out
 
 
-def _chat(ip: str, model: str) -> tuple[int, dict[str, str]]:
+def _chat(ip: str, model: str, key: str | None = None) -> tuple[int, dict[str, str]]:
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
     request = urllib.request.Request(
-        f"http://{ip}:8080/v1/chat/completions",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        f"http://{ip}:8080/v1/chat/completions", data=json.dumps(body).encode(), headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
@@ -152,10 +153,12 @@ def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
 
 
-def _apply_fleet(cluster: LocalCluster, namespace: str) -> None:
+def _apply_fleet(
+    cluster: LocalCluster, namespace: str, policy: dict[str, Any] | None = None
+) -> None:
     cluster.kubectl("create", "secret", "generic", "hf-token", "-n", namespace,
                     "--from-literal=token=x")  # fmt: skip
-    docs = [*_pools(), _policy()]
+    docs = [*_pools(), policy or _policy()]
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(docs))
 
 
@@ -273,3 +276,64 @@ def _config_data(cluster: LocalCluster, namespace: str) -> dict[str, str]:
 def _routed(cluster: LocalCluster, namespace: str) -> list[str]:
     text = _children(cluster, namespace)["ConfigMap"]["data"]["router.yaml"]
     return list(yaml.safe_load(text)["kubernetes"]["pools"])
+
+
+def _tenant_secret(cluster: LocalCluster, namespace: str, key: str) -> None:
+    secret = cluster.kubectl("create", "secret", "generic", "tenant-acme", "-n", namespace,
+                             f"--from-literal=api-key={key}", "--dry-run=client",
+                             "-o", "yaml")  # fmt: skip
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=secret.stdout)
+
+
+def _as_router(cluster: LocalCluster, namespace: str, *argv: str) -> tuple[bool, str]:
+    """``kubectl`` with the router pod's own credentials (its ServiceAccount token, as
+    the twin mounts it): (allowed, output)."""
+    from gpufleet.devcluster import twin
+
+    (folder,) = (cluster.handle.layout.root / twin.PODS_DIR).glob(f"{namespace}_{ROUTER}-*")
+    done = cluster.kubectl("--kubeconfig", str(folder / "kubeconfig"), "-n", namespace, *argv,
+                           check=False)  # fmt: skip
+    return done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.timeout(240)
+def test_tenant_keys_come_from_their_secret_live_and_the_router_holds_only_its_role(
+    cluster: LocalCluster, namespace: str, operator: Operator
+) -> None:
+    policy = _policy()
+    policy["spec"]["admission"] = {
+        "requireApiKey": True,
+        "tenants": [{"name": "acme", "apiKeySecretRef": {"name": "tenant-acme", "key": "api-key"}}],
+    }
+    _tenant_secret(cluster, namespace, "sk-acme-first-key")
+    _apply_fleet(cluster, namespace, policy)
+    pod = until("the router pod Ready", lambda: _router_pod(cluster, namespace), timeout=90)
+    ip, model = pod.status.pod_ip, MODELS["llama-8b"]
+    until("served with the tenant's key",
+          lambda: _chat(ip, model, "sk-acme-first-key")[0] == 200, timeout=90)  # fmt: skip
+    assert _chat(ip, model)[0] == 401, "a key is required"
+    assert _chat(ip, model, "sk-not-a-tenant-key")[0] == 401
+
+    # Rotating the key in the Secret: the router follows within 5 s, without a restart.
+    before = (pod.metadata.uid, pod.status.container_statuses[0].restart_count)
+    rotated = time.monotonic()
+    _tenant_secret(cluster, namespace, "sk-acme-second-key")
+    until("the new key accepted and the old one refused",
+          lambda: _chat(ip, model, "sk-acme-second-key")[0] == 200
+          and _chat(ip, model, "sk-acme-first-key")[0] == 401, timeout=5, every=0.1)  # fmt: skip
+    print(f"\nSecret rotated → new key routed in {time.monotonic() - rotated:.2f}s")
+    now = _router_pod(cluster, namespace)
+    assert now is not None
+    assert (now.metadata.uid, now.status.container_statuses[0].restart_count) == before
+
+    # The router's own credentials: its ConfigMap and its tenants' Secrets by name, the
+    # pods it routes to; nothing else.
+    assert _as_router(cluster, namespace, "get", "secret", "tenant-acme")[0]
+    assert _as_router(cluster, namespace, "get", "configmap", ROUTER)[0]
+    assert _as_router(cluster, namespace, "get", "pods")[0]
+    for argv in (("get", "secret", "hf-token"), ("get", "secrets"), ("get", "configmaps"),
+                 ("get", "modelpools"), ("get", "routingpolicies"),
+                 ("patch", "configmap", ROUTER, "-p", '{"data":{"x":"y"}}'),
+                 ("delete", "pod", pod.metadata.name, "--dry-run=server")):  # fmt: skip
+        allowed, output = _as_router(cluster, namespace, *argv)
+        assert not allowed and "forbidden" in output.lower(), argv
