@@ -151,7 +151,7 @@ async def test_router_routes_to_pods_found_through_endpointslices(
     urls = {gpu: f"http://{ip}:{PORT}" for gpu, ip in pod_ips.items()}
     raw = {
         "kubernetes": {"namespace": namespace, "kubeconfig": str(cluster.kubeconfig),
-                       "intervalSeconds": 0.5, "source": "pods"},
+                       "source": "pods"},
         "policy": {"pools": [POOL], "strategy": "least-request"},
         "healthCheck": {"intervalSeconds": 0.5},
     }  # fmt: skip

@@ -26,6 +26,9 @@ BACKEND = {"url": "http://127.0.0.1:8001", "model": "llama-3.1-8b", "gpu": "H100
         ({"backends": [BACKEND], "policy": {}, "apiKeys": {"ghost": {"value": "12345678"}}},
          "not in policy.admission.tenants"),
         ({"backends": [BACKEND], "policy": {}, "bogus": 1}, "bogus"),
+        # Discovery watches; the old polling interval is refused rather than ignored.
+        ({"kubernetes": {"namespace": "a", "intervalSeconds": 2}, "policy": {}},
+         "kubernetes.intervalSeconds"),
     ],
 )  # fmt: skip
 def test_errors_name_the_key(raw: Any, fragment: str) -> None:

@@ -80,9 +80,6 @@ class KubernetesSource(_Model):
 
     namespace: str = pydantic.Field(min_length=1, max_length=63)
     kubeconfig: Path | None = None
-    interval_seconds: float = pydantic.Field(
-        default=2.0, gt=0, le=300, description="Unused since discovery watches; accepted."
-    )
     port_name: str = "http"
     source: Literal["endpointslices", "pods"] = "endpointslices"
     pools: tuple[ObjectName, ...] | None = pydantic.Field(
