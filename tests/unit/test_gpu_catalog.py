@@ -58,7 +58,17 @@ def test_every_generation_identifies_from_its_own_labels(gpu: catalog.GpuSpec) -
     for product in gpu.products:
         assert catalog.identify({P: product, M: str(gpu.memory_mib)}) == gpu
     assert gpu.family in {"ampere", "ada-lovelace", "hopper", "blackwell"}
-    assert gpu.throughput_weight == round(gpu.bandwidth_gbps / 2039.0, 2)
+    measured = gpu.bandwidth_gbps * gpu.decode_efficiency
+    assert gpu.throughput_weight == round(measured / (2039.0 * 0.80), 2)
+    assert 0 < gpu.decode_efficiency <= 1 and 0 < gpu.prefill_efficiency <= 1
+    assert gpu.perf_source
+
+
+def test_b200_prior_comes_from_measurements_not_the_data_sheet() -> None:
+    # 8 TB/s at the A100's 80 % would make a B200 3.9x an A100-80GB; measured (vLLM,
+    # Llama-3.1-8B) it is 1.77x an H100, so its prior is about 2x the H100's, not 2.4x.
+    b200, h100 = catalog.GPUS["B200"], catalog.GPUS["H100-80GB"]
+    assert 1.6 < b200.throughput_weight / h100.throughput_weight < 2.1
 
 
 def test_unknown_gpu_lists_known_names() -> None:
@@ -80,6 +90,7 @@ def test_overrides_change_a_known_generation_and_add_a_new_one(tmp_path: pathlib
     assert gpus["H100-80GB"].max_gpus_per_node == 4
     assert gpus["H100-80GB"].memory_mib == 81559
     assert gpus["RTX-6000-ADA"].throughput_weight == round(960 / 2039, 2)
+    assert gpus["RTX-6000-ADA"].perf_source == catalog.UNCALIBRATED
     labels = {P: "NVIDIA-RTX-6000-Ada-Generation", M: "49140"}
     assert catalog.identify(labels, gpus) == gpus["RTX-6000-ADA"]
     assert catalog.identify(labels) is None

@@ -1,14 +1,16 @@
 """The GPU generation catalog: what each canonical generation is and how to spot it.
 
-Pure data and lookups. Each entry holds the memory the GPU reports (MiB, as NVML and
-GPU Feature Discovery's ``nvidia.com/gpu.memory`` label show it), memory bandwidth,
-dense tensor throughput, interconnect, the default relative throughput weight used by
-routing, the rate at which vLLM loads one GPU's shard of the weights (cold starts), and
-the GPU Feature Discovery ``nvidia.com/gpu.product`` strings that identify it. A node is
-matched on product **and** memory, so one generation can never be taken for another
-that shares a product-name prefix or a memory size (H100-80GB and A100-80GB report
-within 0.5 % of each other). ``gpufleet.hardware.overrides`` builds a catalog with
-site-specific changes; every lookup takes the catalog to use, defaulting to ``GPUS``.
+Pure data and lookups. Each entry holds the memory the GPU reports (MiB, as NVML and GPU
+Feature Discovery's ``nvidia.com/gpu.memory`` label show it), memory bandwidth, dense
+tensor throughput, interconnect, the share of the data-sheet bandwidth and FLOPS vLLM
+reaches on it (measured, with their sources), the default relative throughput weight
+used by routing (derived from the measured decode bandwidth), the rate at which vLLM
+loads one GPU's shard of the weights (cold starts), and the GPU Feature Discovery
+``nvidia.com/gpu.product`` strings that identify it. A node is matched on product
+**and** memory, so one generation can never be taken for another that shares a product-
+name prefix or a memory size (H100-80GB and A100-80GB report within 0.5 % of each
+other). ``gpufleet.hardware.overrides`` builds a catalog with site-specific changes;
+every lookup takes the catalog to use, defaulting to ``GPUS``.
 """
 
 from __future__ import annotations
@@ -26,9 +28,19 @@ GPU_RESOURCE = "nvidia.com/gpu"
 # PCIe 40GB: 40960 or 40536 MiB), so the memory label matches within this fraction.
 MEMORY_TOLERANCE = 0.02
 
-# Decode is memory-bandwidth bound, so the default throughput weight is the bandwidth
-# ratio to this reference (A100-80GB SXM4, 2039 GB/s); routing may override or learn it.
+# Decode is memory-bandwidth bound, so the default throughput weight is the *measured*
+# decode bandwidth (data sheet x ``decode_efficiency``) relative to this reference
+# (A100-80GB SXM4: 2039 GB/s at 0.80); routing may override it and learns it by default.
 REFERENCE_BANDWIDTH_GBPS = 2039.0
+REFERENCE_DECODE_EFFICIENCY = 0.80
+
+# Shares of the data-sheet peaks vLLM reaches (``GpuSpec.decode_efficiency``,
+# ``prefill_efficiency``); a generation without a published measurement gets these, the
+# A100 fit. The sources of each generation's figures are in ``GpuSpec.perf_source`` and
+# the replayed measurements in ``gpufleet.sim.calibration``.
+DEFAULT_DECODE_EFFICIENCY = 0.80
+DEFAULT_PREFILL_EFFICIENCY = 0.65
+UNCALIBRATED = "no published same-setup vLLM measurement found; the A100 fit"
 
 # Weight loading (``GpuSpec.weight_load_gbps``): the GB/s at which vLLM's default
 # safetensors loader reads one GPU's shard from node-local storage and copies it to that
@@ -56,6 +68,9 @@ DEFAULT_WEIGHT_LOAD_GBPS = 0.5
 class GpuSpec:
     """One GPU generation; bandwidth in GB/s, TFLOPS dense (without 2:4 sparsity).
 
+    ``decode_efficiency`` is the share of ``bandwidth_gbps`` a vLLM decode step reaches,
+    ``prefill_efficiency`` the share of the dense peak its prompt processing reaches;
+    ``perf_source`` names the measurements they were fitted to.
     ``weight_load_gbps`` is how fast one GPU's shard of the weights is loaded at start-up
     (see ``DEFAULT_WEIGHT_LOAD_GBPS``); a generation added by overrides gets the default.
     """
@@ -72,6 +87,9 @@ class GpuSpec:
     products: tuple[str, ...]
     max_gpus_per_node: int = 8
     weight_load_gbps: float = DEFAULT_WEIGHT_LOAD_GBPS
+    decode_efficiency: float = DEFAULT_DECODE_EFFICIENCY
+    prefill_efficiency: float = DEFAULT_PREFILL_EFFICIENCY
+    perf_source: str = UNCALIBRATED
 
     @property
     def memory_gib(self) -> float:
@@ -87,14 +105,48 @@ class GpuSpec:
         return product in self.products and abs(memory_mib - self.memory_mib) <= tolerance
 
 
-def _gpu(name: str, *, bandwidth_gbps: float, **fields: object) -> GpuSpec:
-    weight = round(bandwidth_gbps / REFERENCE_BANDWIDTH_GBPS, 2)
+def measured_weight(bandwidth_gbps: float, decode_efficiency: float) -> float:
+    """Relative decode throughput: measured bandwidth over the A100-80GB's (2 decimals)."""
+    reference = REFERENCE_BANDWIDTH_GBPS * REFERENCE_DECODE_EFFICIENCY
+    return round(bandwidth_gbps * decode_efficiency / reference, 2)
+
+
+def _gpu(
+    name: str,
+    *,
+    bandwidth_gbps: float,
+    decode_efficiency: float = DEFAULT_DECODE_EFFICIENCY,
+    **fields: object,
+) -> GpuSpec:
     return GpuSpec(
         name=name,
         bandwidth_gbps=bandwidth_gbps,
-        throughput_weight=weight,
+        decode_efficiency=decode_efficiency,
+        throughput_weight=measured_weight(bandwidth_gbps, decode_efficiency),
         **fields,  # type: ignore[arg-type]
     )
+
+
+# Measured efficiencies, by source (replayed in ``gpufleet.sim.calibration``):
+# - A100: johnmusgrave.com/p/vllm-throughput-latency-sweep-on (Llama-3.1-8B, 1x A100-40GB,
+#   vLLM 0.23): C=1 decode at 75 tok/s, ~77 % of the bandwidth floor -> 0.80 with the
+#   step overheads; prefill 0.65 of dense peak.
+# - H100 vs A100-80GB: LambdaLabsML/vllm-benchmark results/prompt_10 (Meta-Llama-3-8B-
+#   Instruct BF16, TP 1, vLLM 0.6, 10 ShareGPT prompts sent at once, 2024-09): mean TTFT
+#   126.9 ms on A100-80GB SXM vs 62.4 ms on H100 SXM (2.03x, where the data-sheet FLOPS
+#   ratio is 3.17x), mean ITL 115.0 vs 72.4 ms per 10-token chunk (1.59x, bandwidth
+#   ratio 1.64x). Hopper's prompt processing reaches ~0.43 of its dense peak, decode the
+#   same 0.80 of bandwidth as Ampere.
+# - B200 vs H100: research.aimultiple.com/multi-gpu (vLLM, Llama-3.1-8B-Instruct, one GPU,
+#   saturated offline load, 2025-09): B200 31,343 tok/s, "77 % faster than the H100"
+#   (1.77x, where the bandwidth ratio is 2.39x). Decode at 0.65 of its 8 TB/s fits it
+#   (simulated 1.63x); its prompt processing is taken at Hopper's 0.43 (no same-setup
+#   TTFT figure was found).
+# - H200: no same-setup figure; Hopper's efficiencies on its own bandwidth.
+_LAMBDA = "LambdaLabsML/vllm-benchmark results/prompt_10, Llama-3-8B, vLLM 0.6"
+_MUSGRAVE = "johnmusgrave.com/p/vllm-throughput-latency-sweep-on, Llama-3.1-8B, vLLM 0.23"
+_WMX = "ai.wmx.dev/benchmarks, Qwen2.5-0.5B on L4, vLLM 0.23"
+_AIMULTIPLE = "research.aimultiple.com/multi-gpu, Llama-3.1-8B, vLLM (B200 1.77x H100)"
 
 
 # Product strings: GFD takes the NVML device name, drops characters outside
@@ -118,6 +170,7 @@ _GPUS: tuple[GpuSpec, ...] = (
         "L4", memory_mib=23034, bandwidth_gbps=300.0, bf16_tflops=121.0, fp8_tflops=242.5,
         interconnect="pcie", nvlink_gbps=0.0, family="ada-lovelace", products=("NVIDIA-L4",),
         weight_load_gbps=0.4,
+        perf_source=_WMX,
     ),
     # NVIDIA L40S data sheet: 48 GB, 864 GB/s, BF16 362 / FP8 733 TFLOPS dense.
     _gpu(
@@ -131,6 +184,7 @@ _GPUS: tuple[GpuSpec, ...] = (
         fp8_tflops=0.0, interconnect="nvlink", nvlink_gbps=600.0, family="ampere",
         products=("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB"),
         weight_load_gbps=1.5,
+        perf_source=_MUSGRAVE,
     ),
     # NVIDIA A100 data sheet: 80GB SXM4 2039 GB/s (PCIe 1935), BF16 312 TFLOPS dense.
     _gpu(
@@ -138,6 +192,7 @@ _GPUS: tuple[GpuSpec, ...] = (
         fp8_tflops=0.0, interconnect="nvlink", nvlink_gbps=600.0, family="ampere",
         products=("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe"),
         weight_load_gbps=1.5,
+        perf_source=f"{_MUSGRAVE}; {_LAMBDA}",
     ),
     # NVIDIA H100 data sheet, SXM5: 3.35 TB/s, BF16 989 / FP8 1979 TFLOPS dense, NVLink
     # 900 GB/s. The SXM5 board reports as "NVIDIA H100 80GB HBM3"; the PCIe card (2 TB/s,
@@ -147,6 +202,7 @@ _GPUS: tuple[GpuSpec, ...] = (
         fp8_tflops=1979.0, interconnect="nvlink", nvlink_gbps=900.0, family="hopper",
         products=("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe"),
         weight_load_gbps=2.0,
+        prefill_efficiency=0.43, perf_source=_LAMBDA,
     ),
     # NVIDIA H200 data sheet, SXM: 141 GB HBM3e at 4.8 TB/s, same tensor cores as H100.
     _gpu(
@@ -154,6 +210,8 @@ _GPUS: tuple[GpuSpec, ...] = (
         fp8_tflops=1979.0, interconnect="nvlink", nvlink_gbps=900.0, family="hopper",
         products=("NVIDIA-H200", "NVIDIA-H200-NVL"),
         weight_load_gbps=2.0,
+        prefill_efficiency=0.43,
+        perf_source=f"Hopper as H100-80GB ({_LAMBDA}); no same-setup H200 figure",
     ),
     # NVIDIA HGX B200 data sheet, per GPU (8-GPU totals / 8): 8 TB/s, BF16 2.25 /
     # FP8 4.5 PFLOPS dense, NVLink 5 1.8 TB/s.
@@ -162,6 +220,7 @@ _GPUS: tuple[GpuSpec, ...] = (
         fp8_tflops=4500.0, interconnect="nvlink", nvlink_gbps=1800.0, family="blackwell",
         products=("NVIDIA-B200",),
         weight_load_gbps=2.5,
+        decode_efficiency=0.65, prefill_efficiency=0.43, perf_source=_AIMULTIPLE,
     ),
 )  # fmt: skip
 

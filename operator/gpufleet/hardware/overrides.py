@@ -50,6 +50,8 @@ class GpuOverride(pydantic.BaseModel):
     interconnect: str | None = pydantic.Field(default=None, pattern="^(nvlink|pcie)$")
     nvlink_gbps: float | None = pydantic.Field(default=None, ge=0)
     throughput_weight: float | None = pydantic.Field(default=None, gt=0)
+    decode_efficiency: float | None = pydantic.Field(default=None, gt=0, le=1)
+    prefill_efficiency: float | None = pydantic.Field(default=None, gt=0, le=1)
     family: str | None = None
     products: tuple[str, ...] | None = pydantic.Field(default=None, min_length=1)
     max_gpus_per_node: int | None = pydantic.Field(default=None, ge=1, le=64)
@@ -110,6 +112,7 @@ def _merged(entry: GpuOverride, known: catalog.GpuSpec | None) -> catalog.GpuSpe
     if missing:
         names = ", ".join(alias_generators.to_camel(f) for f in missing)
         raise CatalogError(f"gpus[{entry.name}]: a new GPU generation needs {names}")
-    weight = round(given["bandwidth_gbps"] / catalog.REFERENCE_BANDWIDTH_GBPS, 2)
+    efficiency = given.get("decode_efficiency", catalog.DEFAULT_DECODE_EFFICIENCY)
+    weight = catalog.measured_weight(given["bandwidth_gbps"], efficiency)
     fields = {**_NEW_DEFAULTS, "throughput_weight": weight, **given}
     return catalog.GpuSpec(name=entry.name, **fields)

@@ -6,10 +6,10 @@ workload against a simulated replica in virtual time (``gpufleet.sim.offline``),
 point checks the whole step loop, not only the cost formula. ``median_error`` is the
 figure docs/simulator.md reports.
 
-Public, fixed-workload vLLM measurements per GPU generation are scarce: the points below
-are the ones found with the workload stated precisely enough to replay. Generations
-without a point (H100, H200, B200) follow from their data-sheet bandwidth and FLOPS with
-the same efficiencies; the ordering test guards their relative speed.
+``RATIOS`` are cross-generation points: one setup (model, vLLM version, workload) run on
+two generations, published as both figures. The simulator must reproduce the ratio
+between them within ``tolerance`` (15 %); these fix the per-generation efficiencies in
+``gpufleet.hardware.catalog``. ``table`` gives the rows ``gpufleet sim calibrate`` prints.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from gpufleet.planning import ModelArch
 from gpufleet.sim import offline, perfmodel, replica
 
 Metric = Literal["output_throughput", "tpot", "prefill_throughput"]
+RatioMetric = Literal["ttft", "tpot", "total_throughput"]
 
 # johnmusgrave.com/p/vllm-throughput-latency-sweep-on — "vLLM throughput-latency sweep on
 # NVIDIA A100": Llama-3.1-8B-Instruct BF16, 1x A100 40GB, vLLM 0.23.0 defaults,
@@ -133,3 +134,98 @@ def relative_error(point: Point, *, efficiency: perfmodel.Efficiency | None = No
 def median_error(*, efficiency: perfmodel.Efficiency | None = None) -> float:
     """Median relative error over all points."""
     return statistics.median(relative_error(p, efficiency=efficiency) for p in POINTS)
+
+
+# LambdaLabsML/vllm-benchmark, results/prompt_10/1x{A100,H100}-80GB-SXM/
+# Meta-Llama-3-8B-Instruct_tp1_len2048.json (2024-09-07/08, vLLM 0.6 with 10-step
+# scheduling, benchmark_serving.py, the same 10 ShareGPT prompts sent at once): the
+# prompt and output lengths below are the files' ``input_lens`` and the A100 run's
+# ``output_lens``. Mean TTFT 126.87 ms (A100-80GB SXM) vs 62.43 ms (H100 SXM); mean ITL
+# (per 10-token chunk) 114.99 vs 72.40 ms.
+_LAMBDA_INPUTS = (13, 25, 27, 10, 329, 29, 399, 328, 4, 205)
+_LAMBDA_OUTPUTS = (120, 507, 233, 194, 101, 741, 9, 3, 6, 31)
+_LAMBDA = "LambdaLabsML/vllm-benchmark results/prompt_10 (Llama-3-8B BF16, vLLM 0.6)"
+# research.aimultiple.com/multi-gpu (2025-09): vLLM, Llama-3.1-8B-Instruct, one GPU,
+# saturated offline load (input + output tokens/s): B200 31,343 tok/s, "77 % faster than
+# the H100". The page does not give its lengths; replayed as 256 clients of 1000/1000.
+_AIMULTIPLE = "research.aimultiple.com/multi-gpu (Llama-3.1-8B, vLLM, 1 GPU)"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ratio:
+    """How much faster ``faster`` ran one workload than ``slower``, as published.
+
+    ``inputs``/``outputs`` describe a burst (all requests at once); with ``concurrency``
+    set, a closed loop of fixed ``inputs[0]``/``outputs[0]`` lengths instead.
+    """
+
+    name: str
+    model: str
+    faster: str
+    slower: str
+    metric: RatioMetric
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    published: float
+    source: str
+    concurrency: int = 0
+    tolerance: float = 0.15
+
+
+RATIOS: tuple[Ratio, ...] = (
+    Ratio("h100/a100-80-8b-ttft", "llama-3.1-8b", "H100-80GB", "A100-80GB", "ttft",
+          _LAMBDA_INPUTS, _LAMBDA_OUTPUTS, 126.87 / 62.43, _LAMBDA),
+    Ratio("h100/a100-80-8b-itl", "llama-3.1-8b", "H100-80GB", "A100-80GB", "tpot",
+          _LAMBDA_INPUTS, _LAMBDA_OUTPUTS, 114.99 / 72.40, _LAMBDA),
+    Ratio("b200/h100-8b-throughput", "llama-3.1-8b", "B200", "H100-80GB", "total_throughput",
+          (1000,), (1000,), 1.77, _AIMULTIPLE, concurrency=256),
+)  # fmt: skip
+
+
+def _run(ratio: Ratio, gpu: str) -> offline.LoadResult:
+    spec = replica.ReplicaSpec(model=ratio.model, gpu=gpu, tensor_parallel_size=1,
+                               max_model_len=4096)  # fmt: skip
+    engine = replica.build(spec).engine()
+    if ratio.concurrency:
+        return offline.closed_loop(
+            engine, concurrency=ratio.concurrency, input_len=ratio.inputs[0],
+            output_len=ratio.outputs[0], requests=2 * ratio.concurrency,
+        )  # fmt: skip
+    return offline.burst(engine, inputs=ratio.inputs, outputs=ratio.outputs)
+
+
+def _figure(result: offline.LoadResult, metric: RatioMetric, input_len: int) -> float:
+    if metric == "ttft":
+        return 1 / result.mean_ttft_s
+    if metric == "tpot":
+        return 1 / result.mean_tpot_s
+    return (result.output_tokens + result.requests * input_len) / result.duration_s
+
+
+def simulate(ratio: Ratio) -> float:
+    """The simulator's speed ratio faster / slower for ``ratio``'s workload."""
+    faster, slower = (_figure(_run(ratio, g), ratio.metric, ratio.inputs[0])
+                      for g in (ratio.faster, ratio.slower))  # fmt: skip
+    return faster / slower
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Row:
+    """One line of ``gpufleet sim calibrate``."""
+
+    point: str
+    published: float
+    simulated: float
+    tolerance: float
+    source: str
+
+    @property
+    def error(self) -> float:
+        return (self.simulated - self.published) / self.published
+
+
+def table() -> list[Row]:
+    """Every absolute point, then every cross-generation ratio, with the model's figure."""
+    rows = [Row(p.name, p.published, predict(p), p.tolerance, p.source) for p in POINTS]
+    rows += [Row(r.name, r.published, simulate(r), r.tolerance, r.source) for r in RATIOS]
+    return rows

@@ -1,4 +1,5 @@
-"""``gpufleet sim``: serve one simulated vLLM replica, or ``gpufleet sim fleet`` many.
+"""``gpufleet sim``: serve one simulated vLLM replica, or ``gpufleet sim fleet`` many;
+``gpufleet sim calibrate`` prints the performance model against published measurements.
 
 Start-up follows vLLM: the API port is claimed at once but listens only after the model
 load (``--load-seconds``, by default the replica's ``load_seconds``; wall time = simulated
@@ -19,15 +20,16 @@ import sys
 import pydantic
 from aiohttp import web
 
-from gpufleet.sim import faults, fleet, replica, server
+from gpufleet.sim import calibration, faults, fleet, replica, server
 
 DEFAULT_HOST = "127.0.0.1"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="sim_command", metavar="fleet")
+    sub = parser.add_subparsers(dest="sim_command", metavar="{fleet,calibrate}")
     fleet_parser = sub.add_parser("fleet", help="start several simulators from a fleet file")
     fleet.add_arguments(fleet_parser)
+    sub.add_parser("calibrate", help="the model against published vLLM measurements")
     add_replica_arguments(parser)
     add_fault_arguments(parser)
 
@@ -75,6 +77,9 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.sim_command == "fleet":
         return fleet.run(args)
+    if args.sim_command == "calibrate":
+        print(format_calibration(calibration.table()))
+        return 0
     try:
         settings = settings_from(args)
     except (replica.ReplicaError, pydantic.ValidationError, ValueError) as exc:
@@ -256,3 +261,16 @@ async def serve(
             if dcgm is not None:
                 await dcgm.cleanup()
         await api.cleanup()
+
+
+def format_calibration(rows: list[calibration.Row]) -> str:
+    """The calibration table: point, published, simulated, error (and its tolerance)."""
+    header = f"{'point':26s} {'published':>10s} {'simulated':>10s} {'error':>7s} {'tol':>5s}"
+    lines = [header + "  source"]
+    for row in rows:
+        flag = "" if abs(row.error) <= row.tolerance else "  OUT OF TOLERANCE"
+        lines.append(
+            f"{row.point:26s} {row.published:10.4g} {row.simulated:10.4g} "
+            f"{row.error:+7.1%} {row.tolerance:5.0%}  {row.source}{flag}"
+        )
+    return "\n".join(lines)

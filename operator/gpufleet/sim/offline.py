@@ -3,13 +3,16 @@
 ``closed_loop`` reproduces what ``vllm bench serve --max-concurrency C --request-rate inf``
 does: C clients, each sending its next request the moment the previous one finishes,
 with fixed input and output lengths and prompts that share nothing (its ``random``
-dataset). Time advances by step durations only, so the result is exact and instant.
+dataset); ``burst`` what ``--num-prompts N --request-rate inf`` does with a fixed list of
+prompt and output lengths. Time advances by step durations only, so the result is exact
+and instant.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import statistics
+from collections.abc import Sequence
 
 from gpufleet.sim.engine import Engine, Request
 
@@ -79,4 +82,31 @@ def closed_loop(
         mean_ttft_s=statistics.fmean(ttfts) if ttfts else 0.0,
         mean_tpot_s=statistics.fmean(tpots) if tpots else 0.0,
         prefill_tokens_per_s=prefill_tokens / prefill_time if prefill_time else 0.0,
+    )
+
+
+def burst(engine: Engine, *, inputs: Sequence[int], outputs: Sequence[int]) -> LoadResult:
+    """Send every request at time 0 (``--num-prompts N --request-rate inf``) and run
+    them to the end; ``mean_tpot_s`` is the mean over requests of more than one token."""
+    for index, (prompt, output) in enumerate(zip(inputs, outputs, strict=True)):
+        engine.add(Request(f"r{index}", prompt, max(1, output)))
+    now = 0.0
+    first: dict[str, float] = {}
+    last: dict[str, tuple[float, int]] = {}
+    for _ in range((sum(inputs) + sum(outputs)) * 4 + 1):
+        if not engine.has_work:
+            break
+        result = engine.step()
+        now += result.duration
+        for event in result.events:
+            first.setdefault(event.request_id, now)
+            last[event.request_id] = (now, event.index + 1)
+    tpots = [(at - first[r]) / (n - 1) for r, (at, n) in last.items() if n > 1]
+    return LoadResult(
+        duration_s=now,
+        requests=len(first),
+        output_tokens=engine.counters.generation_tokens,
+        mean_ttft_s=statistics.fmean(first.values()) if first else 0.0,
+        mean_tpot_s=statistics.fmean(tpots) if tpots else 0.0,
+        prefill_tokens_per_s=0.0,
     )

@@ -14,8 +14,10 @@ its tokens, which is why vLLM's chunked prefill can piggyback prefill on memory-
 decode steps almost for free. Decode therefore slows with batch size and context (more
 KV read, and past the ridge point more FLOPs) and prefill with prompt length.
 
-The efficiency factors are calibrated against published vLLM measurements; see
-``gpufleet.sim.calibration`` for the points, their sources and the model's error.
+The efficiency factors are per GPU generation (``GpuSpec.decode_efficiency`` and
+``prefill_efficiency``: newer generations reach less of their data-sheet peaks in vLLM),
+calibrated against published vLLM measurements; see ``gpufleet.sim.calibration`` for the
+points, their sources and the model's error.
 """
 
 from __future__ import annotations
@@ -35,10 +37,13 @@ MOE_ACTIVE_EXPERTS = 2
 class Efficiency:
     """How much of the data-sheet peak a vLLM step achieves, and its fixed costs.
 
-    Defaults come from the calibration in ``gpufleet.sim.calibration``: decode on an
-    A100-40GB reaches ~77 % of the bandwidth floor in vLLM 0.23 with CUDA graphs
-    (johnmusgrave.com/p/vllm-throughput-latency-sweep-on), above the 50-60 % older
-    releases showed; prefill GEMMs reach ~65 % of dense peak (the issue's 45-65 % band).
+    ``for_gpu`` takes the generation's measured shares from the catalog; the defaults
+    are the A100 fit: decode on an A100-40GB reaches ~77 % of the bandwidth floor in
+    vLLM 0.23 with CUDA graphs (johnmusgrave.com/p/vllm-throughput-latency-sweep-on),
+    prefill GEMMs ~65 % of dense peak. The per-sequence CPU cost (60 us) was fitted on
+    Qwen2.5-0.5B on an L4 and re-checked on an 8B-class point: Llama-3-8B, 10 requests
+    at once, gives 11.1 ms per token on an A100-80GB and 7.2 ms on an H100 against
+    11.5 and 7.24 ms measured (LambdaLabsML/vllm-benchmark), so it stands.
     """
 
     bandwidth: float = 0.80
@@ -49,6 +54,11 @@ class Efficiency:
     # the GPU is far from its roofline.
     sequence_overhead_s: float = 60e-6
     allreduce_latency_s: float = 12e-6
+
+    @classmethod
+    def for_gpu(cls, gpu: GpuSpec) -> Efficiency:
+        """The generation's measured shares of its peaks, with the default overheads."""
+        return cls(bandwidth=gpu.decode_efficiency, compute=gpu.prefill_efficiency)
 
     def __post_init__(self) -> None:
         if not (0 < self.bandwidth <= 1 and 0 < self.compute <= 1):
@@ -177,5 +187,5 @@ def build(
         peak_flops=compute_flops(gpu, plan.dtype),
         bandwidth_bytes_s=gpu.bandwidth_gbps * 1e9,
         nvlink_bytes_s=max(gpu.nvlink_gbps, 32.0) * 1e9,
-        efficiency=efficiency or Efficiency(),
+        efficiency=efficiency or Efficiency.for_gpu(gpu),
     )
