@@ -69,8 +69,11 @@ class GenerationWeights(ApiModel):
     )
 
     mode: Literal["catalog", "auto"] = pydantic.Field(
-        default="catalog",
-        description="catalog: catalog figures and overrides; auto: learned from throughput.",
+        default="auto",
+        description=(
+            "auto: start from the catalog's measured figures (or overrides) and re-weight "
+            "each endpoint by its observed speed; catalog: the figures only, never learned."
+        ),
     )
     overrides: dict[str, float] = pydantic.Field(
         default_factory=dict,

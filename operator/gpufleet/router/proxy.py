@@ -38,7 +38,7 @@ import aiohttp
 from aiohttp import web
 
 from gpufleet.api.runtime import FailureHandling
-from gpufleet.router import service
+from gpufleet.router import learning, service
 from gpufleet.router.errors import RouterError, Unavailable, UpstreamFailed, UpstreamTimeout
 from gpufleet.router.registry import Lease, Slot
 from gpufleet.routing import breaker, picker
@@ -190,6 +190,8 @@ async def _attempt(
         if streaming:
             return await _stream(router, upstream, first, request, lease, outcome, deadline)
         outcome.label = _label(upstream.status)
+        if upstream.status == 200:
+            learning.answer_finished(router, slot.endpoint.id, body=first, since=started)
         return web.Response(body=first, status=upstream.status, headers=_down_headers(upstream))
     finally:
         upstream.close()
@@ -291,7 +293,8 @@ async def _stream(
         finished = end.error is None
         if finished:
             lease.slot.breaker.on_success()
-            _learn(router, lease.slot.endpoint.id, events=end.events, since=first_at)
+            endpoint = lease.slot.endpoint.id
+            learning.stream_finished(router, endpoint, events=end.events, since=first_at)
         elif end.endpoint_at_fault:
             lease.slot.breaker.on_failure(router.clock())
             outcome.label = "upstream_error_mid_stream"
@@ -351,15 +354,6 @@ async def _pump(
     if not upstream.content.at_eof():
         return _StreamEnd(events, UpstreamFailed("the model server's stream broke off"))
     return _StreamEnd(events)
-
-
-def _learn(router: service.Router, endpoint: str, *, events: int, since: float) -> None:
-    """Feed the stream's decode rate (events after the first chunk per second) to the
-    throughput learner. The usage chunk and ``[DONE]`` count too; every endpoint's
-    streams carry the same two, and learned weights are only compared with each other.
-    """
-    now = router.clock()
-    router.learner.observe(endpoint, tokens=events, seconds=now - since, now=now)
 
 
 def _reason(exc: BaseException) -> str:

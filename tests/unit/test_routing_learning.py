@@ -1,0 +1,91 @@
+"""The throughput learner with injected time: a throttled or faster endpoint is
+re-weighted within a minute from streamed and whole answers, never from one request."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpufleet.router import learning
+from gpufleet.routing import throughput
+
+PRIOR = {"b200": 3.19, "h100-a": 1.64, "h100-b": 1.64, "a100": 1.0}
+PER_REQUEST_RATE = {"b200": 95.0, "h100-a": 49.0, "h100-b": 49.0, "a100": 30.0}
+
+
+def _learner() -> throughput.Learner:
+    return throughput.Learner(half_life_s=600, min_samples=20)
+
+
+def _minute(
+    learner: throughput.Learner, speeds: dict[str, float], *, kind: throughput.Kind = "stream"
+) -> None:
+    """One request per endpoint every 2 s for 60 s, at prior speed x ``speeds``."""
+    for second in range(0, 60, 2):
+        for endpoint, rate in PER_REQUEST_RATE.items():
+            tokens = 128
+            seconds = tokens / (rate * speeds.get(endpoint, 1.0))
+            learner.observe(endpoint, tokens=tokens, seconds=seconds, now=second, kind=kind)
+
+
+@pytest.mark.parametrize("kind", ["stream", "whole"])
+@pytest.mark.parametrize(("factor", "low", "high"), [(0.5, 0.45, 0.55), (1.5, 1.4, 1.6)])
+def test_an_endpoint_off_its_prior_is_reweighted_within_a_minute(
+    kind: throughput.Kind, factor: float, low: float, high: float
+) -> None:
+    learner = _learner()
+    _minute(learner, {"h100-a": factor}, kind=kind)
+    weights = learner.weights(PRIOR)
+    assert low * PRIOR["h100-a"] < weights["h100-a"] < high * PRIOR["h100-a"]
+    for healthy in ("b200", "h100-b", "a100"):
+        assert weights[healthy] == pytest.approx(PRIOR[healthy], rel=0.05)
+
+
+def test_endpoints_running_as_their_prior_says_keep_it() -> None:
+    learner = _learner()
+    _minute(learner, {})
+    assert learner.weights(PRIOR) == pytest.approx(PRIOR, rel=0.05)
+
+
+def test_never_from_one_request_nor_before_min_samples() -> None:
+    learner = _learner()
+    _minute(learner, {}, kind="stream")
+    learner.forget("h100-a")
+    for i in range(19):
+        learner.observe("h100-a", tokens=100, seconds=100.0, now=i)  # 1 tok/s: absurdly slow
+    assert learner.weights(PRIOR)["h100-a"] == PRIOR["h100-a"]
+    learner.observe("h100-a", tokens=100, seconds=100.0, now=20)
+    assert learner.weights(PRIOR)["h100-a"] < 0.1 * PRIOR["h100-a"]
+
+
+def test_stream_and_whole_rates_are_compared_only_with_their_own_kind() -> None:
+    # Whole-request rates include prefill and queueing (lower); an endpoint seen only
+    # through whole answers is not judged slow against others' stream rates.
+    learner = _learner()
+    _minute(learner, {}, kind="stream")
+    for second in range(0, 60, 2):
+        learner.observe("extra", tokens=128, seconds=128 / 20.0, now=second, kind="whole")
+        learner.observe("a100", tokens=128, seconds=128 / 20.0, now=second, kind="whole")
+    weights = learner.weights({**PRIOR, "extra": 1.0})
+    assert weights["extra"] == pytest.approx(1.0, rel=0.05)
+
+
+def test_forgotten_endpoint_returns_to_its_prior() -> None:
+    learner = _learner()
+    _minute(learner, {"a100": 0.5})
+    learner.forget("a100")
+    assert learner.weights(PRIOR)["a100"] == PRIOR["a100"]
+
+
+@pytest.mark.parametrize(
+    ("body", "tokens"),
+    [
+        (b'{"usage": {"prompt_tokens": 5, "completion_tokens": 42}}', 42),
+        (b'{"choices": []}', None),
+        (b'{"usage": {"completion_tokens": "42"}}', None),
+        (b'{"usage": {"completion_tokens": true}}', None),
+        (b"not json", None),
+        (b"[1, 2]", None),
+    ],
+)
+def test_completion_tokens_from_a_whole_answer(body: bytes, tokens: int | None) -> None:
+    assert learning.completion_tokens(body) == tokens
