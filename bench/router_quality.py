@@ -6,15 +6,25 @@ context and shared system prompts, and replays the identical trace through a fre
 ``gpufleet router`` per strategy. Prints goodput (requests within their class SLO),
 p99 TTFT, tokens/s and per-class goodput, writes bench/out/router_quality.json.
 
+Then the same strategies on the same trace against a fleet with hidden per-replica
+variation the router is not told about: every replica's step time multiplied by a
+seeded draw in [1, 1 + spread] and one H100 throttled to ``--throttle`` (2 = half
+speed), each router first learning for ``--warmup-s`` seconds of another trace of the
+same mix. ``--variation-only`` skips nothing but prints both; ``--strategies`` limits
+the strategies run.
+
     .venv/bin/python bench/router_quality.py [--b200 1 --h100 2 --a100 4]
-        [--requests 300 --rate 12] [--seed 7]
+        [--requests 300 --rate 12] [--seed 7] [--spread 0.1 --throttle 2 --warmup-s 60]
+        [--strategies cost,least-request]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
+import random
 import signal
 import socket
 import subprocess
@@ -82,7 +92,11 @@ def _stats(url: str) -> dict[str, Any]:
 
 
 def run_strategy(
-    strategy: str, backends: list[dict[str, Any]], loaded: trace.Trace, work: Path
+    strategy: str,
+    backends: list[dict[str, Any]],
+    loaded: trace.Trace,
+    work: Path,
+    warmup: trace.Trace | None = None,
 ) -> dict[str, Any]:
     cfg = work / f"router-{strategy}.yaml"
     cfg.write_text(yaml.safe_dump(_router_config(backends, strategy)))
@@ -94,6 +108,9 @@ def run_strategy(
     )
     try:
         _wait_ready(url, proc)
+        if warmup is not None:
+            asyncio.run(client.replay(warmup, target=url, model=MODEL, concurrency=512,
+                                      timeout_s=600))  # fmt: skip
         results, duration = asyncio.run(
             client.replay(loaded, target=url, model=MODEL, concurrency=512, timeout_s=600)
         )
@@ -114,6 +131,10 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--rate", type=float, default=12.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--spread", type=float, default=0.1)
+    parser.add_argument("--throttle", type=float, default=2.0)
+    parser.add_argument("--warmup-s", type=float, default=60.0)
+    parser.add_argument("--strategies", default="")
     args = parser.parse_args()
     spec = trace.TraceSpec(
         seed=args.seed, requests=args.requests, rate=args.rate, arrival="poisson",
@@ -121,12 +142,58 @@ def main() -> int:
         system_prompts=4, session_share=0.3,
     )  # fmt: skip
     loaded = trace.generate(spec)
+    warm_requests = max(1, int(args.rate * args.warmup_s))
+    warmup = trace.generate(dataclasses.replace(spec, seed=spec.seed + 1000,
+                                                requests=warm_requests))  # fmt: skip
+    strategies = tuple(args.strategies.split(",")) if args.strategies else STRATEGIES
+    gpus = (("B200", args.b200), ("H100-80GB", args.h100), ("A100-40GB", args.a100))
+    clean = [{"gpu": g, "count": n} for g, n in gpus if n]
+    varied = _varied(gpus, spread=args.spread, throttle=args.throttle, seed=args.seed)
+    results = _run_fleet(clean, strategies, loaded, None)
+    hidden = _run_fleet(varied, strategies, loaded, warmup)
+    print("clean fleet:")
+    _print(results)
+    print(f"hidden variation (spread {args.spread}, one H100 x{args.throttle}, "
+          f"{args.warmup_s:.0f} s of learning first):")  # fmt: skip
+    _print(hidden)
+    kept = {s: round(hidden[s]["goodput_share"] / results[s]["goodput_share"], 3)
+            for s in strategies if results[s]["goodput_share"]}  # fmt: skip
+    print("SLO attainment kept (hidden / clean):", kept)
+    document = {"fleet": clean, "varied_fleet": varied, "trace": {"requests": args.requests,
+                "rate": args.rate, "seed": args.seed, "mix": spec.mix,
+                "warmup_s": args.warmup_s}, "results": results, "hidden": hidden,
+                "kept": kept, "ratios": _ratios(results)}  # fmt: skip
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(document, indent=2))
+    print(f"wrote {OUT}")
+    return 0
+
+
+def _varied(
+    gpus: tuple[tuple[str, int], ...], *, spread: float, throttle: float, seed: int
+) -> list[dict[str, Any]]:
+    """One fleet group per replica with its hidden slowdown; the first H100 throttled."""
+    draw = random.Random(seed)
+    groups: list[dict[str, Any]] = []
+    throttled = False
+    for gpu, count in gpus:
+        for _ in range(count):
+            slowdown = 1 + draw.uniform(0, spread)
+            if gpu == "H100-80GB" and not throttled:
+                slowdown, throttled = throttle, True
+            groups.append({"gpu": gpu, "count": 1, "args": ["--slowdown", f"{slowdown:.3f}"]})
+    return groups
+
+
+def _run_fleet(
+    replicas: list[dict[str, Any]],
+    strategies: tuple[str, ...],
+    loaded: trace.Trace,
+    warmup: trace.Trace | None,
+) -> dict[str, dict[str, Any]]:
     fleet = {
         "model": MODEL, "basePort": _port() // 100 * 100 % 40000 + 20000, "speed": 1,
-        "maxModelLen": 32768,
-        "replicas": [{"gpu": g, "count": n} for g, n in
-                     (("B200", args.b200), ("H100-80GB", args.h100), ("A100-40GB", args.a100))
-                     if n],
+        "maxModelLen": 32768, "replicas": replicas,
     }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -140,20 +207,14 @@ def main() -> int:
         try:
             _wait_file(out, sims)
             backends = yaml.safe_load(out.read_text())["backends"]
-            results = {s: run_strategy(s, backends, loaded, work) for s in STRATEGIES}
+            return {s: run_strategy(s, backends, loaded, work, warmup) for s in strategies}
         finally:
             _stop(sims)
-    _print(results)
-    document = {"fleet": fleet["replicas"], "trace": {"requests": args.requests,
-                "rate": args.rate, "seed": args.seed, "mix": spec.mix}, "results": results,
-                "ratios": _ratios(results)}  # fmt: skip
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(document, indent=2))
-    print(f"wrote {OUT}")
-    return 0
 
 
 def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    if not {"cost", "round-robin", "least-request"} <= results.keys():
+        return {}
     cost = results["cost"]["goodput_per_s"]
 
     def ratio(other: str) -> float | None:
