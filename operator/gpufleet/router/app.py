@@ -6,7 +6,8 @@ health probes, Prometheus signals, throughput learning and, with ``kubernetes``,
 cluster watches that discover endpoints and apply configuration changes live — and
 cancels them on shutdown. The loops read the current configuration on every pass, so
 they run whether or not it enables them now. ``on_shutdown`` marks the router draining
-(``/readyz`` 503).
+(``/readyz`` 503); ``gpufleet router`` marks it earlier, as soon as it is told to stop
+(``serving``). Every request passes ``edge``'s middlewares and prepare hook.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gpufleet.router import (
     appkeys,
     cluster,
     discovery,
+    edge,
     handlers,
     liveconfig,
     loops,
@@ -31,6 +33,7 @@ from gpufleet.router import (
     signals,
 )
 from gpufleet.router.config import RouterConfig
+from gpufleet.router.drain import Drain
 from gpufleet.router.gate import Gate
 from gpufleet.router.metrics import RouterMetrics
 from gpufleet.router.registry import Registry
@@ -86,9 +89,12 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
 def create_app(config: RouterConfig, *, clock: Clock = time.monotonic) -> web.Application:
     router = build(config, clock=clock)
     app = web.Application(
-        client_max_size=config.limits.max_body_bytes, middlewares=[handlers.error_middleware]
+        client_max_size=config.limits.max_body_bytes,
+        middlewares=[edge.trace_middleware, edge.error_middleware],
     )
     app[appkeys.ROUTER] = router
+    app[appkeys.DRAIN] = Drain()
+    app.on_response_prepare.append(edge.on_prepare)
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_loop(loops.health_loop))
     if config.kubernetes is not None:

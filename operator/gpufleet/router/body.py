@@ -2,7 +2,11 @@
 
 The body is forwarded upstream as received (re-encoded only when a model alias is
 rewritten), so unknown fields pass through untouched. ``parse`` raises ``BadRequest``
-naming the field at fault; it never puts prompt text in a message.
+naming the field at fault; it never puts prompt text in a message. JSON nested deeper
+than Python's decoder can recurse is a ``BadRequest`` too, not a crash.
+
+``n`` (completions per prompt, 1 to ``MAX_CHOICES``) is checked for generation
+requests; embeddings always count as one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from gpufleet.router.errors import BadRequest
 
 Kind = Literal["chat", "completion", "embedding"]
 _REQUIRED: dict[Kind, str] = {"chat": "messages", "completion": "prompt", "embedding": "input"}
+# OpenAI's own limit on ``n``; each choice decodes on its own, so n multiplies the cost.
+MAX_CHOICES = 128
+_TOO_DEEP = "the request body nests JSON too deeply"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,6 +35,7 @@ class Parsed:
     text: str
     max_tokens: int | None
     stream: bool
+    n: int = 1
 
 
 def parse(kind: Kind, raw: bytes, *, max_tokens_limit: int) -> Parsed:
@@ -36,6 +44,8 @@ def parse(kind: Kind, raw: bytes, *, max_tokens_limit: int) -> Parsed:
         document = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("the request body is not valid JSON") from exc
+    except RecursionError:
+        raise BadRequest(_TOO_DEEP) from None
     if not isinstance(document, dict):
         raise BadRequest("the request body must be a JSON object")
     model = document.get("model")
@@ -55,7 +65,17 @@ def parse(kind: Kind, raw: bytes, *, max_tokens_limit: int) -> Parsed:
         text=_text(kind, document[field]),
         max_tokens=_max_tokens(document, max_tokens_limit),
         stream=stream,
+        n=1 if kind == "embedding" else _choices(document),
     )
+
+
+def _choices(document: dict[str, object]) -> int:
+    value = document.get("n")
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CHOICES:
+        raise BadRequest(f"n must be an integer between 1 and {MAX_CHOICES}", param="n")
+    return value
 
 
 def _max_tokens(document: dict[str, object], limit: int) -> int | None:
@@ -96,4 +116,7 @@ def with_model(parsed: Parsed, model: str) -> bytes:
     """The body to forward when it must name ``model`` instead of the client's."""
     if model == parsed.model:
         return parsed.raw
-    return json.dumps({**parsed.document, "model": model}).encode()
+    try:
+        return json.dumps({**parsed.document, "model": model}).encode()
+    except RecursionError:
+        raise BadRequest(_TOO_DEEP) from None

@@ -4,12 +4,16 @@
     RouterError
     ├── BadRequest        400 invalid_request_error
     ├── Unauthorized      401 authentication_error
-    ├── NotFound          404 not_found_error
+    ├── NotFound          404 not_found_error       (model_not_found)
+    │   └── RouteNotFound 404 invalid_request_error (unknown_route)
+    ├── MethodNotAllowed  405 invalid_request_error (Allow)
     ├── PayloadTooLarge   413 invalid_request_error
+    ├── UnsupportedMediaType 415 invalid_request_error
     ├── RateLimited       429 rate_limit_error      (Retry-After)
     ├── Unavailable       503 service_unavailable   (Retry-After)
     ├── UpstreamFailed    502 upstream_error
-    └── UpstreamTimeout   504 upstream_timeout
+    ├── UpstreamTimeout   504 upstream_timeout
+    └── InternalError     500 internal_error        (a defect; the message says no more)
 
 Messages name the field or header at fault and what is accepted; they never echo an
 API key or prompt text.
@@ -67,8 +71,27 @@ class NotFound(RouterError):
     status, type, code = 404, "not_found_error", "model_not_found"
 
 
+class RouteNotFound(NotFound):
+    status, type, code = 404, "invalid_request_error", "unknown_route"
+
+
+class MethodNotAllowed(RouterError):
+    status, type, code = 405, "invalid_request_error", "method_not_allowed"
+
+    def __init__(self, message: str, *, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)}
+
+
 class PayloadTooLarge(RouterError):
     status, type, code = 413, "invalid_request_error", "payload_too_large"
+
+
+class UnsupportedMediaType(RouterError):
+    status, type, code = 415, "invalid_request_error", "unsupported_media_type"
 
 
 class RateLimited(RouterError):
@@ -85,3 +108,7 @@ class UpstreamFailed(RouterError):
 
 class UpstreamTimeout(RouterError):
     status, type, code = 504, "upstream_timeout", None
+
+
+class InternalError(RouterError):
+    status, type, code = 500, "internal_error", None

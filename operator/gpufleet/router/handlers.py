@@ -1,11 +1,16 @@
 """HTTP handlers: the only place request objects exist. Each reads what it needs from
 the request, calls ``service``/``proxy``, and records the outcome; errors become
-OpenAI-shaped JSON in ``error_middleware``. No handler logs a key or prompt text.
+OpenAI-shaped JSON in ``edge.error_middleware``. No handler logs a key or prompt text.
+
+A generation request is tracked by the app's ``Drain`` from start to end; when a
+stopping router cuts it (``drainSeconds`` ran out), it answers 503 if nothing was sent
+yet, and otherwise ends its stream with an SSE error event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -13,51 +18,43 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gpufleet.router import appkeys, body, proxy, service, stats
-from gpufleet.router.errors import BadRequest, NotFound, PayloadTooLarge, RouterError
+from gpufleet.router import appkeys, body, edge, proxy, service, stats
+from gpufleet.router.drain import Drain
+from gpufleet.router.errors import (
+    PayloadTooLarge,
+    RouterError,
+    Unavailable,
+    UnsupportedMediaType,
+)
 
 log = logging.getLogger("gpufleet.router")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_JSON = "application/json"
 
 
 def _router(request: web.Request) -> service.Router:
     return request.app[appkeys.ROUTER]
 
 
-def error_response(error: RouterError) -> web.Response:
-    return web.json_response(error.body(), status=error.status, headers=error.headers())
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except RouterError as error:
-        return error_response(error)
-    except web.HTTPRequestEntityTooLarge:
-        limit = _router(request).config.limits.max_body_bytes
-        return error_response(PayloadTooLarge(f"the request body exceeds {limit} bytes"))
-    except web.HTTPNotFound:
-        return error_response(NotFound(f"no route for {request.path}", param=None))
-    except web.HTTPMethodNotAllowed as exc:
-        return error_response(
-            BadRequest(f"{request.method} is not allowed; use {', '.join(exc.allowed_methods)}")
-        )
-
-
 def generate(kind: body.Kind) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
-        return await _generate(request, kind)
+        drain = request.app[appkeys.DRAIN]
+        drain.enter()
+        try:
+            return await _generate(request, kind, drain)
+        finally:
+            drain.leave()
 
     return handle
 
 
-async def _generate(request: web.Request, kind: body.Kind) -> web.StreamResponse:
+async def _generate(request: web.Request, kind: body.Kind, drain: Drain) -> web.StreamResponse:
     router = _router(request)
     router.stats.total += 1
     outcome = proxy.Outcome()
     job: service.Job | None = None
     try:
+        _check_media_type(request)
         tenant = service.tenant_of(router, request.headers.get("Authorization"))
         parsed = body.parse(
             kind,
@@ -74,22 +71,55 @@ async def _generate(request: web.Request, kind: body.Kind) -> web.StreamResponse
     except RouterError as error:
         outcome.label = f"rejected_{error.status}"
         raise
-    except (asyncio.CancelledError, ConnectionResetError):
+    except asyncio.CancelledError:
+        if not drain.cutting:
+            outcome.label = "cancelled"
+            raise
+        outcome.label = "drain_cut"
+        return await _cut(drain, router.config.drain_seconds)
+    except ConnectionResetError:
         outcome.label = "cancelled"
         raise
     except Exception:
         outcome.label = "internal_error"
-        log.exception("unexpected error while serving a request")
         raise
     finally:
         _record(router, job, outcome)
 
 
+async def _cut(drain: Drain, drain_s: float) -> web.StreamResponse:
+    """End a request the drain cut: 503 before the headers, an SSE error event after."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    error = Unavailable(f"the router is stopping and drainSeconds ({drain_s}s) ran out")
+    response = drain.response()
+    if response is None:
+        return edge.error_response(error)
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
+        await response.write(error.sse_event())
+        await response.write_eof()
+    return response
+
+
+def _check_media_type(request: web.Request) -> None:
+    """JSON bodies only; a request without Content-Type is read as JSON (as vLLM does)."""
+    if "Content-Type" in request.headers and request.content_type != _JSON:
+        raise UnsupportedMediaType(
+            f"Content-Type {request.content_type!r} is not supported; send {_JSON}",
+            param="Content-Type",
+        )
+
+
 async def _read(request: web.Request, router: service.Router) -> bytes:
+    """The body, ``PayloadTooLarge`` beyond ``maxBodyBytes`` (declared or streamed)."""
     limit = router.config.limits.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the request body exceeds {limit} bytes")
-    return await request.read()
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"the request body exceeds {limit} bytes") from None
 
 
 def _debug(

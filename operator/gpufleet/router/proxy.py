@@ -38,7 +38,7 @@ import aiohttp
 from aiohttp import web
 
 from gpufleet.api.runtime import FailureHandling
-from gpufleet.router import learning, service
+from gpufleet.router import appkeys, learning, service
 from gpufleet.router.errors import RouterError, Unavailable, UpstreamFailed, UpstreamTimeout
 from gpufleet.router.registry import Lease, Slot
 from gpufleet.routing import breaker, picker
@@ -367,11 +367,9 @@ def _label(status: int) -> str:
 
 
 def _upstream_headers(request: web.Request) -> dict[str, str]:
-    headers = {"Content-Type": "application/json"}
-    request_id = request.headers.get("x-request-id")
-    if request_id:
-        headers["x-request-id"] = request_id
-    return headers
+    """JSON, and the request's trace identity (``x-request-id``, ``traceparent``)."""
+    trace = request.get(appkeys.TRACE)
+    return {"Content-Type": "application/json", **(trace.upstream_headers() if trace else {})}
 
 
 def _down_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:

@@ -129,6 +129,7 @@ def prepare(router: Router, parsed: body.Parsed, *, tenant: str, headers: Mappin
         max_tokens=max_tokens,
         estimation=estimation,
         kv_bytes=cost.kv_bytes_per_token(model),
+        choices=parsed.n,
     )
     limit = next((c.max_input_tokens for c in policy.request_classes if c.name == klass), None)
     if limit is not None and est.input_tokens > limit:

@@ -2,7 +2,8 @@
 counts as large (the ``large_input``, ``large_kv`` and ``memory_pressure`` triggers).
 
 Input tokens are characters / ``charsPerToken`` unless a tokenizer count is given;
-output tokens are ``max_tokens`` (or the class default) x ``expectedOutputFraction``;
+output tokens are ``max_tokens`` (or the class default) x ``expectedOutputFraction``,
+times ``n`` (each choice decodes its own tokens; the prompt is prefilled once);
 KV MB is (input + output) x the model's KV bytes per token (``gpufleet.planning``).
 """
 
@@ -62,10 +63,11 @@ def estimate(
     max_tokens: int | None,
     estimation: TokenEstimation,
     kv_bytes: int,
+    choices: int = 1,
 ) -> Estimate:
     """The estimate of one request; ``max_tokens`` None takes ``defaultMaxTokens``."""
     requested = max_tokens if max_tokens is not None else estimation.default_max_tokens
-    output = max(1, math.ceil(requested * estimation.expected_output_fraction))
+    output = max(1, math.ceil(requested * estimation.expected_output_fraction)) * choices
     kv_mb = (input_token_count + output) * kv_bytes / MB
     return Estimate(input_token_count, output, kv_mb)
 

@@ -6,13 +6,18 @@ Pure (pydantic at the trust boundary, plain dicts out). Shapes follow vLLM's
 404 ``NotFoundError`` for an unknown model; streamed chat starts with a role chunk, sends
 one chunk per token, puts ``finish_reason`` on the last token's chunk, then — when
 ``stream_options.include_usage`` — a chunk with empty ``choices`` and ``usage``.
+Embeddings (``EmbeddingRequest``, ``embedding_list``) follow vLLM's pooling API: one
+``{"index", "object": "embedding", "embedding"}`` per input, float lists or base64 of
+little-endian float32, and ``usage`` with prompt tokens only.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
-from typing import Any, Literal
+import struct
+from typing import Any, Literal, TypeVar
 
 import pydantic
 
@@ -91,21 +96,57 @@ class ChatRequest(_Common):
 
 
 Kind = Literal["chat", "completion"]
+_M = TypeVar("_M", bound=pydantic.BaseModel)
+
+
+class EmbeddingRequest(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    model: str | None = None
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = pydantic.Field(default=None, ge=1)
+
+    @pydantic.field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        if value in ("", []) or (isinstance(value, list) and [] in value):
+            raise ValueError("input must not be empty")
+        return value
+
+    def inputs(self) -> list[str | list[int]]:
+        """One entry per embedding to return: a text or a list of token ids."""
+        value = self.input
+        if isinstance(value, str):
+            return [value]
+        ids = [v for v in value if isinstance(v, int)]
+        if len(ids) == len(value):
+            return [ids]
+        return [v for v in value if not isinstance(v, int)]
 
 
 def parse(kind: Kind, raw: bytes) -> CompletionRequest | ChatRequest:
     """Validate a request body; ``ApiError`` 400 naming the fault otherwise."""
+    model_type: type[CompletionRequest | ChatRequest] = (
+        ChatRequest if kind == "chat" else CompletionRequest
+    )
+    return _validated(model_type, raw)
+
+
+def parse_embedding(raw: bytes) -> EmbeddingRequest:
+    """Validate an embeddings request; ``ApiError`` 400 naming the fault otherwise."""
+    return _validated(EmbeddingRequest, raw)
+
+
+def _validated(model_type: type[_M], raw: bytes) -> _M:
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, f"Invalid JSON body: {exc}") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "Request body must be a JSON object")
     if not data.get("model"):
         raise ApiError(400, "Field required: 'model'", param="model")
-    model_type: type[CompletionRequest | ChatRequest] = (
-        ChatRequest if kind == "chat" else CompletionRequest
-    )
     try:
         return model_type.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -198,6 +239,31 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
         "total_tokens": prompt_tokens + completion_tokens,
         "completion_tokens": completion_tokens,
     }
+
+
+def embedding_list(
+    request_id: str, model: str, created: int, vectors: list[list[float]], *,
+    encoding: Literal["float", "base64"], prompt_tokens: int,
+) -> dict[str, Any]:  # fmt: skip
+    """``POST /v1/embeddings``'s answer as vLLM gives it."""
+    data = [
+        {"index": i, "object": "embedding", "embedding": _encoded(v, encoding)}
+        for i, v in enumerate(vectors)
+    ]
+    return {
+        "id": request_id,
+        "object": "list",
+        "created": created,
+        "model": model,
+        "data": data,
+        "usage": usage(prompt_tokens, 0),
+    }
+
+
+def _encoded(vector: list[float], encoding: Literal["float", "base64"]) -> list[float] | str:
+    if encoding == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 def sse(payload: dict[str, Any]) -> bytes:

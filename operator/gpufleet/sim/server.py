@@ -24,7 +24,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gpufleet.hardware import catalog
-from gpufleet.sim import faults, metrics, protocol, tokens
+from gpufleet.sim import embeddings, faults, metrics, protocol, tokens
 from gpufleet.sim.engine import Request, TokenEvent
 from gpufleet.sim.faults import FaultConfig
 from gpufleet.sim.replica import Replica
@@ -105,6 +105,7 @@ def create_app(
     app.cleanup_ctx.append(_engine_loop)
     app.router.add_post("/v1/completions", _completions)
     app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_post("/v1/embeddings", _embeddings)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/health", _health)
     app.router.add_get("/version", _version)
@@ -173,6 +174,10 @@ async def _completions(request: web.Request) -> web.StreamResponse:
 
 async def _chat(request: web.Request) -> web.StreamResponse:
     return await _generate(request, "chat")
+
+
+async def _embeddings(request: web.Request) -> web.Response:
+    return await embeddings.serve(request, request.app[STATE])
 
 
 async def _models(request: web.Request) -> web.Response:
