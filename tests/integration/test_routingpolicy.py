@@ -337,3 +337,30 @@ def test_tenant_keys_come_from_their_secret_live_and_the_router_holds_only_its_r
                  ("delete", "pod", pod.metadata.name, "--dry-run=server")):  # fmt: skip
         allowed, output = _as_router(cluster, namespace, *argv)
         assert not allowed and "forbidden" in output.lower(), argv
+
+
+@pytest.mark.timeout(120)
+def test_a_name_another_owner_holds_is_reported_not_taken_over(
+    cluster: LocalCluster, namespace: str, operator: Operator
+) -> None:
+    # A Service of the router's name that is not the policy's: the operator must not
+    # take it over (its selector would then route the user's traffic to the router).
+    cluster.kubectl("create", "service", "clusterip", ROUTER, "-n", namespace,
+                    "--tcp=9000:9000")  # fmt: skip
+    policy = _policy()
+    policy["spec"]["pools"] = ["not-yet-created"]
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(policy))
+
+    def degraded() -> dict[str, Any]:
+        return _condition(_status(cluster, namespace), "Degraded")
+
+    cond = until("Degraded", lambda: degraded().get("status") == "True" and degraded(), timeout=30)
+    assert f"Service {ROUTER} already exists and is not gpufleet's" in cond["message"]
+    service = _children(cluster, namespace)["Service"]
+    assert "ownerReferences" not in service["metadata"]
+    assert [p["port"] for p in service["spec"]["ports"]] == [9000]
+    # Once the user removes theirs, the policy's Service is created and Degraded clears.
+    cluster.kubectl("delete", "service", ROUTER, "-n", namespace)
+    until("the policy's own Service", lambda: "ownerReferences" in _children(
+        cluster, namespace).get("Service", {}).get("metadata", {}), timeout=30)  # fmt: skip
+    until("Degraded cleared", lambda: degraded().get("status") == "False", timeout=30)

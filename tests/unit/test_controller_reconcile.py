@@ -351,3 +351,26 @@ def test_children_of_one_owner_label_are_projected_with_their_owner() -> None:
             "labels": {contract.ROUTING_POLICY: "p"}}}  # fmt: skip
     assert observe.child(body, owner_label=contract.ROUTING_POLICY).owner == "p"
     assert observe.child(body).owner == ""
+
+
+@pytest.mark.parametrize(
+    ("owners", "fragment"),
+    [
+        (None, ""),  # nothing of that name: create it
+        ([{"kind": "ModelPool", "name": "p", "uid": "u", "controller": True}], ""),
+        ([], "is not gpufleet's"),  # a user's own object
+        ([{"kind": "ReplicaSet", "name": "r", "uid": "u", "controller": False}],
+         "is not gpufleet's"),
+        ([{"kind": "RoutingPolicy", "name": "p", "uid": "other", "controller": True}],
+         "controlled by RoutingPolicy p"),
+    ],
+)  # fmt: skip
+def test_claim_problem_never_takes_over_another_owners_object(
+    owners: list[dict[str, Any]] | None, fragment: str
+) -> None:
+    s = spec()
+    service = plan.desired(POOL, s, variants.plan_pool(s), {})[0]
+    assert service["kind"] == "Service"
+    found = None if owners is None else {"metadata": {"name": "p", "ownerReferences": owners}}
+    problem = plan.claim_problem(service, found)
+    assert (fragment in problem and problem.startswith("Service p")) if fragment else not problem

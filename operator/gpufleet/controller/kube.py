@@ -128,6 +128,15 @@ class Kube:
         query = {"fieldManager": labels.FIELD_MANAGER, "force": "true"}
         return self.request("PATCH", path, query=query, body=child, content_type=APPLY)
 
+    def live(self, child: bodies.Child) -> dict[str, Any] | None:
+        """The object of ``child``'s kind and name as the API server has it; None if none."""
+        meta = child["metadata"]
+        path = _PATHS[child["kind"]].format(ns=meta["namespace"], name=meta["name"])
+        try:
+            return self.request("GET", path)
+        except NotFound:
+            return None
+
     def delete(self, target: plan.Deletion) -> None:
         """Delete one child (only the object with that UID); already gone is success."""
         path = _PATHS[target.kind].format(ns=target.namespace, name=target.name)

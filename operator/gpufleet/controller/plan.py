@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolSpec
@@ -130,4 +131,29 @@ def price_patches(
         PricePatch(pod=p.name, value=prices[p.variant])
         for p in pods
         if p.variant in prices and p.cost != prices[p.variant] and p.phase != "Succeeded"
+    )
+
+
+def claim_problem(intent: bodies.Child, live: Mapping[str, Any] | None) -> str:
+    """Why ``intent`` must not be applied over ``live``, the object of the same kind and
+    name that exists though no watch showed it as this owner's child; empty when it may.
+
+    Server-side apply with ``force`` takes every field it names, so applying over an
+    object another owner controls (a ModelPool ``x-router`` next to a RoutingPolicy
+    ``x``, a user's own Service) would take it over, and both owners would rewrite it
+    for ever. Only an object this owner controls is applied to.
+    """
+    if live is None:
+        return ""
+    mine = {ref["uid"] for ref in intent["metadata"].get("ownerReferences", [])}
+    owners = (live.get("metadata") or {}).get("ownerReferences") or []
+    controller = next((o for o in owners if isinstance(o, Mapping) and o.get("controller")), None)
+    kind, name = intent["kind"], intent["metadata"]["name"]
+    if controller is None:
+        return f"{kind} {name} already exists and is not gpufleet's: rename or delete it"
+    if controller.get("uid") in mine:
+        return ""
+    return (
+        f"{kind} {name} already exists, controlled by {controller.get('kind')} "
+        f"{controller.get('name')}: rename one of them"
     )

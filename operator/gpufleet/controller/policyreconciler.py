@@ -87,9 +87,10 @@ async def _apply(
         image=config.router_image,
         discovery=config.router_discovery,
     )
-    todo = plan.diff(intents, cache.children(key))
+    observed = cache.children(key)
+    todo = plan.diff(intents, observed)
     try:
-        await asyncio.to_thread(reconciler.execute, client, cache, todo)
+        await asyncio.to_thread(reconciler.execute, client, cache, todo, observed)
     except kube.Transient as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
 

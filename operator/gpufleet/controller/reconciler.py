@@ -63,9 +63,21 @@ def _parse(raw: Mapping[str, Any]) -> ModelPool:
         raise kopf.PermanentError(f"invalid ModelPool: {where}: {first['msg']}") from exc
 
 
-def execute(client: kube.Kube, cache: Applied, todo: plan.Plan) -> None:
-    """Apply then delete, remembering what was written (blocking: run it in a thread)."""
+def execute(
+    client: kube.Kube,
+    cache: Applied,
+    todo: plan.Plan,
+    observed: Mapping[tuple[str, str], observe.ObservedChild],
+) -> None:
+    """Apply then delete, remembering what was written (blocking: run it in a thread).
+
+    A child that no watch shows as this owner's is read first: an object of that name
+    that someone else controls is refused (``kube.Rejected``), never taken over."""
     for intent in todo.apply:
+        if (intent["kind"], intent["metadata"]["name"]) not in observed:
+            problem = plan.claim_problem(intent, client.live(intent))
+            if problem:
+                raise kube.Rejected(problem)
         cache.remember_applied(client.apply(intent))
     for target in todo.delete:
         client.delete(target)
@@ -99,7 +111,7 @@ async def reconcile(
         todo = plan.diff(intents, observed, hold_deployments=bool(missing))
         prices = plan.price_patches(spec, cache.pods(key))
         try:
-            await asyncio.to_thread(execute, client, cache, todo)
+            await asyncio.to_thread(execute, client, cache, todo, observed)
             await asyncio.to_thread(_price, client, key[0], prices)
         except kube.Transient as exc:
             raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
