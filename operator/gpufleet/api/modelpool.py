@@ -109,12 +109,17 @@ NOT_YET_ACTIVE = (
     "Not yet active: replicas are fixed at each variant's minReplicas (or set by another "
     "controller, see enabled). "
 )
+ScaleUpPreference = Literal["cost", "latency", "balanced"]
 
 
 class Autoscaling(ApiModel):
-    """Targets of the per-variant autoscaler, which is not yet active: each variant runs
-    ``minReplicas``, and the ModelPool's ``ScalingActive`` condition says so whenever a
-    variant asks for more (``maxReplicas`` above ``minReplicas``)."""
+    """Targets and behaviour of the pool's autoscaler, which is not yet active: each
+    variant runs ``minReplicas``, and the ModelPool's ``ScalingActive`` condition says so
+    whenever a variant asks for more (``maxReplicas`` above ``minReplicas``).
+
+    The behaviour defaults are those of a HorizontalPodAutoscaler as users commonly set
+    it for slow-starting model servers: up — 60 s window, at most 2 pods per 120 s;
+    down — 300 s window, at most 1 pod per 300 s."""
 
     model_config = pydantic.ConfigDict(
         json_schema_extra=rules(
@@ -135,6 +140,12 @@ class Autoscaling(ApiModel):
             "the operator always applies minReplicas."
         ),
     )
+    mode: Literal["gpufleet", "external"] = pydantic.Field(
+        default="gpufleet",
+        description=NOT_YET_ACTIVE
+        + "gpufleet: the operator decides every variant's replicas, one decision per "
+        "pool; external: replicas are left to HPA/KEDA and the operator renders none.",
+    )
     target_kv_cache_usage: float = pydantic.Field(
         default=0.8,
         ge=0.1,
@@ -154,11 +165,23 @@ class Autoscaling(ApiModel):
         description=NOT_YET_ACTIVE + "p90 time to first token to stay under; unset = none.",
     )
     scale_up_stabilization_seconds: int = pydantic.Field(
-        default=30,
+        default=60,
         ge=0,
         le=3600,
         description=NOT_YET_ACTIVE
         + "How long a higher recommendation must persist before scaling up.",
+    )
+    scale_up_pods: int = pydantic.Field(
+        default=2,
+        ge=1,
+        le=1000,
+        description=NOT_YET_ACTIVE + "Most replicas the pool grows by within scaleUpPeriodSeconds.",
+    )
+    scale_up_period_seconds: int = pydantic.Field(
+        default=120,
+        ge=1,
+        le=3600,
+        description=NOT_YET_ACTIVE + "The window scaleUpPods is counted over.",
     )
     scale_down_stabilization_seconds: int = pydantic.Field(
         default=300,
@@ -167,17 +190,40 @@ class Autoscaling(ApiModel):
         description=NOT_YET_ACTIVE
         + "How long a lower recommendation must persist before scaling down.",
     )
+    scale_down_pods: int = pydantic.Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description=NOT_YET_ACTIVE
+        + "Most replicas the pool shrinks by within scaleDownPeriodSeconds.",
+    )
+    scale_down_period_seconds: int = pydantic.Field(
+        default=300,
+        ge=1,
+        le=86400,
+        description=NOT_YET_ACTIVE + "The window scaleDownPods is counted over.",
+    )
+    scale_to_zero_after_seconds: int = pydantic.Field(
+        default=600,
+        ge=0,
+        le=86400,
+        description=NOT_YET_ACTIVE
+        + "A pool idle this long (no request running, waiting or held by the router) "
+        "stops the replicas of its variants whose minReplicas is 0.",
+    )
     cold_start_seconds: int = pydantic.Field(
         default=300,
         ge=0,
         le=7200,
         description=NOT_YET_ACTIVE
-        + "Expected time for a new replica to load weights and become ready.",
+        + "Expected time for a new replica to load weights and become ready; a replica "
+        "still loading counts as coming capacity for this long.",
     )
-    scale_up_preference: Literal["cost", "throughput"] = pydantic.Field(
+    scale_up_preference: ScaleUpPreference = pydantic.Field(
         default="cost",
         description=NOT_YET_ACTIVE
-        + "Which variant grows first: cheapest per token, or fastest generation.",
+        + "Which variant grows first: cost (lowest price per generated token), latency "
+        "(fastest generation) or balanced (the best product of both).",
     )
 
     @pydantic.model_validator(mode="after")
