@@ -62,7 +62,21 @@ def test_kubernetes_is_at_least_1_33_and_binaries_are_all_there() -> None:
         "kube-scheduler",
         "kubectl",
         "prometheus",
+        "helm",
     }
+
+
+def test_helm_is_v3_with_its_version_and_kubernetes_minor_stamped() -> None:
+    helm = _component("helm")
+    assert (helm.module, helm.version, build.binary_names(helm)) == (
+        "helm.sh/helm/v3",
+        "v3.22.0",
+        ("helm",),
+    )
+    assert "-X helm.sh/helm/v3/internal/version.version=v3.22.0" in helm.ldflags
+    # Unstamped, `helm lint` and `.Capabilities` assume Kubernetes 1.20.
+    assert "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37" in helm.ldflags
+    assert "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37" in helm.ldflags
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Build the local control plane's binaries (and Prometheus) from their Go modules.
+"""Build the local control plane's binaries (and Prometheus, Helm) from their Go modules.
 
 Each component is built inside a small wrapper Go module that requires the pinned
 upstream module; ``k8s.io/kubernetes`` additionally needs ``replace`` lines pointing its
@@ -31,6 +31,11 @@ KWOK_VERSION = "v0.8.0"
 ETCD_VERSION = "v3.6.16"
 # Prometheus publishes its Go module as v0.<major*100+minor>.<patch>: v0.316.0 is 3.16.0.
 PROMETHEUS_VERSION = "v0.316.0"
+HELM_VERSION = "v3.22.0"
+# The Kubernetes minor Helm's release build stamps in (its Makefile reads it from the
+# k8s.io/client-go it requires: v0.37.0 for v3.22.0). Without it `helm lint` and
+# `helm template` assume Kubernetes 1.20 for `.Capabilities` and deprecation checks.
+HELM_KUBE_MINOR = "37"
 
 _STAGING_RE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", re.MULTILINE)
 
@@ -82,6 +87,18 @@ def _prometheus_ldflags(module_version: str) -> str:
     return "-s -w " + " ".join(f"-X {pkg}.{k}={v}" for k, v in stamps.items())
 
 
+def _helm_ldflags(version: str) -> str:
+    stamps = {
+        "internal/version.version": version,
+        "internal/version.gitTreeState": "clean",
+        "pkg/lint/rules.k8sVersionMajor": "1",
+        "pkg/lint/rules.k8sVersionMinor": HELM_KUBE_MINOR,
+        "pkg/chartutil.k8sVersionMajor": "1",
+        "pkg/chartutil.k8sVersionMinor": HELM_KUBE_MINOR,
+    }
+    return "-s -w " + " ".join(f"-X helm.sh/helm/v3/{k}={v}" for k, v in stamps.items())
+
+
 def components() -> tuple[Component, ...]:
     """The pinned components, in build order (the control plane first)."""
     return (
@@ -112,6 +129,14 @@ def components() -> tuple[Component, ...]:
             # others pull in the AWS, Azure, GCE … SDKs. Without the ``builtinassets``
             # tag the web UI is not embedded (it answers 500); the HTTP API is all we use.
             tags=("remove_all_sd", "enable_kubernetes_sd"),
+        ),
+        # The chart's lint, render and install tests (charts/gpufleet) run this helm.
+        Component(
+            "helm",
+            "helm.sh/helm/v3",
+            HELM_VERSION,
+            ("helm.sh/helm/v3/cmd/helm",),
+            ldflags=_helm_ldflags(HELM_VERSION),
         ),
     )
 
