@@ -26,6 +26,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("crds", "gpufleet.api.command", "write the CRDs generated from the API models"),
     ("router", "gpufleet.router.command", "route OpenAI requests by expected compute cost"),
     ("operator", "gpufleet.controller.command", "run the ModelPool operator (Kopf)"),
+    ("worker", "gpufleet.worker.command", "check this pod's GPUs, then exec vLLM"),
 )
 
 
