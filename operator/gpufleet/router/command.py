@@ -1,8 +1,8 @@
 """``gpufleet router --config FILE [--host H] [--port P] [--log-level L]``.
 
 Validates the config (exit 2 naming the bad key), then serves on uvloop until SIGINT or
-SIGTERM; on either it stops accepting connections, marks itself draining and gives
-requests in flight up to ``drainSeconds`` to finish.
+SIGTERM; on either it answers ``/readyz`` with 503 at once and gives requests in flight
+up to ``drainSeconds`` to finish (``serving``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 import uvloop
-from aiohttp import web
 
-from gpufleet.router import app, config
+from gpufleet.router import app, config, serving
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,15 +32,5 @@ def run(args: argparse.Namespace) -> int:
     except config.ConfigError as exc:
         print(f"gpufleet router: invalid config: {exc}", file=sys.stderr)
         return 2
-    print(f"gpufleet router: serving on http://{args.host}:{args.port}", flush=True)
-    web.run_app(
-        application,
-        host=args.host,
-        port=args.port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=loaded.drain_seconds,
-        handler_cancellation=True,
-        loop=uvloop.new_event_loop(),
-    )
+    uvloop.run(serving.serve(application, host=args.host, port=args.port))
     return 0
