@@ -9,6 +9,7 @@ import pytest
 from gpufleet import labels as contract
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.controller import podspec, render, variants
+from gpufleet.controller.config import OperatorConfig
 from gpufleet.hardware import catalog
 
 POOL = render.PoolRef(name="llama", namespace="ns", uid="uid-1")
@@ -73,8 +74,9 @@ def test_vllm_args_owned_flags_then_extras() -> None:
     s = spec(variants=[{"name": "a", "gpu": "H100-80GB", "extraArgs": ["--enforce-eager"],
                         "gpuMemoryUtilization": 0.85}])  # fmt: skip
     args = podspec.vllm_args(s, only(s))
-    pairs = dict(zip(args[::2], args[1::2], strict=False))
-    assert pairs["--model"] == "meta-llama/L"
+    assert args[0] == "meta-llama/L"  # positional: a stray extra value cannot replace it
+    pairs = dict(zip(args[1::2], args[2::2], strict=False))
+    assert pairs["--allowed-media-domains"] == podspec.NO_MEDIA_DOMAIN
     assert pairs["--revision"] == "main"
     assert pairs["--served-model-name"] == "meta-llama/Llama-3.1-70B-Instruct"
     assert pairs["--tensor-parallel-size"] == "4"  # the planner's choice at 0.85
@@ -179,7 +181,8 @@ def test_service_and_budget_select_the_whole_pool() -> None:
     ],
 )
 def test_spec_problems(pool: str, variant: str, problem: str | None) -> None:
-    found = variants.spec_problems(pool, spec(variants=[{"name": variant, "gpu": "H100-80GB"}]))
+    one = spec(variants=[{"name": variant, "gpu": "H100-80GB"}])
+    found = variants.spec_problems(pool, one, config=OperatorConfig())
     if problem is None:
         assert found == ()
     else:

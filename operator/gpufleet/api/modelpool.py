@@ -7,7 +7,7 @@ repeated as pydantic validators (so a body validated here gets the same verdict)
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import pydantic
 
@@ -71,14 +71,46 @@ class Placement(ApiModel):
     )
 
 
+# The operator's default vLLM image: --allowed-media-domains exists from v0.11.0
+# (CVE-2025-6242), and its host check cannot be bypassed with a backslash from v0.14.1
+# (CVE-2026-24779).
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.14.1"
+# A host name as vLLM compares it with a media URL's host (exactly, lowercase).
+MediaDomain = Annotated[
+    str,
+    pydantic.Field(max_length=253, pattern=common.DNS_SUBDOMAIN),
+]
+
+
 class Serving(ApiModel):
     """vLLM image and the serving options common to all variants."""
 
     image: str = pydantic.Field(
-        default="vllm/vllm-openai:v0.8.5",
+        default=DEFAULT_VLLM_IMAGE,
         min_length=1,
         max_length=512,
-        description="vLLM OpenAI-server image.",
+        description=(
+            "vLLM OpenAI-server image (v0.11.0 or later: the pods are given "
+            "--allowed-media-domains); it must start with one of the operator's allowed "
+            "image prefixes, else the pool is Degraded and gets no Deployment."
+        ),
+    )
+    trust_remote_code: bool = pydantic.Field(
+        default=False,
+        description=(
+            "Run the model repository's own Python code (--trust-remote-code). Honoured "
+            "only where the operator allows it (--allow-trust-remote-code); elsewhere the "
+            "pool is Degraded and gets no Deployment."
+        ),
+    )
+    allowed_media_domains: tuple[MediaDomain, ...] = pydantic.Field(
+        default=(),
+        max_length=32,
+        description=(
+            "Hosts whose http(s) media URLs (image_url, audio_url, video_url) the server "
+            "may fetch (--allowed-media-domains, redirects not followed); empty = none: "
+            "clients send media inline as data: URLs."
+        ),
     )
     enable_prefix_caching: bool = pydantic.Field(
         default=True, description="vLLM automatic prefix caching (--enable-prefix-caching)."

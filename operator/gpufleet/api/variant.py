@@ -6,31 +6,23 @@ from typing import Annotated, Literal
 
 import pydantic
 
-from gpufleet.api import common
+from gpufleet.api import common, vllmflags
 from gpufleet.api.common import ApiModel, cel, rules
 from gpufleet.planning import precision
 
 TP_SIZES = (1, 2, 4, 8)
 WeightDtype = precision.WeightDtype
 
-OWNED_VLLM_FLAGS = (
-    "--tensor-parallel-size",
-    "--gpu-memory-utilization",
-    "--max-model-len",
-    "--served-model-name",
-    "--model",
-    "--port",
-    "--quantization",
-    "--dtype",
-)
-
 _TP_RULE = (
     "type(self.tensorParallelSize) == string ? self.tensorParallelSize == 'auto' "
     ": self.tensorParallelSize in [1, 2, 4, 8]"
 )
-_EXTRA_ARGS_RULE = "self.extraArgs.all(a, !({}))".format(
-    " || ".join(f"a.startsWith('{flag}')" for flag in OWNED_VLLM_FLAGS)
+_EXTRA_ARGS_RULE = f"self.extraArgs.all(a, !a.matches('{vllmflags.PATTERN}'))"
+_EXTRA_ARGS_MESSAGE = (
+    "extraArgs may not set a flag the operator sets or gates, in any spelling (_ for -, "
+    "=value, .key, short form, --no-): see docs/operator.md#trust-boundary"
 )
+_FIRST_ARG_MESSAGE = "extraArgs[0] must be a flag (start with '-'), not a value"
 
 
 class Variant(ApiModel):
@@ -48,9 +40,10 @@ class Variant(ApiModel):
                 "minReplicas must be less than or equal to maxReplicas",
                 field_path=".minReplicas",
             ),
+            cel(_EXTRA_ARGS_RULE, _EXTRA_ARGS_MESSAGE, field_path=".extraArgs"),
             cel(
-                _EXTRA_ARGS_RULE,
-                "extraArgs may not set flags the operator owns: " + ", ".join(OWNED_VLLM_FLAGS),
+                "size(self.extraArgs) == 0 || self.extraArgs[0].startsWith('-')",
+                _FIRST_ARG_MESSAGE,
                 field_path=".extraArgs",
             ),
         )
@@ -98,7 +91,13 @@ class Variant(ApiModel):
         description="Per-variant --max-model-len; unset = model.maxModelLen.",
     )
     extra_args: tuple[Annotated[str, pydantic.Field(max_length=256)], ...] = pydantic.Field(
-        default=(), max_length=32, description="Extra vLLM arguments, appended verbatim."
+        default=(),
+        max_length=32,
+        description=(
+            "Extra vLLM arguments, appended after the operator's: the first must be a flag, "
+            "and none may set a flag the operator sets or gates (docs/operator.md, Trust "
+            "boundary)."
+        ),
     )
     cost_per_gpu_hour: float | None = pydantic.Field(
         default=None,
@@ -121,11 +120,11 @@ class Variant(ApiModel):
     @pydantic.field_validator("extra_args")
     @classmethod
     def _not_owned(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value and not value[0].startswith("-"):
+            raise ValueError(f"{_FIRST_ARG_MESSAGE} (got {value[0][:64]!r})")
         for arg in value:
-            if arg.startswith(OWNED_VLLM_FLAGS):
-                raise ValueError(
-                    f"extraArgs may not set flags the operator owns (got {arg[:64]!r})"
-                )
+            if vllmflags.matches_pattern(arg):
+                raise ValueError(f"{_EXTRA_ARGS_MESSAGE} (got {arg[:64]!r})")
         return value
 
     @pydantic.model_validator(mode="after")

@@ -62,6 +62,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.policy_poll_seconds,
         help="how often each RoutingPolicy's routers are asked for /stats",
     )
+    parser.add_argument(
+        "--allowed-image-prefix",
+        dest="allowed_image_prefixes",
+        action="append",
+        metavar="PREFIX",
+        help="a ModelPool's spec.serving.image must start with one of these (a repository: "
+        "any tag or digest of it; ending in '/': anything under it; '*': any image); "
+        "repeatable; default: " + ", ".join(defaults.allowed_image_prefixes),
+    )
+    parser.add_argument(
+        "--allow-trust-remote-code",
+        action="store_true",
+        help="honour spec.serving.trustRemoteCode (vLLM runs the model repository's code)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every reconcile")
 
 
@@ -76,6 +90,10 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         router_image=args.router_image,
         router_discovery=args.router_discovery,
         policy_poll_seconds=args.policy_poll_seconds,
+        allowed_image_prefixes=tuple(
+            args.allowed_image_prefixes or OperatorConfig().allowed_image_prefixes
+        ),
+        allow_trust_remote_code=args.allow_trust_remote_code,
     )
 
 

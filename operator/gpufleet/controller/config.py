@@ -19,6 +19,10 @@ ENV_PREFIX = "GPUFLEET_OPERATOR_"
 # The image the example operator Deployment runs (examples/demo/operator.yaml): routers
 # run the same program, ``gpufleet router``.
 DEFAULT_ROUTER_IMAGE = "ghcr.io/gpufleet/gpufleet:0.1.0"
+# Images a ModelPool may run: vLLM's OpenAI-server repository (the default
+# spec.serving.image) and gpufleet's own organisation. An entry naming a repository
+# allows any tag or digest of it; one ending in "/" everything under it; "*" any image.
+DEFAULT_ALLOWED_IMAGE_PREFIXES = ("docker.io/vllm/vllm-openai", "ghcr.io/gpufleet/")
 Discovery = Literal["endpointslices", "pods"]
 ROUTER_DISCOVERY: tuple[Discovery, ...] = ("endpointslices", "pods")
 
@@ -34,6 +38,10 @@ class OperatorConfig:
     find model-server pods (``endpointslices``, or ``pods`` where no EndpointSlice
     controller runs). Every RoutingPolicy is reconciled — its routers' ``/stats`` read,
     each within ``router_stats_timeout_seconds`` — every ``policy_poll_seconds``.
+
+    The trust boundary (docs/operator.md): a ModelPool's ``spec.serving.image`` must match
+    one of ``allowed_image_prefixes`` (``controller.images``; empty allows none), and its
+    ``spec.serving.trustRemoteCode`` is honoured only when ``allow_trust_remote_code``.
     """
 
     namespaces: tuple[str, ...] = ()
@@ -47,6 +55,8 @@ class OperatorConfig:
     router_discovery: Discovery = "endpointslices"
     policy_poll_seconds: float = 5.0
     router_stats_timeout_seconds: float = 2.0
+    allowed_image_prefixes: tuple[str, ...] = DEFAULT_ALLOWED_IMAGE_PREFIXES
+    allow_trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
         if self.router_discovery not in ROUTER_DISCOVERY:
@@ -57,7 +67,8 @@ class OperatorConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
-        """Defaults overridden by ``GPUFLEET_OPERATOR_<FIELD>`` (namespaces comma-separated)."""
+        """Defaults overridden by ``GPUFLEET_OPERATOR_<FIELD>``: lists comma-separated,
+        booleans ``true``/``false`` (also ``1``/``0``, ``yes``/``no``)."""
         env = os.environ if env is None else env
         defaults = cls()
         fields: dict[str, object] = {}
@@ -65,10 +76,22 @@ class OperatorConfig:
             raw = env.get(ENV_PREFIX + field.name.upper())
             if raw is None or raw == "":
                 continue
-            if field.name == "namespaces":
-                fields[field.name] = tuple(n.strip() for n in raw.split(",") if n.strip())
-            elif field.name == "kubeconfig":
-                fields[field.name] = Path(raw)
-            else:
-                fields[field.name] = type(getattr(defaults, field.name))(raw)
+            fields[field.name] = _from_text(field.name, raw, getattr(defaults, field.name))
         return cls(**fields)  # type: ignore[arg-type]
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _from_text(name: str, raw: str, default: object) -> object:
+    if name == "kubeconfig":
+        return Path(raw)
+    if isinstance(default, tuple):
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    if isinstance(default, bool):
+        if raw.strip().lower() not in _TRUE + _FALSE:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r}: expected true or false")
+        return raw.strip().lower() in _TRUE
+    if isinstance(default, int | float):
+        return type(default)(raw)
+    return raw

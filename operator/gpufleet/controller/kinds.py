@@ -25,7 +25,9 @@ ROUTING_POLICY = "RoutingPolicy"
 
 async def _reconcile_pool(state: runtime.OperatorState, key: Key) -> None:
     cache = state.kind(MODEL_POOL)
-    await reconciler.reconcile(key, cache=cache, client=state.client, clock=state.clock)
+    await reconciler.reconcile(
+        key, cache=cache, client=state.client, config=state.config, clock=state.clock
+    )
 
 
 def pool_labels(state: runtime.OperatorState, namespace: str) -> dict[str, dict[str, str]]:

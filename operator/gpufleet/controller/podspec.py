@@ -3,7 +3,10 @@
 Pure. ``pod_spec`` turns a planned variant into the PodSpec of its Deployment:
 
 - ``vllm serve`` with the planned TP and the variant's context, memory and quantization,
-  and the per-step token budget of the pool's workload class (``planning.batching``);
+  the per-step token budget of the pool's workload class (``planning.batching``), media
+  URLs fetched only from the pool's allowed domains (none by default), and the model's
+  own code run only when the pool asks and the operator allows it
+  (``variants.trust_problems``);
 - ``nvidia.com/gpu`` requested and limited to TP; **required** node affinity to the
   generation's GPU Feature Discovery product strings *and* its memory label (a range,
   as ``hardware.catalog`` matches it); the GPU taint tolerated;
@@ -48,6 +51,10 @@ PROBE_PERIOD_SECONDS = 10
 # int8 and int4 checkpoints carry their quantization_config, which vLLM reads itself.
 _DTYPE_FLAG = {"bf16": "bfloat16", "fp16": "float16"}
 _QUANTIZATION_FLAG = {"fp8": "fp8", "awq": "awq", "gptq": "gptq"}
+# vLLM fetches an http(s) media URL only when its host is in --allowed-media-domains,
+# but an empty list allows every host (vllm/multimodal: MediaConnector); a name under the
+# reserved .invalid TLD (RFC 6761) is one no URL can resolve, and vLLM's refusal quotes it.
+NO_MEDIA_DOMAIN = "media-urls-disabled.invalid"
 GPU_TOLERATION = bodies.Toleration(key=catalog.GPU_RESOURCE, operator="Exists", effect="NoSchedule")
 
 
@@ -70,12 +77,23 @@ def model_location(source: str) -> tuple[str, list[str]]:
     return source, ["--load-format", "runai_streamer"]
 
 
+def media_domains(spec: ModelPoolSpec) -> list[str]:
+    """``--allowed-media-domains``' values: the pool's hosts, or one no URL can name."""
+    return list(spec.serving.allowed_media_domains) or [NO_MEDIA_DOMAIN]
+
+
 def vllm_args(spec: ModelPoolSpec, decision: VariantDecision) -> list[str]:
-    """The arguments after ``vllm serve``; owned flags first, the variant's extras last."""
+    """The arguments after ``vllm serve``; owned flags first, the variant's extras last.
+
+    The model is the positional argument, so a stray value among the extras is an
+    argument vLLM refuses rather than a second model that replaces it; the list-valued
+    flags come before single-valued ones, so no extra can add to their lists.
+    """
     model, source_flags = model_location(spec.model.source)
     variant, plan = decision.variant, decision.plan
     args = [
-        "--model", model,
+        model,
+        "--allowed-media-domains", *media_domains(spec),
         "--served-model-name", spec.model.name,
         "--tensor-parallel-size", str(tensor_parallel_size(decision)),
         "--max-model-len", str(plan.max_model_len),
@@ -93,6 +111,8 @@ def vllm_args(spec: ModelPoolSpec, decision: VariantDecision) -> list[str]:
         args += ["--quantization", _QUANTIZATION_FLAG[decision.dtype]]
     if spec.model.kv_cache_dtype == "fp8":
         args += ["--kv-cache-dtype", "fp8"]
+    if spec.serving.trust_remote_code:  # variants.trust_problems: only where allowed
+        args.append("--trust-remote-code")
     if spec.serving.enable_prefix_caching:
         args.append("--enable-prefix-caching")
     return [*args, *variant.extra_args]
@@ -103,6 +123,9 @@ def env(spec: ModelPoolSpec, tp: int) -> list[bodies.EnvVar]:
         bodies.EnvVar(name="HOME", value=CACHE_DIR),
         bodies.EnvVar(name="HF_HOME", value=f"{CACHE_DIR}/huggingface"),
         bodies.EnvVar(name="VLLM_NO_USAGE_STATS", value="1"),
+        # vLLM checks a media URL's host against --allowed-media-domains, not the hosts
+        # it is redirected to.
+        bodies.EnvVar(name="VLLM_MEDIA_URL_ALLOW_REDIRECTS", value="0"),
     ]
     ref = spec.hub_token_secret_ref
     if ref is not None:

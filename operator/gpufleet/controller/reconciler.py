@@ -22,6 +22,7 @@ from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolStatus
 from gpufleet.api.resources import ModelPool
 from gpufleet.controller import kube, observe, plan, render, status, variants
+from gpufleet.controller.config import OperatorConfig
 from gpufleet.controller.workqueue import Key
 
 
@@ -90,7 +91,12 @@ def _price(client: kube.Kube, namespace: str, patches: tuple[plan.PricePatch, ..
 
 
 async def reconcile(
-    key: Key, *, cache: Cache, client: kube.Kube, clock: Callable[[], datetime.datetime]
+    key: Key,
+    *,
+    cache: Cache,
+    client: kube.Kube,
+    config: OperatorConfig,
+    clock: Callable[[], datetime.datetime],
 ) -> None:
     """Bring pool ``key``'s children and status to its spec; no-op if the pool is gone."""
     raw = cache.body(key)
@@ -100,7 +106,7 @@ async def reconcile(
     spec, meta = pool.spec, pool.metadata
     ref = render.PoolRef(name=meta.name, namespace=key[0], uid=meta.uid or "")
     decisions = variants.plan_pool(spec)
-    problems = variants.spec_problems(meta.name, spec)
+    problems = variants.spec_problems(meta.name, spec, config=config)
     secret_ref = spec.hub_token_secret_ref
     missing = (
         await asyncio.to_thread(client.secret_problem, key[0], secret_ref) if secret_ref else ""

@@ -3,7 +3,9 @@
 Pure. ``plan_pool`` runs the planner (``gpufleet.planning``) once per variant with the
 variant's own dtype, TP, context and memory settings; ``spec_problems`` lists what makes
 a schema-valid spec impossible to realise (names the API server would reject on the
-children), each naming the field at fault.
+children) or what the operator will not run for it (the trust boundary: an image outside
+its allowed prefixes, model code it does not allow, an extra argument setting a flag the
+operator sets or gates), each naming the field at fault.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from gpufleet.api import vllmflags
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.api.modelsource import ModelSpec
 from gpufleet.api.variant import Variant
+from gpufleet.controller import images
+from gpufleet.controller.config import OperatorConfig
 from gpufleet.hardware import catalog
 from gpufleet.labels import deployment_name
 from gpufleet.planning import models, planner
@@ -21,6 +26,20 @@ from gpufleet.planning import models, planner
 # Service names are DNS-1035 labels; label values (gpufleet.io/pool) are at most 63.
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MAX_LABEL = 63
+# Where a pool asks for what an extra argument may not set.
+_FIELD_FOR = {
+    "--trust-remote-code": "spec.serving.trustRemoteCode",
+    "--allowed-media-domains": "spec.serving.allowedMediaDomains",
+    "--enable-prefix-caching": "spec.serving.enablePrefixCaching",
+    "--max-num-seqs": "spec.serving.maxNumSeqs",
+    "--port": "spec.serving.port",
+    "--max-model-len": "maxModelLen",
+    "--gpu-memory-utilization": "gpuMemoryUtilization",
+    "--tensor-parallel-size": "tensorParallelSize",
+    "--quantization": "quantization",
+    "--dtype": "spec.model.dtype",
+    "--kv-cache-dtype": "spec.model.kvCacheDtype",
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,13 +104,58 @@ def _decide(spec: ModelPoolSpec, arch: models.ModelArch, variant: Variant) -> Va
     return VariantDecision(variant=variant, gpu=gpu, plan=plan, dtype=dtype)
 
 
-def spec_problems(pool: str, spec: ModelPoolSpec) -> tuple[str, ...]:
-    """Why no reconcile can realise this pool; empty when it can.
+def spec_problems(pool: str, spec: ModelPoolSpec, *, config: OperatorConfig) -> tuple[str, ...]:
+    """Why no reconcile can realise this pool, or the operator will not; empty when it can.
 
     The pool's name becomes a Service name (a DNS-1035 label) and a label value, and
     each ``<pool>-<variant>`` a Deployment name whose pods carry it in labels: all at
-    most 63 characters.
+    most 63 characters. ``config`` draws the trust boundary.
     """
+    problems = [*_name_problems(pool, spec), *trust_problems(spec, config=config)]
+    return tuple(problems)
+
+
+def trust_problems(spec: ModelPoolSpec, *, config: OperatorConfig) -> list[str]:
+    """What the pool asks for beyond what a ModelPool author may have (docs/operator.md)."""
+    problems: list[str] = []
+    image = spec.serving.image
+    if not images.allowed(image, config.allowed_image_prefixes):
+        allowed = ", ".join(config.allowed_image_prefixes) or "none"
+        problems.append(
+            f"spec.serving.image {image!r} is not under the operator's allowed image "
+            f"prefixes ({allowed}); use an image from one of them, or ask the operator's "
+            "administrator to allow it (--allowed-image-prefix)"
+        )
+    if spec.serving.trust_remote_code and not config.allow_trust_remote_code:
+        problems.append(
+            "spec.serving.trustRemoteCode: this operator does not run code from model "
+            "repositories (--allow-trust-remote-code is off); set it to false"
+        )
+    for variant in spec.variants:
+        problems += extra_arg_problems(variant)
+    return problems
+
+
+def extra_arg_problems(variant: Variant) -> list[str]:
+    """Each extra argument that sets a flag the operator sets or gates, in any spelling."""
+    where = f"spec.variants[{variant.name}].extraArgs"
+    args = variant.extra_args
+    problems: list[str] = []
+    if args and not args[0].startswith("-"):
+        problems.append(f"{where}[0] {args[0][:64]!r} must be a flag (start with '-')")
+    for i, arg in enumerate(args):
+        flag = vllmflags.refused(arg)
+        if flag is None:
+            continue
+        instead = _FIELD_FOR.get(flag)
+        hint = f"; set {instead} instead" if instead else ""
+        problems.append(
+            f"{where}[{i}] {arg[:64]!r} sets vLLM's {flag}, which the operator sets or gates{hint}"
+        )
+    return problems
+
+
+def _name_problems(pool: str, spec: ModelPoolSpec) -> list[str]:
     problems: list[str] = []
     if len(pool) > MAX_LABEL or not _DNS_1035.match(pool):
         problems.append(
@@ -107,4 +171,4 @@ def spec_problems(pool: str, spec: ModelPoolSpec) -> tuple[str, ...]:
                 f"{len(name)} characters, over the {MAX_LABEL} allowed; shorten metadata.name "
                 "or the variant name"
             )
-    return tuple(problems)
+    return problems
