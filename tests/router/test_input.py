@@ -5,11 +5,13 @@ unknown route, 405 with ``Allow``, 415, ``n`` counted, ``x-request-id`` and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -18,6 +20,7 @@ from aiohttp import web
 from gpufleet.ports import free_port
 from gpufleet.router import app, body, config, service
 from tests.router.peers import MODEL, Sim, chat, router_config, serve_router, settled
+from tests.router.routerproc import start_router
 
 pytestmark = pytest.mark.slow
 KEY = "sk-test-0123456789abcdef"
@@ -257,3 +260,59 @@ async def test_embeddings_end_to_end(sims: tuple[Sim, Sim]) -> None:
     assert document["usage"]["prompt_tokens"] > 0
     assert document["usage"]["completion_tokens"] == 0
     assert stats["outcomes"]["success"] == 2
+
+
+async def _raw(port: int, request: bytes) -> bytes:
+    """Send ``request`` as raw bytes (what no HTTP client would send); the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(65536), 5)
+    finally:
+        writer.close()
+
+
+async def test_no_key_or_prompt_reaches_the_log_at_any_level(
+    sims: tuple[Sim, Sim], tmp_path: Path
+) -> None:
+    fast, _ = sims
+    router = start_router(_config(fast), tmp_path)
+    wrong_key = "sk-wrong-but-secret-999999"
+    prompt = json.dumps(chat(SECRET_PROMPT)).encode()
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = router.url + "/v1/chat/completions"
+            for headers, data in [
+                ({"Authorization": f"Bearer {KEY}" + "x" * 9000}, prompt),  # over aiohttp's limit
+                ({"Authorization": f"Bearer {wrong_key}"}, prompt),
+                ({"Authorization": f"Bearer {KEY}"}, SECRET_PROMPT.encode()),  # not JSON
+                ({"Authorization": f"Bearer {KEY}"}, b'{"model": "' + SECRET_PROMPT.encode()),
+                ({"Authorization": f"Bearer {KEY}"}, b"[" * 5000 + SECRET_PROMPT.encode()),
+                ({"Authorization": f"Bearer {KEY}"}, prompt + b" " * 20000),  # too large
+                ({"Authorization": f"Bearer {KEY}", "x-gpufleet-class": SECRET_PROMPT}, prompt),
+                ({"Authorization": f"Bearer {KEY}"}, prompt),  # served
+            ]:
+                sent = {"Content-Type": "application/json", **headers}
+                async with session.post(url, data=data, headers=sent) as response:
+                    assert response.status in (200, 400, 401, 413), response.status
+        key = KEY.encode()
+        for raw in (
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key
+            + b"\x01\r\nContent-Length: 2\r\n\r\n{}",  # a control character in the header
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key
+            + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + SECRET_PROMPT.encode() + b"\r\n\r\n",  # the prompt where a chunk size belongs
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Note: " + SECRET_PROMPT.encode()
+            + b"y" * 9000 + b"\r\n\r\n",
+        ):  # fmt: skip
+            assert (await _raw(router.port, raw))[:12] in (b"HTTP/1.1 400", b"HTTP/1.0 400")
+        await asyncio.sleep(0.3)
+    finally:
+        router.terminate()
+        await asyncio.to_thread(router.proc.wait, 10)
+        router.stop()
+    log = router.log()
+    assert "Error handling request" in log  # aiohttp did log the malformed requests
+    for secret in (KEY, wrong_key, SECRET_PROMPT, "sk-wrong"):
+        assert secret not in log, secret

@@ -2,7 +2,8 @@
 
 Validates the config (exit 2 naming the bad key), then serves on uvloop until SIGINT or
 SIGTERM; on either it answers ``/readyz`` with 503 at once and gives requests in flight
-up to ``drainSeconds`` to finish (``serving``).
+up to ``drainSeconds`` to finish (``serving``). Every log record passes the
+``redaction`` filter: no API key or prompt text reaches the log at any level.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import uvloop
 
-from gpufleet.router import app, config, serving
+from gpufleet.router import app, config, redaction, serving
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    redaction.install()
     try:
         loaded = config.load(args.config)
         application = app.create_app(loaded)

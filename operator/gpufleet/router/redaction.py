@@ -1,0 +1,76 @@
+"""No API key or prompt text in the router's logs, whoever logs.
+
+The router's own code never logs a key or a prompt; libraries can. aiohttp logs a
+malformed request at ERROR with the offending bytes — an ``Authorization`` header over
+its 8,190-byte line limit appears whole, key included — and an exception raised while
+reading a body can quote it. ``Redactor`` rewrites every record it sees: the message
+and any traceback pass through ``redact`` (bearer tokens, ``sk-`` keys, values of
+key-like fields), and the exception of a record about a malformed request is reduced to
+its type, since its text holds request bytes no pattern can tell from a prompt.
+``install`` puts it on the root logger's handlers (every record this process writes)
+and on the loggers that carry request data (so records also reach other handlers, such
+as a test's, already redacted).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from aiohttp import http_exceptions
+
+LOGGERS = ("aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.client", "asyncio",
+           "gpufleet", "gpufleet.router")  # fmt: skip
+_PATTERNS = (
+    (re.compile(r"(?i)\bbearer\s+[^\s'\",;]+"), "Bearer [redacted]"),
+    (re.compile(r"\bsk-[A-Za-z0-9_\-]{4,}"), "sk-[redacted]"),
+    (
+        re.compile(r"(?i)\b(authorization|api[-_]?key|x-api-key|password|secret|token)"
+                   r"([\"']?\s*[:=]\s*[\"']?)([^\s'\",;]+)"),
+        r"\1\2[redacted]",
+    ),
+)  # fmt: skip
+_WITHHELD = "details withheld: they quote the request, which may hold a key or a prompt"
+
+
+def redact(text: str) -> str:
+    """``text`` with bearer tokens, ``sk-`` keys and key-like field values replaced."""
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class Redactor(logging.Filter):
+    """Rewrites a record in place (its message, exception and stack) and keeps it."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_redacted", False):
+            return True
+        record.msg, record.args = redact(record.getMessage()), None
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            record.exc_text = (
+                f"{type(exc).__module__}.{type(exc).__qualname__} ({_WITHHELD})"
+                if isinstance(exc, http_exceptions.HttpProcessingError)
+                else redact(self._formatter.formatException(record.exc_info))  # type: ignore[arg-type]
+            )
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        setattr(record, "_redacted", True)  # noqa: B010 (LogRecord declares no such field)
+        return True
+
+
+def install(root: logging.Logger | None = None) -> Redactor:
+    """Put one ``Redactor`` on ``root``'s handlers (default: the root logger's) and on
+    ``LOGGERS``; returns it."""
+    redactor = Redactor()
+    for handler in (root or logging.getLogger()).handlers:
+        handler.addFilter(redactor)
+    for name in LOGGERS:
+        logging.getLogger(name).addFilter(redactor)
+    return redactor
