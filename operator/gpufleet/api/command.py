@@ -1,11 +1,13 @@
 """``gpufleet crds``: write the generated CRDs and field reference, or with ``--check``
-report drift.
+report drift; ``--stdout`` prints the CRDs for ``kubectl apply -f -``.
 
 Writes ``crds/<plural>.gpufleet.io.yaml`` under ``--root`` (default: the working
-directory) and, when ``charts/gpufleet/Chart.yaml`` exists there, the same files into
-``charts/gpufleet/crds/``; when ``docs/api.md`` exists there, its generated field
-reference (``api.reference``). ``--check`` writes nothing and exits 1 naming each file
-that differs from what the models generate, is missing, or is a stale generated CRD.
+directory); the same files into ``charts/gpufleet/crds/`` when the chart exists there
+(with the chart's ``values.schema.json`` and RBAC rules, ``gpufleet.chart.generate``)
+and into ``deploy/crds/`` when the kustomize base ``deploy/kustomization.yaml`` does;
+when ``docs/api.md`` exists there, its generated field reference (``api.reference``).
+``--check`` writes nothing and exits 1 naming each file that differs from what the
+models generate, is missing, or is a stale generated CRD.
 """
 
 from __future__ import annotations
@@ -16,14 +18,21 @@ import sys
 from collections.abc import Mapping
 
 from gpufleet.api import crd, reference
+from gpufleet.chart import generate
 
 CRD_DIR = pathlib.Path("crds")
-CHART = pathlib.Path("charts/gpufleet")
+CHART = generate.CHART
+KUSTOMIZE_BASE = pathlib.Path("deploy")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if the files are stale"
+    )
+    parser.add_argument(
+        "--stdout",
+        action="store_true",
+        help="print the CRDs as one YAML stream and write nothing (| kubectl apply -f -)",
     )
     parser.add_argument(
         "--root",
@@ -34,11 +43,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def target_dirs(root: pathlib.Path) -> list[pathlib.Path]:
-    """Where the CRDs belong: ``crds/``, plus the chart's ``crds/`` once the chart exists."""
+    """Where the CRDs belong: ``crds/``, plus the chart's and the kustomize base's once
+    they exist."""
     dirs = [root / CRD_DIR]
     if (root / CHART / "Chart.yaml").is_file():
         dirs.append(root / CHART / "crds")
+    if (root / KUSTOMIZE_BASE / "kustomization.yaml").is_file():
+        dirs.append(root / KUSTOMIZE_BASE / "crds")
     return dirs
+
+
+def stream(rendered: Mapping[str, str]) -> str:
+    """Every CRD in one multi-document YAML stream, in file-name order."""
+    return "".join(f"---\n{rendered[name]}" for name in sorted(rendered))
+
+
+def chart_drift(root: pathlib.Path) -> list[str]:
+    """One line per generated chart file (schema, RBAC rules) that is stale or missing."""
+    problems = []
+    for relative, text in generate.render(root).items():
+        path = root / relative
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+        elif path.read_text(encoding="utf-8") != text:
+            problems.append(f"{path}: differs from what `gpufleet crds` generates")
+    return problems
+
+
+def _write_chart(root: pathlib.Path) -> None:
+    for relative, text in generate.render(root).items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(path)
 
 
 def drift(directory: pathlib.Path, rendered: Mapping[str, str]) -> list[str]:
@@ -78,9 +115,13 @@ def _write_doc(root: pathlib.Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rendered = crd.render()
+    if args.stdout:
+        sys.stdout.write(stream(rendered))
+        return 0
     dirs = target_dirs(args.root)
     if args.check:
         problems = [line for d in dirs for line in drift(d, rendered)] + doc_drift(args.root)
+        problems += chart_drift(args.root)
         for line in problems:
             print(f"gpufleet crds --check: {line}", file=sys.stderr)
         if problems:
@@ -88,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         return 1 if problems else 0
     try:
         _write_doc(args.root)
-    except reference.MarkersMissing as exc:
+        _write_chart(args.root)
+    except (reference.MarkersMissing, generate.RbacSourceError) as exc:
         print(f"gpufleet crds: {exc}", file=sys.stderr)
         return 1
     for directory in dirs:

@@ -1,0 +1,7 @@
+"""The Helm chart's Python side (pure): its values model and the files generated from it.
+
+``values`` is the one validated model of ``charts/gpufleet/values.yaml``; ``generate``
+renders ``values.schema.json`` from it and the chart's RBAC rules from
+``deploy/rbac/operator-rbac.yaml``. ``gpufleet crds`` writes them and ``--check``
+reports drift. This package imports nothing.
+"""

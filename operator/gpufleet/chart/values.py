@@ -1,0 +1,179 @@
+"""The chart's values (``charts/gpufleet/values.yaml``): one validated model (pure).
+
+camelCase keys as Helm users write them, every key described (the descriptions become
+``values.schema.json``, which Helm checks on install, upgrade, lint and template), unknown
+keys refused. The operator settings map one to one onto ``gpufleet operator`` flags
+(``gpufleet.controller.command``); Kubernetes pass-through blocks (tolerations,
+affinity) are checked by the API server, not here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pydantic
+from pydantic import alias_generators
+
+from gpufleet.controller import config
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+DURATION = r"^[0-9]+(ms|s|m|h)$"
+JsonObject = dict[str, pydantic.JsonValue]
+_OPERATOR = config.OperatorConfig()
+
+
+class Values(pydantic.BaseModel):
+    """Base of every values block: camelCase, strict, described."""
+
+    model_config = pydantic.ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        alias_generator=alias_generators.to_camel,
+        validate_default=True,
+    )
+
+
+class Image(Values):
+    repository: str = pydantic.Field(
+        default="ghcr.io/gpufleet/gpufleet",
+        min_length=1,
+        description="Image of the operator (and, unless routerImage is set, of its routers).",
+    )
+    tag: str = pydantic.Field(default="", description="Image tag; empty = the chart's appVersion.")
+    digest: str = pydantic.Field(
+        default="",
+        pattern=r"^(sha256:[0-9a-f]{64})?$",
+        description="Image digest (sha256:…); when set it pins the image and the tag is ignored.",
+    )
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = pydantic.Field(
+        default="IfNotPresent", description="imagePullPolicy of the operator container."
+    )
+
+
+class OperatorSettings(Values):
+    """``gpufleet operator`` flags (docs/operator.md)."""
+
+    watch_namespaces: list[str] = pydantic.Field(
+        default_factory=list,
+        description="Namespaces to watch (--namespace); empty = every namespace, with a "
+        "ClusterRoleBinding. When set, the ClusterRole is bound by a RoleBinding in each.",
+        json_schema_extra={"items": {"type": "string", "pattern": DNS_LABEL}},
+    )
+    resync_seconds: float = pydantic.Field(
+        default=_OPERATOR.resync_seconds,
+        gt=0,
+        description="Every object is reconciled at least this often (--resync-seconds).",
+    )
+    workers: int = pydantic.Field(
+        default=_OPERATOR.workers, ge=1, le=64, description="Reconcile workers."
+    )
+    policy_poll_seconds: float = pydantic.Field(
+        default=_OPERATOR.policy_poll_seconds,
+        gt=0,
+        description="How often each RoutingPolicy's routers are asked for /stats.",
+    )
+    router_image: str = pydantic.Field(
+        default="",
+        description="Image of RoutingPolicy routers that name none; empty = the operator's "
+        "image (routers run `gpufleet router`).",
+    )
+    router_discovery: Literal["endpointslices", "pods"] = pydantic.Field(
+        default=_OPERATOR.router_discovery,
+        description="How routers find model-server pods: endpointslices, or pods where no "
+        "EndpointSlice controller runs (the dev cluster).",
+    )
+    verbose: bool = pydantic.Field(default=False, description="Log every reconcile.")
+
+
+class ServiceAccount(Values):
+    create: bool = pydantic.Field(default=True, description="Create the operator's ServiceAccount.")
+    name: str = pydantic.Field(
+        default="",
+        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$",
+        description="Its name; empty = <release>-operator.",
+    )
+    annotations: dict[str, str] = pydantic.Field(
+        default_factory=dict, description="Annotations (e.g. a cloud IAM role)."
+    )
+
+
+class Rbac(Values):
+    create: bool = pydantic.Field(
+        default=True,
+        description="Create the ClusterRole (rules of deploy/rbac/operator-rbac.yaml) and "
+        "its binding(s).",
+    )
+
+
+class Resources(Values):
+    requests: dict[str, str] = pydantic.Field(
+        default_factory=lambda: {"cpu": "100m", "memory": "256Mi"},
+        description="Requests of the operator container.",
+        json_schema_extra={"additionalProperties": {"type": "string", "pattern": QUANTITY}},
+    )
+    limits: dict[str, str] = pydantic.Field(
+        default_factory=lambda: {"memory": "512Mi"},
+        description="Limits of the operator container (memory only by default: a CPU "
+        "limit throttles reconcile bursts).",
+        json_schema_extra={"additionalProperties": {"type": "string", "pattern": QUANTITY}},
+    )
+
+
+class PodMonitor(Values):
+    enabled: bool = pydantic.Field(
+        default=False,
+        description="Render a Prometheus Operator PodMonitor for gpufleet's model-server and "
+        "router pods (needs the monitoring.coreos.com CRDs).",
+    )
+    interval: str = pydantic.Field(default="15s", pattern=DURATION, description="Scrape interval.")
+    labels: dict[str, str] = pydantic.Field(
+        default_factory=dict, description="Extra labels (to match a Prometheus's selector)."
+    )
+
+
+class Monitoring(Values):
+    pod_monitor: PodMonitor = pydantic.Field(
+        default_factory=PodMonitor, description="PodMonitor of the pods gpufleet renders."
+    )
+
+
+class ChartValues(Values):
+    """``values.yaml`` of charts/gpufleet."""
+
+    image: Image = pydantic.Field(default_factory=Image, description="The gpufleet image.")
+    image_pull_secrets: list[str] = pydantic.Field(
+        default_factory=list, description="Names of Secrets to pull the image with."
+    )
+    operator: OperatorSettings = pydantic.Field(
+        default_factory=OperatorSettings, description="Operator settings."
+    )
+    service_account: ServiceAccount = pydantic.Field(
+        default_factory=ServiceAccount, description="The operator's ServiceAccount."
+    )
+    rbac: Rbac = pydantic.Field(default_factory=Rbac, description="The operator's RBAC.")
+    resources: Resources = pydantic.Field(
+        default_factory=Resources, description="Resources of the operator container."
+    )
+    node_selector: dict[str, str] = pydantic.Field(
+        default_factory=dict, description="nodeSelector of the operator pod."
+    )
+    tolerations: list[JsonObject] = pydantic.Field(
+        default_factory=list, description="Tolerations of the operator pod."
+    )
+    affinity: JsonObject = pydantic.Field(
+        default_factory=dict, description="Affinity of the operator pod."
+    )
+    priority_class_name: str = pydantic.Field(
+        default="", description="PriorityClass of the operator pod."
+    )
+    pod_annotations: dict[str, str] = pydantic.Field(
+        default_factory=dict, description="Extra annotations of the operator pod."
+    )
+    pod_labels: dict[str, str] = pydantic.Field(
+        default_factory=dict, description="Extra labels of the operator pod."
+    )
+    monitoring: Monitoring = pydantic.Field(
+        default_factory=Monitoring, description="Prometheus Operator objects (all off)."
+    )

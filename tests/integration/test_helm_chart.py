@@ -1,0 +1,139 @@
+"""charts/gpufleet: lint, a render the real API server accepts, the kustomize base from the
+same source, and ``helm install`` into the twin, where the chart's operator pod runs as a
+real ``gpufleet operator`` process and reconciles an example pool to Ready.
+
+The install watches only the test's namespace (``operator.watchNamespaces``) and names
+its cluster-scoped objects after the release, so it cannot reconcile other tests' pools
+or collide with another operator's RBAC.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from gpufleet.devcluster import build
+from tests.conftest import LocalCluster
+from tests.integration.operator_harness import GROUP, PLURAL, VERSION, condition
+from tests.waiting import until
+
+pytestmark = [pytest.mark.integration]
+
+ROOT = pathlib.Path(__file__).parents[2]
+CHART = ROOT / "charts" / "gpufleet"
+POOL_FILE = ROOT / "examples" / "modelpool-llama-3.1-70b.yaml"
+HELM_ONLY_LABELS = ("app.kubernetes.io/managed-by", "app.kubernetes.io/version", "helm.sh/chart")
+
+
+def _helm(*args: str, kubeconfig: pathlib.Path | None = None, timeout: float = 60) -> str:
+    argv = [str(build.binary_path("helm")), *args]
+    if kubeconfig is not None:
+        argv.append(f"--kubeconfig={kubeconfig}")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    assert done.returncode == 0, f"helm {' '.join(args)} failed:\n{done.stderr}{done.stdout}"
+    return done.stdout
+
+
+def _docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def _without_helm_labels(doc: dict[str, Any]) -> dict[str, Any]:
+    labels = doc["metadata"].get("labels") or {}
+    for key in HELM_ONLY_LABELS:
+        labels.pop(key, None)
+    if not labels:
+        doc["metadata"].pop("labels", None)
+    return doc
+
+
+def test_helm_lint_strict_passes() -> None:
+    out = _helm("lint", "--strict", str(CHART))
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+def test_helm_refuses_values_the_schema_does_not_allow() -> None:
+    argv = [str(build.binary_path("helm")), "template", "x", str(CHART)]
+    done = subprocess.run([*argv, "--set", "operator.routerDiscovery=dns"],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode != 0
+    assert "routerDiscovery" in done.stderr
+
+
+@pytest.mark.parametrize("scope", ["cluster", "namespaced"])
+def test_render_is_accepted_by_the_api_server(
+    cluster: LocalCluster, crds: list[str], namespace: str, scope: str
+) -> None:
+    extra = ["--set", f"operator.watchNamespaces={{{namespace}}}"] if scope == "namespaced" else []
+    rendered = _helm("template", f"dry-{scope}", str(CHART), "-n", namespace, *extra)
+    kinds = sorted(d["kind"] for d in _docs(rendered))
+    binding = "RoleBinding" if scope == "namespaced" else "ClusterRoleBinding"
+    assert kinds == sorted(["ServiceAccount", "ClusterRole", binding, "Deployment"])
+    done = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("(server dry run)") == 4
+
+
+def test_kustomize_base_is_the_charts_default_render(cluster: LocalCluster) -> None:
+    chart = _helm("template", "gpufleet", str(CHART), "-n", "gpufleet-system", "--include-crds")
+    base = cluster.kubectl("kustomize", str(ROOT / "deploy")).stdout
+    by_key = {(d["kind"], d["metadata"]["name"]): _without_helm_labels(d) for d in _docs(chart)}
+    from_base = {(d["kind"], d["metadata"]["name"]): _without_helm_labels(d) for d in _docs(base)}
+    namespace = from_base.pop(("Namespace", "gpufleet-system"))
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert from_base.keys() == by_key.keys()
+    for key, doc in by_key.items():
+        if key[0] in ("ClusterRole", "ServiceAccount", "ClusterRoleBinding"):
+            assert from_base[key].get("rules") == doc.get("rules"), key
+            assert from_base[key].get("subjects") == doc.get("subjects"), key
+        else:
+            assert from_base[key] == doc, key
+
+
+@pytest.fixture
+def release(cluster: LocalCluster, namespace: str) -> Iterator[str]:
+    name = f"gf-{namespace[2:]}"
+    yield name
+    _helm("uninstall", name, "-n", namespace, "--wait", kubeconfig=cluster.kubeconfig)
+
+
+def _pool_ready(custom: client.CustomObjectsApi, namespace: str, name: str) -> bool:
+    pool = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    return condition(pool, "Ready").get("status") == "True"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_helm_install_runs_the_operator_which_makes_an_example_pool_ready(
+    cluster: LocalCluster, namespace: str, release: str
+) -> None:
+    started = time.monotonic()
+    _helm(
+        "install", release, str(CHART), "-n", namespace, "--wait", "--timeout", "90s",
+        "--set", f"operator.watchNamespaces={{{namespace}}}",
+        # The twin's pod IPs are loopback addresses, which EndpointSlices refuse.
+        "--set", "operator.routerDiscovery=pods",
+        "--set", "operator.resyncSeconds=10",
+        kubeconfig=cluster.kubeconfig, timeout=120,
+    )  # fmt: skip
+    installed = time.monotonic() - started
+    core = client.CoreV1Api(cluster.api_client)
+    [operator_pod] = core.list_namespaced_pod(
+        namespace, label_selector=f"app.kubernetes.io/instance={release}"
+    ).items
+    assert operator_pod.spec.service_account_name == f"{release}-operator"
+    cluster.kubectl("create", "secret", "generic", "hf-token", "-n", namespace,
+                    "--from-literal=token=hf_test")  # fmt: skip
+    cluster.kubectl("apply", "-n", namespace, "-f", str(POOL_FILE))
+    custom = client.CustomObjectsApi(cluster.api_client)
+    until("the example pool Ready", lambda: _pool_ready(custom, namespace, "llama-70b"),
+          timeout=150, every=1.0)  # fmt: skip
+    print(f"helm install --wait {installed:.1f}s; install to pool Ready "
+          f"{time.monotonic() - started:.1f}s")  # fmt: skip
