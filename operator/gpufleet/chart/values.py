@@ -84,6 +84,19 @@ class OperatorSettings(Values):
         description="How routers find model-server pods: endpointslices, or pods where no "
         "EndpointSlice controller runs (the dev cluster).",
     )
+    allowed_image_prefixes: list[str] = pydantic.Field(
+        default_factory=lambda: list(config.DEFAULT_ALLOWED_IMAGE_PREFIXES),
+        min_length=1,
+        description="A ModelPool's spec.serving.image must start with one of these "
+        "(--allowed-image-prefix): a repository (any tag or digest of it), a prefix ending "
+        "in '/' (anything under it) or '*' (any image).",
+        json_schema_extra={"items": {"type": "string", "minLength": 1}},
+    )
+    allow_trust_remote_code: bool = pydantic.Field(
+        default=False,
+        description="Honour spec.serving.trustRemoteCode (--allow-trust-remote-code): vLLM "
+        "then runs code from the model repository.",
+    )
     verbose: bool = pydantic.Field(default=False, description="Log every reconcile.")
 
 
