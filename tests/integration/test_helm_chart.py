@@ -9,9 +9,11 @@ or collide with another operator's RBAC.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +31,7 @@ pytestmark = [pytest.mark.integration]
 ROOT = pathlib.Path(__file__).parents[2]
 CHART = ROOT / "charts" / "gpufleet"
 POOL_FILE = ROOT / "examples" / "modelpool-llama-3.1-70b.yaml"
+POLICY_FILE = ROOT / "examples" / "demo" / "routingpolicy.yaml"
 HELM_ONLY_LABELS = ("app.kubernetes.io/managed-by", "app.kubernetes.io/version", "helm.sh/chart")
 
 
@@ -109,6 +112,23 @@ def _pool_ready(custom: client.CustomObjectsApi, namespace: str, name: str) -> b
     return condition(pool, "Ready").get("status") == "True"
 
 
+def _router_ip(core: client.CoreV1Api, namespace: str) -> str | None:
+    pods = core.list_namespaced_pod(
+        namespace, label_selector="app.kubernetes.io/component=router"
+    ).items
+    ready = [p for p in pods if any(c.type == "Ready" and c.status == "True"
+                                    for c in p.status.conditions or [])]  # fmt: skip
+    return ready[0].status.pod_ip if ready else None
+
+
+def _chat(url: str, model: str) -> int:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return int(resp.status)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_helm_install_runs_the_operator_which_makes_an_example_pool_ready(
@@ -135,5 +155,12 @@ def test_helm_install_runs_the_operator_which_makes_an_example_pool_ready(
     custom = client.CustomObjectsApi(cluster.api_client)
     until("the example pool Ready", lambda: _pool_ready(custom, namespace, "llama-70b"),
           timeout=150, every=1.0)  # fmt: skip
-    print(f"helm install --wait {installed:.1f}s; install to pool Ready "
-          f"{time.monotonic() - started:.1f}s")  # fmt: skip
+    pool_ready = time.monotonic() - started
+    # The demo's RoutingPolicy: the chart's operator deploys its router, which serves.
+    prometheus = f"http://127.0.0.1:{cluster.handle.ports.prometheus}"
+    policy = POLICY_FILE.read_text(encoding="utf-8").replace("${PROMETHEUS_URL}", prometheus)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=policy)
+    ip = until("the router pod Ready", lambda: _router_ip(core, namespace), timeout=60)
+    assert _chat(f"http://{ip}:8080/v1/chat/completions", "llama-large") == 200
+    print(f"helm install --wait {installed:.1f}s; install to pool Ready {pool_ready:.1f}s; "
+          f"to a routed answer {time.monotonic() - started:.1f}s")  # fmt: skip
