@@ -8,7 +8,8 @@ per-request choice is ``decide``, pure over a seeded random source:
 - ``oom_rate``: share answered 500 with a CUDA out-of-memory message, as vLLM does when
   an allocation fails inside the engine;
 - ``hang_s``: seconds to wait before sending headers (a stuck worker);
-- ``die_after_chunks``: abort the connection after this many streamed chunks;
+- ``die_after_chunks``: abort the connection after this many streamed chunks, in the
+  share ``die_rate`` of streams (all by default);
 - ``slowdown``: multiply every step's duration (thermal throttling, a noisy neighbour);
 - ``refuse_connections``: close the API listener, so connects are refused;
 - ``unhealthy``: ``GET /health`` answers 503.
@@ -39,6 +40,9 @@ class FaultConfig(pydantic.BaseModel):
     die_after_chunks: int | None = pydantic.Field(
         None, ge=0, description="abort streams after this many chunks"
     )
+    die_rate: float = pydantic.Field(
+        1.0, ge=0, le=1, description="share of streams die_after_chunks cuts"
+    )
     slowdown: float = pydantic.Field(1.0, ge=1, le=1000, description="step time multiplier")
     refuse_connections: bool = pydantic.Field(False, description="close the API listener")
     unhealthy: bool = pydantic.Field(False, description="/health answers 503")
@@ -68,4 +72,8 @@ def decide(config: FaultConfig, rng: random.Random) -> Decision:
         outcome = "error"
     elif draw < config.error_rate + config.oom_rate:
         outcome = "oom"
-    return Decision(outcome, config.hang_s, config.die_after_chunks)
+    die = config.die_after_chunks
+    # Drawn only when some streams are spared, so a seeded run without it is unchanged.
+    if die is not None and config.die_rate < 1 and rng.random() >= config.die_rate:
+        die = None
+    return Decision(outcome, config.hang_s, die)
