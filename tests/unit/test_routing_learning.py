@@ -13,14 +13,19 @@ PER_REQUEST_RATE = {"b200": 95.0, "h100-a": 49.0, "h100-b": 49.0, "a100": 30.0}
 
 
 def _learner() -> throughput.Learner:
-    return throughput.Learner(half_life_s=600, min_samples=20)
+    return throughput.Learner(half_life_s=throughput.DEFAULT_HALF_LIFE_S, min_samples=20)
 
 
 def _minute(
-    learner: throughput.Learner, speeds: dict[str, float], *, kind: throughput.Kind = "stream"
+    learner: throughput.Learner,
+    speeds: dict[str, float],
+    *,
+    kind: throughput.Kind = "stream",
+    start: int = 0,
+    minutes: int = 1,
 ) -> None:
-    """One request per endpoint every 2 s for 60 s, at prior speed x ``speeds``."""
-    for second in range(0, 60, 2):
+    """One request per endpoint every 2 s from ``start``, at prior speed x ``speeds``."""
+    for second in range(start, start + 60 * minutes, 2):
         for endpoint, rate in PER_REQUEST_RATE.items():
             tokens = 128
             seconds = tokens / (rate * speeds.get(endpoint, 1.0))
@@ -38,6 +43,26 @@ def test_an_endpoint_off_its_prior_is_reweighted_within_a_minute(
     assert low * PRIOR["h100-a"] < weights["h100-a"] < high * PRIOR["h100-a"]
     for healthy in ("b200", "h100-b", "a100"):
         assert weights[healthy] == pytest.approx(PRIOR[healthy], rel=0.05)
+
+
+@pytest.mark.parametrize(("factor", "low", "high"), [(0.5, 0.45, 0.56), (1.5, 1.4, 1.55)])
+def test_a_change_after_ten_minutes_of_normal_service_is_reweighted_within_a_minute(
+    factor: float, low: float, high: float
+) -> None:
+    learner = _learner()
+    _minute(learner, {}, minutes=10)
+    assert learner.weights(PRIOR) == pytest.approx(PRIOR, rel=0.01)
+    _minute(learner, {"h100-a": factor}, start=600)
+    weight = learner.weights(PRIOR)["h100-a"]
+    assert low * PRIOR["h100-a"] < weight < high * PRIOR["h100-a"]
+
+
+def test_after_a_long_quiet_spell_one_request_moves_the_weight_little() -> None:
+    learner = _learner()
+    _minute(learner, {})
+    # An hour later one absurdly slow answer: the clock alone would make it the estimate.
+    learner.observe("h100-a", tokens=128, seconds=128.0, now=3600)
+    assert learner.weights(PRIOR)["h100-a"] > 0.85 * PRIOR["h100-a"]
 
 
 def test_endpoints_running_as_their_prior_says_keep_it() -> None:
@@ -89,3 +114,31 @@ def test_forgotten_endpoint_returns_to_its_prior() -> None:
 )
 def test_completion_tokens_from_a_whole_answer(body: bytes, tokens: int | None) -> None:
     assert learning.completion_tokens(body) == tokens
+
+
+def _counter_reads(learner: throughput.Learner, speeds: dict[str, float], reads: int) -> None:
+    """A Prometheus read every 5 s: generated tokens/s with 8 requests running on each."""
+    for read in range(reads):
+        for endpoint, rate in PER_REQUEST_RATE.items():
+            tokens_per_s = 8 * rate * speeds.get(endpoint, 1.0)
+            learner.observe_counter(endpoint, tokens_per_s=tokens_per_s, running=8, now=5 * read)
+
+
+def test_token_counters_reweight_from_three_busy_reads() -> None:
+    learner = _learner()
+    _counter_reads(learner, {"h100-a": 0.5}, reads=2)
+    assert learner.weights(PRIOR) == PRIOR
+    _counter_reads(learner, {"h100-a": 0.5}, reads=3)
+    assert learner.weights(PRIOR)["h100-a"] == pytest.approx(0.5 * PRIOR["h100-a"], rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("tokens_per_s", "running"), [(400.0, 0.5), (0.0, 4.0), (float("nan"), 4.0), (400.0, 0.0)]
+)
+def test_token_counters_of_an_idle_or_unknown_engine_are_ignored(
+    tokens_per_s: float, running: float
+) -> None:
+    learner = _learner()
+    for read in range(5):
+        learner.observe_counter("a100", tokens_per_s=tokens_per_s, running=running, now=read)
+    assert learner.rates("counter") == {}

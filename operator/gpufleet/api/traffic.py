@@ -81,7 +81,13 @@ class GenerationWeights(ApiModel):
         description="Weight per generation replacing the catalog's (also where auto starts).",
     )
     learning_half_life_seconds: int = pydantic.Field(
-        default=600, ge=10, le=86400, description="auto: half-life of the throughput average."
+        default=15,
+        ge=10,
+        le=86400,
+        description=(
+            "auto: half-life of each endpoint's rate average; a change of speed is "
+            "re-weighted within about four half-lives."
+        ),
     )
     min_samples: int = pydantic.Field(
         default=20,
