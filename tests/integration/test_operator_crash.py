@@ -37,8 +37,11 @@ SEED = 20261201
 ROUNDS = 16
 CONVERGE_SECONDS = 30.0
 # The operator starts, lists and applies a round's changes about 0.4-1.2 s after being
-# spawned here: round i is killed in [0.25 + 0.07 i, 0.25 + 0.07 (i + 1)) s, so the kills
-# sweep that window (before its first list, between applies, before the status write).
+# spawned on an idle machine, later on a loaded one. The kill time follows what the
+# previous round saw: a kill before any change moves later, one after all changes moves
+# earlier, one that cut the reconcile half-way stays — so the kills home in on the
+# window where they interrupt work (between applies, before the status write) whatever
+# the machine's speed, with a seeded jitter of up to KILL_STEP.
 KILL_FROM, KILL_STEP = 0.25, 0.07
 # Variants per round: each round adds or removes a Deployment.
 VARIANTS = (["h100"], ["h100", "a100"], ["a100", "l40s"], ["l40s"], ["h100", "l40s"], ["a100"])
@@ -150,12 +153,13 @@ def test_sigkill_at_random_points_converges_without_duplicates_or_orphans(
     kills: list[float] = []
     partial = 0  # rounds killed after changing some children but before finishing
     outcomes: list[str] = []
+    offset = KILL_FROM
     for round_ in range(ROUNDS):
         variants, mode = VARIANTS[round_ % len(VARIANTS)], ("deployment", "sidecar")[round_ % 2]
         _put(cluster, namespace, "modelpools", POOL, pool_spec(variants))
         _put(cluster, namespace, "routingpolicies", POLICY, policy_spec(mode))
         before = children(cluster, namespace)
-        delay = KILL_FROM + KILL_STEP * (round_ + rng.random())
+        delay = offset + KILL_STEP * rng.random()
         operator.start()
         time.sleep(delay)
         operator.kill()
@@ -165,6 +169,10 @@ def test_sigkill_at_random_points_converges_without_duplicates_or_orphans(
         outcome = "untouched" if after == before else "done" if done else "partial"
         outcomes.append(outcome)
         partial += outcome == "partial"
+        if outcome == "untouched":
+            offset += KILL_STEP
+        elif outcome == "done":
+            offset = max(0.05, offset - KILL_STEP)
     # The last state leaves the router's Deployment, Service and PDB to prune (sidecar)
     # and drops the a100 variant's Deployment made in an earlier round.
     variants, mode = ["h100", "l40s"], "sidecar"
