@@ -276,3 +276,20 @@ def test_problems_accept_good_names_and_flag_bad_selector_terms() -> None:
         "spec.poolSelector.matchExpressions[0].values: must not be empty for operator In",
         "spec.poolSelector.matchExpressions[1].values: must be empty for operator Exists",
     )
+
+
+@pytest.mark.parametrize(
+    ("image", "allowed"),
+    [
+        (None, True),  # the operator's own router image
+        ("ghcr.io/gpufleet/gpufleet:0.2.0", True),
+        ("ghcr.io/gpufleet-evil/gpufleet:0.2.0", False),
+        ("docker.io/attacker/router:1", False),
+    ],
+)
+def test_router_image_only_under_the_allowed_prefixes(image: str | None, allowed: bool) -> None:
+    router = {"image": image} if image else {}
+    found = policyrender.image_problems(spec(router=router), ("ghcr.io/gpufleet/",))
+    assert (found == ()) is allowed
+    if not allowed:
+        assert found[0].startswith("spec.router.image")

@@ -106,7 +106,9 @@ async def _realise(
     """Apply the children unless the spec has problems: (spec, problems, pools routed)."""
     spec = policy.spec
     ref = policyrender.PolicyRef(name=key[1], namespace=key[0], uid=policy.metadata.uid or "")
-    problems = policyrender.problems(ref, spec)
+    problems = policyrender.problems(ref, spec) + policyrender.image_problems(
+        spec, config.allowed_image_prefixes
+    )
     resolved = policyrender.resolve_pools(spec, pools)
     if not problems:
         try:

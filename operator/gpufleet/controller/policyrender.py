@@ -14,7 +14,7 @@ reconcile can realise; render ``children`` only when it returns nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import yaml
@@ -22,7 +22,7 @@ import yaml
 from gpufleet import labels as contract
 from gpufleet.api import common
 from gpufleet.api.routingpolicy import RoutingPolicySpec
-from gpufleet.controller import bodies, render, routerpod
+from gpufleet.controller import bodies, images, render, routerpod
 
 PolicyRef = routerpod.PolicyRef
 Discovery = Literal["endpointslices", "pods"]
@@ -94,6 +94,21 @@ def problems(ref: PolicyRef, spec: RoutingPolicySpec) -> tuple[str, ...]:
             "letters, digits and '-', starting with a letter); or set spec.router.mode sidecar"
         )
     return (*out, *_selector_problems(spec))
+
+
+def image_problems(spec: RoutingPolicySpec, allowed_prefixes: Iterable[str]) -> tuple[str, ...]:
+    """Why ``spec.router.image`` may not run: the router holds its tenants' keys, so a
+    policy author may name only an image under the operator's allowed prefixes (unset =
+    the operator's own router image, which its administrator chose)."""
+    image = spec.router.image
+    prefixes = tuple(allowed_prefixes)
+    if image is None or images.allowed(image, prefixes):
+        return ()
+    return (
+        f"spec.router.image {image!r} is not under the operator's allowed image prefixes "
+        f"({', '.join(prefixes) or 'none'}); unset it to run the operator's router image, "
+        "or ask the operator's administrator to allow it (--allowed-image-prefix)",
+    )
 
 
 def router_config(
