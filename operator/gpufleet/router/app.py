@@ -62,6 +62,9 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
     def signal_age() -> float | None:
         return router.signal_age()
 
+    def demand() -> dict[str, admission.Demand]:
+        return router.demand()
+
     router = service.Router(
         config=config,
         registry=registry,
@@ -75,7 +78,7 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
             admission.WaitQueue(policy.admission.queue.max_size, policy.admission.queue.order),
             clock=clock,
         ),
-        metrics=RouterMetrics(registry, signal_age),
+        metrics=RouterMetrics(registry, signal_age, demand=demand),
         stats=Stats(),
         learner=learner,
         clock=clock,
@@ -83,6 +86,7 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
             generation=config.policy_generation, applied_at=time.time(), loaded=not from_secrets
         ),
     )
+    registry.listeners.append(router.gate.wake)
     return router
 
 

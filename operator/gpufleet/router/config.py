@@ -6,6 +6,7 @@ backends:            # static endpoints (what `gpufleet sim fleet` writes) ...
 kubernetes:          # ... or discovery of the policy's pools through the Kubernetes API
   namespace: default
   pools: [a, b]      # the pools to route (the operator resolves them); unset = policy's
+  poolModels: {a: llama-3.1-8b}  # each pool's served model: requests held while it has no pod
   configMap: p-router  # watch this ConfigMap's router.yaml and apply changes live
   policyName: p      # shown in /stats
 policyGeneration: 7  # the RoutingPolicy generation this document renders (shown in /stats)
@@ -38,6 +39,7 @@ from gpufleet.api.routingpolicy import RoutingPolicySpec
 
 MIB = 1024 * 1024
 ObjectName = Annotated[str, pydantic.Field(max_length=253, pattern=common.DNS_SUBDOMAIN)]
+ModelName = Annotated[str, pydantic.Field(min_length=1, max_length=128)]
 # Secret name -> its data as the API serves it (key -> base64 value).
 Secrets = Mapping[str, Mapping[str, str]]
 
@@ -57,7 +59,7 @@ class _Model(pydantic.BaseModel):
 
 class Backend(_Model):
     url: str = pydantic.Field(pattern=r"^https?://[^\s/]+$", description="Base URL, no path.")
-    model: str = pydantic.Field(min_length=1, max_length=128, description="Served model name.")
+    model: ModelName = pydantic.Field(description="Served model name.")
     gpu: GpuName
     tensor_parallel_size: int = pydantic.Field(default=1, ge=1, le=64)
     metrics_url: str | None = pydantic.Field(
@@ -91,6 +93,21 @@ class KubernetesSource(_Model):
     policy_name: str | None = pydantic.Field(
         default=None, max_length=253, description="The RoutingPolicy rendered (for /stats)."
     )
+    pool_models: dict[ObjectName, ModelName] = pydantic.Field(
+        default_factory=dict,
+        description=(
+            "Pool -> the model it serves, known while the pool has no ready pod: a request "
+            "for it is held (scale from zero) instead of answered 404."
+        ),
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _models_of_routed_pools(self) -> KubernetesSource:
+        if self.pools is not None:
+            unknown = sorted(set(self.pool_models) - set(self.pools))
+            if unknown:
+                raise ValueError(f"poolModels names pools not in pools: {unknown}")
+        return self
 
     def watch_key(self) -> tuple[object, ...]:
         """What the API watches depend on: a change restarts them."""

@@ -1,11 +1,13 @@
 """The admission queue's waiting side: requests wait here while every endpoint that
-could serve them is at its request limit.
+could serve them is at its request limit (queued), or while the pool that serves their
+model has no ready endpoint at all, as when it scales from zero (held).
 
-Order and shedding are ``routing.admission.WaitQueue``'s; this module only parks
-coroutines on futures. ``wake`` (called whenever an endpoint frees a slot) lets every
-waiter try again in queue order, so one whose model has a free endpoint is not held
-behind a head whose model is saturated; a waiter keeps its place until it gets an endpoint,
-times out (503 with Retry-After) or is shed by a higher-priority arrival (429).
+Order, shedding and the demand per pool are ``routing.admission.WaitQueue``'s; this
+module only parks coroutines on futures. ``wake`` (called whenever an endpoint frees a
+slot, and whenever discovery changes the endpoint set) lets every waiter try again in
+queue order, so one whose model has a free endpoint is not held behind a head whose
+model is saturated; a waiter keeps its place until it gets an endpoint, times out (503
+with Retry-After) or is shed by a higher-priority arrival (429).
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ class Gate:
         sheds no one already queued, it only refuses newcomers until the queue shrinks)."""
         self._queue.max_size, self._queue.order = max_size, order
 
-    def enter(self, priority: int) -> admission.Ticket:
-        """Queue a request; ``RateLimited`` if the full queue sheds it at once."""
-        ticket, shed = self._queue.push(priority, self._clock())
+    def enter(self, priority: int, waiting: admission.Waiting | None = None) -> admission.Ticket:
+        """Queue a request waiting for ``waiting``; ``RateLimited`` if the full queue
+        sheds it at once."""
+        ticket, shed = self._queue.push(priority, self._clock(), waiting)
         if shed is ticket:
             raise RateLimited("the admission queue is full", retry_after_s=1)
         if shed is not None:
@@ -53,11 +56,26 @@ class Gate:
         try:
             await asyncio.wait_for(future, timeout=max(0.0, deadline - self._clock()))
         except TimeoutError:
-            raise Unavailable(
-                "no endpoint freed up within the queue timeout", retry_after_s=1
-            ) from None
+            raise Unavailable(self._late(ticket), retry_after_s=1) from None
         finally:
             self._futures.pop(ticket, None)
+
+    def _late(self, ticket: admission.Ticket) -> str:
+        waiting = self._queue.waiting(ticket)
+        if waiting is not None and waiting.held:
+            return (
+                f"pool {waiting.pool} has no ready endpoint (it may be scaling from zero) "
+                "and none became ready within the queue timeout"
+            )
+        return "no endpoint freed up within the queue timeout"
+
+    def mark(self, ticket: admission.Ticket, waiting: admission.Waiting) -> None:
+        """``ticket`` now waits for ``waiting`` (held -> queued, or back)."""
+        self._queue.wait_for(ticket, waiting)
+
+    def demand(self) -> dict[str, admission.Demand]:
+        """Pool -> requests waiting for it now (only pools with some)."""
+        return self._queue.demand()
 
     def leave(self, ticket: admission.Ticket) -> None:
         self._queue.remove(ticket)

@@ -169,6 +169,7 @@ async def stats_json(request: web.Request) -> web.Response:
         signal_error=router.signals_error,
         queue_waiting=len(router.gate),
         config_state=router.config_state,
+        demand=router.demand(),
     )
     return web.json_response(document)
 

@@ -1,19 +1,21 @@
 """The router's Prometheus metrics, in a registry of its own (one per app).
 
 Counters and histograms are updated on the request path; per-endpoint gauges (in
-flight, pending tokens, breaker state) and signal staleness are read from the
-``Registry`` at scrape time by a collector, so they cost nothing per request.
+flight, pending tokens, breaker state), signal staleness and the requests waiting per
+pool (held and queued: the autoscaler's demand) are read at scrape time by collectors,
+so they cost nothing per request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gpufleet.router.registry import Registry
+from gpufleet.routing.admission import Demand
 
 _BREAKER = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -64,8 +66,35 @@ class _Live(Collector):
         yield age_family
 
 
+class _Demand(Collector):
+    def __init__(self, demand: Callable[[], Mapping[str, Demand]]) -> None:
+        self._demand = demand
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        held = GaugeMetricFamily(
+            "gpufleet_router_held_requests",
+            "Requests waiting for a pool with no ready endpoint (scale from zero).",
+            labels=["pool"],
+        )
+        queued = GaugeMetricFamily(
+            "gpufleet_router_queued_requests",
+            "Requests waiting because every endpoint of their pool is saturated.",
+            labels=["pool"],
+        )
+        for pool, demand in self._demand().items():
+            held.add_metric([pool], demand.held)
+            queued.add_metric([pool], demand.queued)
+        yield from (held, queued)
+
+
 class RouterMetrics:
-    def __init__(self, registry: Registry, signal_age: Callable[[], float | None]) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        signal_age: Callable[[], float | None],
+        *,
+        demand: Callable[[], Mapping[str, Demand]],
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -94,3 +123,4 @@ class RouterMetrics:
             registry=r,
         )
         r.register(_Live(registry, signal_age))
+        r.register(_Demand(demand))

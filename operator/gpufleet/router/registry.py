@@ -5,7 +5,8 @@ flight: a removed endpoint's ``Slot`` stays alive for its ``Lease`` holders and 
 reported as draining until they finish. ``Lease`` is the only way load is added to an
 endpoint, and ``release`` is idempotent, so completion, error and client cancel (all
 in ``finally`` blocks) can never leak in-flight counts, pending tokens or a half-open
-circuit's probe slot.
+circuit's probe slot. ``listeners`` are called whenever the endpoint set changes (the
+admission queue's waiters try again: a held request's pool may have its first endpoint).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Registry:
         self.draining: dict[str, Slot] = {}
         self.ring = affinity.Ring(())
         self.version = 0
+        self.listeners: list[Callable[[], None]] = []
 
     def replace(self, endpoints: Iterable[Endpoint]) -> None:
         """Make ``endpoints`` the routable set, keeping the state of those that stay."""
@@ -94,6 +96,8 @@ class Registry:
         if changed:
             self.ring = affinity.Ring(fresh)
             self.version += 1
+            for listener in self.listeners:
+                listener()
 
     def reconfigure(self, breaker_policy: CircuitBreaker, *, staleness_s: float) -> None:
         """New breaker settings and signal staleness; circuits keep their state."""

@@ -2,9 +2,10 @@
 
 ``Router`` holds every component, built once by ``build`` (no module-level state).
 ``prepare`` turns an authenticated, parsed request into a ``Job`` (served model, class,
-priority, cost estimate); ``route`` asks the picker for an endpoint, waiting in the
-admission queue while all are saturated and switching to the fallback model when the
-requested one has no capacity.
+priority, cost estimate); ``route`` asks the picker for an endpoint, switching to the
+fallback model when the requested one has no capacity, and otherwise waiting in the
+admission queue while all are saturated (queued) or while the routed pool that serves
+the model has no ready endpoint (held: scale from zero; ``wait_reason`` decides which).
 """
 
 from __future__ import annotations
@@ -85,11 +86,36 @@ class Router:
     def signal_age(self) -> float | None:
         return None if self.signals_at is None else self.clock() - self.signals_at
 
+    @property
+    def pool_models(self) -> Mapping[str, str]:
+        """Routed pool -> the model it serves, as configured (known with no pod up)."""
+        source = self.config.kubernetes
+        return source.pool_models if source is not None else {}
+
+    def discovered_pools(self) -> dict[str, str]:
+        """Model -> the pool of its first routable endpoint (by id)."""
+        found: dict[str, str] = {}
+        for endpoint_id in sorted(self.registry.slots):
+            endpoint = self.registry.slots[endpoint_id].endpoint
+            found.setdefault(endpoint.model, endpoint.pool)
+        return found
+
     def served_models(self) -> dict[str, str]:
-        """Every name clients may use -> the served model it means."""
-        served = {s.endpoint.model: s.endpoint.model for s in self.registry.slots.values()}
+        """Every name clients may use -> the served model it means: the models of the
+        routable endpoints and of the routed pools (with no pod up too), and aliases."""
+        models = {s.endpoint.model for s in self.registry.slots.values()}
+        served = {m: m for m in models | set(self.pool_models.values())}
         aliases = {a.name: a.model for a in self.policy.model_aliases if a.model in served}
         return served | aliases
+
+    def demand(self) -> dict[str, admission.Demand]:
+        """Pool -> requests waiting for it, for every routed or discovered pool (zero
+        when none wait) and any other pool a request waits for."""
+        source = self.config.kubernetes
+        pools = {*self.pool_models, *(source.pools or () if source else ())}
+        pools |= {s.endpoint.pool for s in self.registry.slots.values()}
+        zero = {pool: admission.Demand() for pool in pools}
+        return dict(sorted((zero | self.gate.demand()).items()))
 
     def take_retry(self) -> bool:
         return self.retry_budget.try_retry(self.clock())
@@ -183,8 +209,9 @@ async def route(router: Router, job: Job, exclude: frozenset[str]) -> picker.Dec
         alternative = _pick(router, job, fallback, exclude)
         if isinstance(alternative, picker.Decision):
             return alternative
-    if isinstance(outcome, picker.NoCapacity) and outcome.kind == "saturated":
-        outcome = await _queued(router, job, exclude)
+    waiting = _wait_reason(router, job.model, outcome)
+    if waiting is not None:
+        outcome = await _queued(router, job, exclude, waiting)
     if isinstance(outcome, picker.Decision):
         return outcome
     if outcome.kind == "too_large":
@@ -208,18 +235,55 @@ def _pick(
     return outcome
 
 
+def wait_reason(
+    outcome: picker.Decision | picker.NoCapacity,
+    model: str,
+    *,
+    discovered: Mapping[str, str],
+    pool_models: Mapping[str, str],
+) -> admission.Waiting | None:
+    """Whether a request for ``model`` that got ``outcome`` waits, and for which pool.
+
+    Saturated endpoints: queued for their pool. No routable endpoint of the model at all
+    (``discovered``: model -> pool of its endpoints) while a routed pool serves it
+    (``pool_models``: pool -> model; the first such pool by name): held for that pool,
+    which the autoscaler starts. Anything else is answered at once.
+    """
+    if isinstance(outcome, picker.Decision):
+        return None
+    declared = sorted(pool for pool, served in pool_models.items() if served == model)
+    if outcome.kind == "saturated":
+        pool = discovered.get(model) or (declared[0] if declared else "")
+        return admission.Waiting(pool)
+    if outcome.kind == "unavailable" and model not in discovered and declared:
+        return admission.Waiting(declared[0], held=True)
+    return None
+
+
+def _wait_reason(
+    router: Router, model: str, outcome: picker.Decision | picker.NoCapacity
+) -> admission.Waiting | None:
+    if isinstance(outcome, picker.Decision):
+        return None
+    return wait_reason(
+        outcome, model, discovered=router.discovered_pools(), pool_models=router.pool_models
+    )
+
+
 async def _queued(
-    router: Router, job: Job, exclude: frozenset[str]
+    router: Router, job: Job, exclude: frozenset[str], waiting: admission.Waiting
 ) -> picker.Decision | picker.NoCapacity:
     queue = router.policy.admission.queue
     entered = router.clock()
-    ticket = router.gate.enter(job.priority)
+    ticket = router.gate.enter(job.priority, waiting)
     try:
         while True:
             await router.gate.wait(ticket, entered + queue.timeout_seconds)
             outcome = _pick(router, job, job.model, exclude)
-            if not (isinstance(outcome, picker.NoCapacity) and outcome.kind == "saturated"):
+            now_waiting = _wait_reason(router, job.model, outcome)
+            if now_waiting is None:
                 return outcome
+            router.gate.mark(ticket, now_waiting)
     finally:
         router.gate.leave(ticket)
         router.metrics.queue_wait.observe(router.clock() - entered)

@@ -2,7 +2,9 @@
 balance, signal freshness, and what the operator reads back into the RoutingPolicy's
 status — ``config`` (the policy generation applied, the error of a change that could
 not be, when), ``backends`` (endpoints discovered and routable per pool and GPU) and
-``effectiveWeights`` (throughput weight per GPU generation in use, per GPU).
+``effectiveWeights`` (throughput weight per GPU generation in use, per GPU) — and what
+the autoscaler reads: ``demand``, requests waiting per pool, ``held`` for a pool with no
+ready endpoint (scale from zero) and ``queued`` behind saturated endpoints.
 
 Counts live in ``Stats`` (updated on the request path, O(1)); ``document`` renders them
 with a snapshot of the registry.
@@ -13,10 +15,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import statistics
+from collections.abc import Mapping
 
 from gpufleet.router.liveconfig import ConfigState
 from gpufleet.router.registry import Registry
 from gpufleet.routing import cost
+from gpufleet.routing.admission import Demand
 
 
 @dataclasses.dataclass(slots=True)
@@ -42,6 +46,7 @@ def document(
     signal_error: str,
     queue_waiting: int,
     config_state: ConfigState,
+    demand: Mapping[str, Demand] | None = None,
 ) -> dict[str, object]:
     routed = sum(stats.generations.values())
     large = sum(stats.triggers.values())
@@ -80,7 +85,12 @@ def document(
         },
         "backends": backends(registry),
         "effectiveWeights": effective_weights(registry),
+        "demand": _demand(demand or {}),
     }
+
+
+def _demand(demand: Mapping[str, Demand]) -> dict[str, dict[str, int]]:
+    return {pool: {"queued": d.queued, "held": d.held} for pool, d in sorted(demand.items())}
 
 
 def backends(registry: Registry) -> list[dict[str, object]]:

@@ -7,7 +7,9 @@ order in which queued requests get an endpoint.
   debt once when full (so a request larger than the quota is not starved), and says
   how long until a request of a given size fits;
 - ``WaitQueue`` orders waiting tickets by priority (higher first), FIFO within, and
-  when full sheds the lowest-priority newest ticket — possibly the newcomer.
+  when full sheds the lowest-priority newest ticket — possibly the newcomer. It also
+  knows what each ticket waits for (``Waiting``: a pool, held or queued), which adds up
+  to the demand per pool (``Demand``) the autoscaler reads.
 
 All time comes in as ``now`` (seconds, monotonic).
 """
@@ -147,6 +149,25 @@ class Ticket:
     enqueued_at: float = dataclasses.field(compare=False)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Waiting:
+    """What a queued request waits for: an endpoint of ``pool`` — one that exists but is
+    saturated (``held`` False), or the pool's first ready one while it has none, as when
+    it scales from zero (``held`` True)."""
+
+    pool: str
+    held: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Demand:
+    """Requests waiting for one pool: ``queued`` behind saturated endpoints, ``held``
+    for a pool with no ready endpoint."""
+
+    queued: int = 0
+    held: int = 0
+
+
 @dataclasses.dataclass(slots=True)
 class WaitQueue:
     """Bounded queue of tickets; ``order`` "priority" or "fifo"."""
@@ -156,15 +177,21 @@ class WaitQueue:
     _heap: list[Ticket] = dataclasses.field(default_factory=list)
     _gone: set[Ticket] = dataclasses.field(default_factory=set)
     _seq: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
+    _waiting: dict[Ticket, Waiting] = dataclasses.field(default_factory=dict)
 
-    def push(self, priority: int, now: float) -> tuple[Ticket, Ticket | None]:
-        """Queue a ticket; the second value is the ticket shed to make room (may be the
-        new one itself, when the queue is full of equal or higher priority)."""
+    def push(
+        self, priority: int, now: float, waiting: Waiting | None = None
+    ) -> tuple[Ticket, Ticket | None]:
+        """Queue a ticket waiting for ``waiting`` (counted in ``demand``); the second
+        value is the ticket shed to make room (may be the new one itself, when the queue
+        is full of equal or higher priority). Held and queued tickets share the bound."""
         rank = -priority if self.order == "priority" else 0
         ticket = Ticket((rank, next(self._seq)), priority, now)
         if self.max_size == 0:
             return ticket, ticket
         heapq.heappush(self._heap, ticket)
+        if waiting is not None:
+            self._waiting[ticket] = waiting
         if len(self) <= self.max_size:
             return ticket, None
         worst = max(t for t in self._heap if t not in self._gone)
@@ -185,7 +212,24 @@ class WaitQueue:
         """Drop ``ticket`` (served, timed out or cancelled); unknown tickets are ignored."""
         if ticket in self._heap and ticket not in self._gone:
             self._gone.add(ticket)
+        self._waiting.pop(ticket, None)
         self.head()
+
+    def wait_for(self, ticket: Ticket, waiting: Waiting) -> None:
+        """``ticket`` now waits for ``waiting`` (a held request whose pool got endpoints
+        that are all saturated is queued from then on); unknown tickets are ignored."""
+        if ticket in self._heap and ticket not in self._gone:
+            self._waiting[ticket] = waiting
+
+    def waiting(self, ticket: Ticket) -> Waiting | None:
+        return self._waiting.get(ticket)
+
+    def demand(self) -> dict[str, Demand]:
+        """Pool -> its requests waiting now, held and queued; only pools with some."""
+        counts: dict[str, list[int]] = {}
+        for waiting in self._waiting.values():
+            counts.setdefault(waiting.pool, [0, 0])[waiting.held] += 1
+        return {pool: Demand(queued, held) for pool, (queued, held) in sorted(counts.items())}
 
     def __len__(self) -> int:
         return len(self._heap) - len(self._gone)
