@@ -103,6 +103,38 @@ async def test_queue_timeout_gives_503(sims: tuple[Sim, Sim]) -> None:
         _no_leak(await settled(url))
 
 
+async def test_requests_behind_saturated_endpoints_are_queued_demand_of_their_pool(
+    sims: tuple[Sim, Sim],
+) -> None:
+    fast, _ = sims
+    fast.faults(slowdown=400)  # a 20-token answer takes ~2 s
+    raw = _queued(fast, maxSize=4, timeoutSeconds=30)
+    async with serve_router(raw) as (url, app), aiohttp.ClientSession() as session:
+        router = app[appkeys.ROUTER]
+
+        async def send() -> int:
+            async with session.post(url + URL, json=chat(max_tokens=20)) as r:
+                await r.read()
+                return r.status
+
+        sent = [asyncio.create_task(send()) for _ in range(2)]
+        for _ in range(200):
+            if len(router.gate) == 1:
+                break
+            await asyncio.sleep(0.02)
+        async with session.get(url + "/stats") as r:
+            demand = (await r.json())["demand"]
+        async with session.get(url + "/metrics") as r:
+            text = await r.text()
+        assert demand == {"static": {"queued": 1, "held": 0}}  # static backends' pool
+        assert 'gpufleet_router_queued_requests{pool="static"} 1.0' in text
+        assert 'gpufleet_router_held_requests{pool="static"} 0.0' in text
+        assert await asyncio.gather(*sent) == [200, 200]
+        stats = await settled(url)
+    assert stats["demand"] == {"static": {"queued": 0, "held": 0}}
+    _no_leak(stats)
+
+
 async def test_queued_request_for_a_free_model_is_not_held_behind_a_saturated_one(
     sims: tuple[Sim, Sim],
 ) -> None:
