@@ -1,16 +1,17 @@
 """ModelPool fields and what the operator does with them: ``workloadClass`` sets vLLM's
-per-step token budget, and a pool asking for autoscaling (not yet active) is told so by
+per-step token budget, and a pool asking for autoscaling is told who sizes its variants by
 its ``ScalingActive`` condition."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import Any
 
 import pytest
 
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import podspec, status, variants
+from gpufleet.controller import podspec, scalingreport, status, variants
 from gpufleet.devcluster import vllmargs
 from gpufleet.hardware import catalog
 from gpufleet.planning import batching
@@ -76,22 +77,41 @@ def test_no_scaling_note_when_nothing_asks_for_autoscaling() -> None:
     assert "ScalingActive" not in compute(spec())
 
 
-def test_replica_range_gets_a_not_yet_active_note() -> None:
+def test_replica_range_waits_for_the_autoscalers_first_decision() -> None:
     state, reason, message = compute(spec(variant={"maxReplicas": 4}))["ScalingActive"]
-    assert (state, reason) == ("False", "AutoscalerNotYetActive")
-    assert "not yet active" in message and "variants a run minReplicas" in message
+    assert (state, reason) == ("False", "AutoscalerStarting")
+    assert "not decided on a yet" in message
 
 
-def test_autoscaling_targets_alone_get_the_note() -> None:
-    state, _, message = compute(spec(autoscaling={"targetKvCacheUsage": 0.5}))["ScalingActive"]
-    assert state == "False" and "every variant runs minReplicas" in message
+def test_autoscaling_targets_alone_get_no_note() -> None:
+    assert "ScalingActive" not in compute(spec(autoscaling={"targetKvCacheUsage": 0.5}))
 
 
-def test_the_note_is_posted_once_as_a_normal_event() -> None:
+def test_external_mode_says_who_sizes_the_variants() -> None:
+    s = spec(variant={"maxReplicas": 4}, autoscaling={"mode": "external"})
+    state, reason, message = compute(s)["ScalingActive"]
+    assert (state, reason) == ("False", "ExternalAutoscaler") and "HPA/KEDA" in message
+
+
+def test_the_autoscalers_decision_is_the_status() -> None:
     s = spec(variant={"maxReplicas": 4})
-    seen = status.Observation(generation=1, deployments={}, pods=())
+    said = scalingreport.VariantReport(desired=3, reason="up 1 -> 3", last_scale=0.0 + 7)
+    report = scalingreport.PoolReport(state="Scaling", summary="grew a", variants={"a": said})
+    seen = status.Observation(generation=1, deployments={}, pods=(), scaling=report)
     first = status.compute(s, variants.plan_pool(s), seen, previous=None, now=T0)
-    again = status.compute(s, variants.plan_pool(s), seen, previous=first, now=T0)
-    notes = [e for e in status.transitions(None, first) if e.reason == "AutoscalerNotYetActive"]
+    (a,) = first.variants
+    assert (a.desired_replicas, a.scaling_reason) == (3, "up 1 -> 3")
+    assert a.last_scale_time == "1970-01-01T00:00:07Z"
+    conditions = {c.type: c for c in first.conditions}
+    assert (conditions["ScalingActive"].status, conditions["ScalingActive"].reason) == (
+        "True",
+        "Scaling",
+    )
+    notes = [e for e in status.transitions(None, first) if e.reason == "Scaling"]
     assert [e.type for e in notes] == ["Normal"]
+    held = dataclasses.replace(report, variants={"a": dataclasses.replace(said, last_scale=None)})
+    again = status.compute(
+        s, variants.plan_pool(s), dataclasses.replace(seen, scaling=held), previous=first, now=T0
+    )
+    assert again == first, "a restarted autoscaler keeps the last scale time it wrote"
     assert status.transitions(first, again) == []

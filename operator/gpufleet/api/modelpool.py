@@ -137,17 +137,15 @@ class Serving(ApiModel):
 
 # gpufleet's own autoscaler is a later piece of work; until then the targets are kept
 # (and validated) but acted on by nothing, and the pool's status says so.
-NOT_YET_ACTIVE = (
-    "Not yet active: replicas are fixed at each variant's minReplicas (or set by another "
-    "controller, see enabled). "
-)
 ScaleUpPreference = Literal["cost", "latency", "balanced"]
 
 
 class Autoscaling(ApiModel):
-    """Targets and behaviour of the pool's autoscaler, which is not yet active: each
-    variant runs ``minReplicas``, and the ModelPool's ``ScalingActive`` condition says so
-    whenever a variant asks for more (``maxReplicas`` above ``minReplicas``).
+    """Targets and behaviour of the pool's autoscaler. With ``mode: gpufleet`` the
+    operator decides the replicas of every variant whose ``maxReplicas`` exceeds its
+    ``minReplicas``, one decision per pool (docs/operator.md, "Autoscaling"); the
+    ModelPool's ``ScalingActive`` condition and per-variant status say what it decided
+    and why.
 
     The behaviour defaults are those of a HorizontalPodAutoscaler as users commonly set
     it for slow-starting model servers: up — 60 s window, at most 2 pods per 120 s;
@@ -167,94 +165,89 @@ class Autoscaling(ApiModel):
         default=True,
         description=(
             "Variants whose maxReplicas exceeds minReplicas are autoscaled: the operator "
-            "applies minReplicas until another field manager (a HorizontalPodAutoscaler, "
-            "kubectl scale) sets the Deployment's replicas, then leaves them to it. false: "
-            "the operator always applies minReplicas."
+            "applies minReplicas until another field manager (gpufleet's autoscaler, a "
+            "HorizontalPodAutoscaler, kubectl scale) sets the Deployment's replicas, then "
+            "leaves them to it. false: the operator always applies minReplicas."
         ),
     )
     mode: Literal["gpufleet", "external"] = pydantic.Field(
         default="gpufleet",
-        description=NOT_YET_ACTIVE
-        + "gpufleet: the operator decides every variant's replicas, one decision per "
-        "pool; external: replicas are left to HPA/KEDA and the operator renders none.",
+        description="gpufleet: the operator decides every autoscaled variant's replicas, one "
+        "decision per pool; external: replicas are left to HPA/KEDA, which the operator "
+        "renders none of.",
     )
     target_kv_cache_usage: float = pydantic.Field(
         default=0.8,
         ge=0.1,
         le=1.0,
-        description=NOT_YET_ACTIVE + "Mean KV-cache usage (0-1) per replica to aim for.",
+        description="Mean KV-cache usage (0-1) per replica to aim for.",
     )
     target_waiting_requests: int = pydantic.Field(
         default=4,
         ge=0,
         le=10000,
-        description=NOT_YET_ACTIVE + "Mean requests waiting per replica to aim for.",
+        description="Mean requests waiting per replica to aim for.",
     )
     target_ttft_seconds: float | None = pydantic.Field(
         default=None,
         gt=0,
         le=600,
-        description=NOT_YET_ACTIVE + "p90 time to first token to stay under; unset = none.",
+        description="p90 time to first token to stay under; unset = none. Not yet acted "
+        "on: the autoscaler scales on KV-cache usage and waiting requests.",
     )
     scale_up_stabilization_seconds: int = pydantic.Field(
         default=60,
         ge=0,
         le=3600,
-        description=NOT_YET_ACTIVE
-        + "How long a higher recommendation must persist before scaling up.",
+        description="How long a higher recommendation must persist before scaling up.",
     )
     scale_up_pods: int = pydantic.Field(
         default=2,
         ge=1,
         le=1000,
-        description=NOT_YET_ACTIVE + "Most replicas the pool grows by within scaleUpPeriodSeconds.",
+        description="Most replicas the pool grows by within scaleUpPeriodSeconds.",
     )
     scale_up_period_seconds: int = pydantic.Field(
         default=120,
         ge=1,
         le=3600,
-        description=NOT_YET_ACTIVE + "The window scaleUpPods is counted over.",
+        description="The window scaleUpPods is counted over.",
     )
     scale_down_stabilization_seconds: int = pydantic.Field(
         default=300,
         ge=0,
         le=86400,
-        description=NOT_YET_ACTIVE
-        + "How long a lower recommendation must persist before scaling down.",
+        description="How long a lower recommendation must persist before scaling down.",
     )
     scale_down_pods: int = pydantic.Field(
         default=1,
         ge=1,
         le=1000,
-        description=NOT_YET_ACTIVE
-        + "Most replicas the pool shrinks by within scaleDownPeriodSeconds.",
+        description="Most replicas the pool shrinks by within scaleDownPeriodSeconds.",
     )
     scale_down_period_seconds: int = pydantic.Field(
         default=300,
         ge=1,
         le=86400,
-        description=NOT_YET_ACTIVE + "The window scaleDownPods is counted over.",
+        description="The window scaleDownPods is counted over.",
     )
     scale_to_zero_after_seconds: int = pydantic.Field(
         default=600,
         ge=0,
         le=86400,
-        description=NOT_YET_ACTIVE
-        + "A pool idle this long (no request running, waiting or held by the router) "
+        description="A pool idle this long (no request running, waiting or held by the router) "
         "stops the replicas of its variants whose minReplicas is 0.",
     )
     cold_start_seconds: int = pydantic.Field(
         default=300,
         ge=0,
         le=7200,
-        description=NOT_YET_ACTIVE
-        + "Expected time for a new replica to load weights and become ready; a replica "
+        description="Expected time for a new replica to load weights and become ready; a replica "
         "still loading counts as coming capacity for this long.",
     )
     scale_up_preference: ScaleUpPreference = pydantic.Field(
         default="cost",
-        description=NOT_YET_ACTIVE
-        + "Which variant grows first: cost (lowest price per generated token), latency "
+        description="Which variant grows first: cost (lowest price per generated token), latency "
         "(fastest generation) or balanced (the best product of both).",
     )
 
@@ -319,7 +312,7 @@ class ModelPoolSpec(ApiModel):
     )
     autoscaling: Autoscaling = pydantic.Field(
         default_factory=Autoscaling,
-        description="Per-variant autoscaling targets; the autoscaler is not yet active.",
+        description="Autoscaling targets and behaviour of the pool's variants.",
         json_schema_extra=common.object_default(Autoscaling),
     )
 
@@ -355,11 +348,42 @@ class VariantStatus(ApiModel):
         description="Full-length (maxModelLen) sequences one replica holds at once.",
     )
     desired_replicas: int = pydantic.Field(
-        default=0, ge=0, description="Replicas the operator wants."
+        default=0,
+        ge=0,
+        description="Replicas the operator wants (the autoscaler's decision when it scales "
+        "the variant).",
     )
     ready_replicas: int = pydantic.Field(default=0, ge=0, description="Replicas ready to serve.")
     reason: str = pydantic.Field(
         default="", max_length=4096, description="Why the variant is infeasible or degraded."
+    )
+    scaling_reason: str = pydantic.Field(
+        default="",
+        max_length=4096,
+        description="Why gpufleet's autoscaler chose desiredReplicas (the load against the "
+        "capacity, the behaviour that held a change, or why the variant cannot run on the "
+        "nodes there are); empty when it does not scale the variant.",
+    )
+    last_scale_time: str | None = pydantic.Field(
+        default=None,
+        max_length=64,
+        description="When the autoscaler last changed the variant's replicas (RFC 3339).",
+    )
+
+
+class GenerationStatus(ApiModel):
+    """The schedulable nodes of one GPU generation, as the autoscaler last saw them."""
+
+    gpu: str = pydantic.Field(max_length=63, description="GPU generation.")
+    nodes: int = pydantic.Field(ge=0, description="Schedulable nodes of this generation.")
+    gpus_per_node: int = pydantic.Field(
+        ge=0, description="GPUs of the largest such node: the most TP one replica can use."
+    )
+    free_gpus: int = pydantic.Field(
+        ge=0, description="GPUs no bound pod requests, summed over these nodes."
+    )
+    largest_free_block: int = pydantic.Field(
+        ge=0, description="Most free GPUs on one node: the largest replica that fits now."
     )
 
 
@@ -379,6 +403,13 @@ class ModelPoolStatus(common.ObservedStatus):
     )
     ready_replicas: int = pydantic.Field(
         default=0, ge=0, description="Sum of the variants' ready replicas."
+    )
+    generations: tuple[GenerationStatus, ...] = pydantic.Field(
+        default=(),
+        max_length=32,
+        description="Free GPUs per generation of the pool's variants, as gpufleet's "
+        "autoscaler sees the nodes (empty when it cannot read them).",
+        json_schema_extra=common.list_map("gpu"),
     )
 
 

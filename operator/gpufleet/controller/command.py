@@ -76,6 +76,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="honour spec.serving.trustRemoteCode (vLLM runs the model repository's code)",
     )
+    parser.add_argument(
+        "--autoscale-seconds",
+        type=float,
+        default=defaults.autoscale_seconds,
+        help="how often the autoscaler decides every ModelPool with autoscaling.mode gpufleet",
+    )
+    parser.add_argument(
+        "--prometheus-url",
+        default=defaults.prometheus_url,
+        help="Prometheus the autoscaler reads vLLM's signals from; without one it only keeps "
+        "replicas within minReplicas..maxReplicas and starts pools from zero",
+    )
+    parser.add_argument(
+        "--prometheus-ca-file",
+        type=Path,
+        help="verify an https Prometheus against this CA bundle (default: the system CAs)",
+    )
+    parser.add_argument(
+        "--prometheus-insecure-skip-verify",
+        action="store_true",
+        help="do not verify an https Prometheus's certificate",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every reconcile")
 
 
@@ -94,6 +116,10 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
             args.allowed_image_prefixes or OperatorConfig().allowed_image_prefixes
         ),
         allow_trust_remote_code=args.allow_trust_remote_code,
+        autoscale_seconds=args.autoscale_seconds,
+        prometheus_url=args.prometheus_url,
+        prometheus_ca_file=args.prometheus_ca_file,
+        prometheus_insecure_skip_verify=args.prometheus_insecure_skip_verify,
     )
 
 

@@ -42,6 +42,12 @@ class OperatorConfig:
     The trust boundary (docs/operator.md): a ModelPool's ``spec.serving.image`` must match
     one of ``allowed_image_prefixes`` (``controller.images``; empty allows none), and its
     ``spec.serving.trustRemoteCode`` is honoured only when ``allow_trust_remote_code``.
+
+    The autoscaler (``controller.autoscaler``) decides every ``autoscale_seconds``,
+    reading signals from ``prometheus_url`` (none: it only keeps the replicas within
+    bounds and starts pools from zero for held requests); an https Prometheus is
+    verified against ``prometheus_ca_file``, else the system CAs, unless
+    ``prometheus_insecure_skip_verify`` — the router's semantics.
     """
 
     namespaces: tuple[str, ...] = ()
@@ -57,6 +63,11 @@ class OperatorConfig:
     router_stats_timeout_seconds: float = 2.0
     allowed_image_prefixes: tuple[str, ...] = DEFAULT_ALLOWED_IMAGE_PREFIXES
     allow_trust_remote_code: bool = False
+    autoscale_seconds: float = 15.0
+    prometheus_url: str = ""
+    prometheus_ca_file: Path | None = None
+    prometheus_insecure_skip_verify: bool = False
+    prometheus_timeout_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if self.router_discovery not in ROUTER_DISCOVERY:
@@ -64,6 +75,8 @@ class OperatorConfig:
                 f"router_discovery {self.router_discovery!r}: expected one of "
                 + ", ".join(ROUTER_DISCOVERY)
             )
+        if self.autoscale_seconds <= 0:
+            raise ValueError(f"autoscale_seconds {self.autoscale_seconds}: must be positive")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -84,7 +97,7 @@ _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
 def _from_text(name: str, raw: str, default: object) -> object:
-    if name == "kubeconfig":
+    if name in ("kubeconfig", "prometheus_ca_file"):
         return Path(raw)
     if isinstance(default, tuple):
         return tuple(item.strip() for item in raw.split(",") if item.strip())

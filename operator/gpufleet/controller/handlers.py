@@ -20,7 +20,7 @@ import kopf
 
 from gpufleet import labels as contract
 from gpufleet.api import common
-from gpufleet.controller import kinds, kube, observe, runtime
+from gpufleet.controller import autoscaler, kinds, kube, observe, runtime
 from gpufleet.controller.config import OperatorConfig
 
 Resource = tuple[str, str, str]
@@ -88,7 +88,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
             pod_index=kwargs[pods],
         )
     state = runtime.OperatorState(
-        config=config, client=kube.Kube(kube.new_client(config.kubeconfig)), kinds=states
+        config=config,
+        client=kube.Kube(kube.new_client(config.kubeconfig)),
+        kinds=states,
+        background=[autoscaler.Autoscaler(config)],
     )
     memo["gpufleet_state"] = state
     state.start()

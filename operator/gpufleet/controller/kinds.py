@@ -1,11 +1,12 @@
 """The kinds the operator serves, as ``runtime.Kind`` descriptions bound to their reconcilers.
 
 ModelPool: children labelled ``gpufleet.io/pool``, reconciled by ``controller.reconciler``
-on events and every ``resync_seconds``. RoutingPolicy: children labelled
-``gpufleet.io/routing-policy``, reconciled by ``controller.policyreconciler`` on events,
-every ``policy_poll_seconds`` (its routers' ``/stats`` feed its status), and whenever a
-ModelPool in its namespace appears, disappears or is relabelled (its ``poolSelector``
-may now match differently).
+on events, every ``resync_seconds`` and after each autoscaler decision that changes what
+its status says (with the autoscaler's view: node shapes and the decision).
+RoutingPolicy: children labelled ``gpufleet.io/routing-policy``, reconciled by
+``controller.policyreconciler`` on events, every ``policy_poll_seconds`` (its routers'
+``/stats`` feed its status), and whenever a ModelPool in its namespace appears,
+disappears or is relabelled (its ``poolSelector`` may now match differently).
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ ROUTING_POLICY = "RoutingPolicy"
 async def _reconcile_pool(state: runtime.OperatorState, key: Key) -> None:
     cache = state.kind(MODEL_POOL)
     await reconciler.reconcile(
-        key, cache=cache, client=state.client, config=state.config, clock=state.clock
+        key,
+        cache=cache,
+        client=state.client,
+        config=state.config,
+        clock=state.clock,
+        scaling=state.scaling,
     )
 
 

@@ -45,6 +45,12 @@ _PATHS: Mapping[str, str] = {
 }
 _CUSTOM = f"/apis/{common.GROUP}/{common.VERSION}"
 TIMEOUT = (5, 30)
+# gpufleet's autoscaler owns a scaled Deployment's spec.replicas under this name, apart
+# from the operator's own apply (labels.FIELD_MANAGER), which then leaves the field alone.
+AUTOSCALER_FIELD_MANAGER = "gpufleet-autoscaler"
+# LISTs served from the API server's watch cache (no quorum read of etcd).
+_CACHED = {"resourceVersion": "0"}
+_NOT_FINISHED = "status.phase!=Succeeded,status.phase!=Failed"
 
 
 class KubeError(Exception):
@@ -127,6 +133,29 @@ class Kube:
         path = _PATHS[child["kind"]].format(ns=meta["namespace"], name=meta["name"])
         query = {"fieldManager": labels.FIELD_MANAGER, "force": "true"}
         return self.request("PATCH", path, query=query, body=child, content_type=APPLY)
+
+    def scale(self, namespace: str, name: str, replicas: int) -> dict[str, Any]:
+        """Server-side apply of just a Deployment's ``spec.replicas``, as the autoscaler's
+        field manager (taking the field from whoever held it); returns the Deployment."""
+        path = _PATHS["Deployment"].format(ns=namespace, name=name)
+        body = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas},
+        }
+        query = {"fieldManager": AUTOSCALER_FIELD_MANAGER, "force": "true"}
+        return self.request("PATCH", path, query=query, body=body, content_type=APPLY)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every Node (from the API server's cache)."""
+        return list(self.request("GET", "/api/v1/nodes", query=_CACHED).get("items", []))
+
+    def running_pods(self) -> list[dict[str, Any]]:
+        """Every pod in the cluster that has not finished (from the API server's cache):
+        what holds GPUs on the nodes."""
+        query = {**_CACHED, "fieldSelector": _NOT_FINISHED}
+        return list(self.request("GET", "/api/v1/pods", query=query).get("items", []))
 
     def live(self, child: bodies.Child) -> dict[str, Any] | None:
         """The object of ``child``'s kind and name as the API server has it; None if none."""

@@ -10,6 +10,7 @@ made out of band shows up as a difference), and has someone else taken ``replica
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -70,6 +71,7 @@ class ObservedPod:
     ip: str = ""
     uid: str = ""
     cost: str | None = None
+    started: float | None = None  # status.startTime, else creation; seconds since the epoch
 
 
 def _field(obj: Mapping[str, Any], *path: str, default: Any = None) -> Any:
@@ -130,6 +132,16 @@ def _unschedulable(conditions: Any) -> str:
     return ""
 
 
+def epoch(timestamp: Any) -> float | None:
+    """Seconds since the epoch of an RFC 3339 timestamp; None when absent or malformed."""
+    if not isinstance(timestamp, str) or not timestamp:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(timestamp).timestamp()
+    except ValueError:
+        return None
+
+
 def pod(obj: Mapping[str, Any]) -> ObservedPod:
     """Project a pod body."""
     conditions = _field(obj, "status", "conditions", default=()) or ()
@@ -145,6 +157,9 @@ def pod(obj: Mapping[str, Any]) -> ObservedPod:
         ip=str(_field(obj, "status", "podIP", default="") or ""),
         uid=str(_field(obj, "metadata", "uid", default="")),
         cost=None if cost is None else str(cost),
+        started=epoch(
+            _field(obj, "status", "startTime") or _field(obj, "metadata", "creationTimestamp")
+        ),
     )
 
 

@@ -11,6 +11,7 @@ handler: ``kopf.TemporaryError`` → retried after its ``delay``; ``kopf.Permane
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -21,7 +22,7 @@ import pydantic
 from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolStatus
 from gpufleet.api.resources import ModelPool
-from gpufleet.controller import kube, observe, plan, render, status, variants
+from gpufleet.controller import kube, observe, plan, render, scalingreport, status, variants
 from gpufleet.controller.config import OperatorConfig
 from gpufleet.controller.workqueue import Key
 
@@ -97,15 +98,20 @@ async def reconcile(
     client: kube.Kube,
     config: OperatorConfig,
     clock: Callable[[], datetime.datetime],
+    scaling: scalingreport.ScalingView | None = None,
 ) -> None:
-    """Bring pool ``key``'s children and status to its spec; no-op if the pool is gone."""
+    """Bring pool ``key``'s children and status to its spec; no-op if the pool is gone.
+
+    ``scaling`` is the autoscaler's view: TP is planned for the node shape it saw, and
+    the status shows its decision and the free GPUs per generation."""
+    scaling = scaling or scalingreport.ScalingView()
     raw = cache.body(key)
     if raw is None:
         return
     pool = _parse(raw)
     spec, meta = pool.spec, pool.metadata
     ref = render.PoolRef(name=meta.name, namespace=key[0], uid=meta.uid or "")
-    decisions = variants.plan_pool(spec)
+    decisions = variants.plan_pool(spec, gpus_per_node=scaling.shapes())
     problems = variants.spec_problems(meta.name, spec, config=config)
     secret_ref = spec.hub_token_secret_ref
     missing = (
@@ -123,23 +129,31 @@ async def reconcile(
             raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
         except kube.Rejected as exc:
             problems = (f"the API server rejected a child: {exc}",)
-    await _report(key, raw, pool, decisions, problems, missing, cache, client, clock)
+    seen = _Seen(decisions, problems, missing, scaling)
+    await _report(key, raw, pool, seen, cache, client, clock)
     if problems:
         raise kopf.PermanentError("; ".join(problems))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Seen:
+    decisions: tuple[variants.VariantDecision, ...]
+    problems: tuple[str, ...]
+    missing: str
+    scaling: scalingreport.ScalingView
 
 
 async def _report(
     key: Key,
     raw: Mapping[str, Any],
     pool: ModelPool,
-    decisions: tuple[variants.VariantDecision, ...],
-    problems: tuple[str, ...],
-    missing: str,
+    found: _Seen,
     cache: Cache,
     client: kube.Kube,
     clock: Callable[[], datetime.datetime],
 ) -> None:
     """Write the status when it changed, and an Event per condition that flipped."""
+    decisions, problems, missing = found.decisions, found.problems, found.missing
     children = cache.children(key)
     deployments = {
         d.name: children[("Deployment", labels.deployment_name(key[1], d.name))]
@@ -152,6 +166,10 @@ async def _report(
         pods=cache.pods(key),
         missing_secret=missing,
         problems=problems,
+        scaling=found.scaling.report(key),
+        generations=scalingreport.generations(
+            found.scaling.nodes, (v.gpu for v in pool.spec.variants)
+        ),
     )
     previous = cache.previous_status(key, raw)
     new = status.compute(pool.spec, decisions, seen, previous=previous, now=clock())

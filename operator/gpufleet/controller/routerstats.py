@@ -46,6 +46,20 @@ class Poller:
         """One answer (report or reason) per pod, in the pods' order."""
         return list(await asyncio.gather(*(self._one(p, port) for p in pods)))
 
+    async def _body(self, pod: observe.ObservedPod, port: int) -> object:
+        try:
+            async with self._client().get(f"http://{pod.ip}:{port}/stats") as response:
+                if response.status == 200:
+                    return await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            pass
+        return None
+
+    async def bodies(self, pods: Iterable[observe.ObservedPod], *, port: int) -> list[object]:
+        """Each pod's decoded ``/stats`` body, None for a pod that did not answer (the
+        autoscaler reads the routers' demand from them)."""
+        return list(await asyncio.gather(*(self._body(p, port) for p in pods)))
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

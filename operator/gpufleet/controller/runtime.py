@@ -28,12 +28,12 @@ import datetime
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import kopf
 import pydantic
 
-from gpufleet.controller import kube, liveness, observe
+from gpufleet.controller import kube, liveness, observe, scalingreport
 from gpufleet.controller.config import OperatorConfig
 from gpufleet.controller.workqueue import Key, WorkQueue
 
@@ -179,6 +179,15 @@ class KindState(Generic[S]):
         return None if raw is None else int(raw.get("metadata", {}).get("generation", 0) or 0)
 
 
+class Background(Protocol):
+    """An operator-wide loop beside the kinds' own (the autoscaler): ``run`` until
+    cancelled, then ``close`` what it holds."""
+
+    async def run(self, state: OperatorState) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclasses.dataclass
 class OperatorState:
     """Everything the handlers and loops share; see the module docstring."""
@@ -188,6 +197,10 @@ class OperatorState:
     kinds: dict[str, KindState[Any]]
     clock: Callable[[], datetime.datetime] = utcnow
     tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+    scaling: scalingreport.ScalingView = dataclasses.field(
+        default_factory=scalingreport.ScalingView
+    )
+    background: list[Background] = dataclasses.field(default_factory=list)
 
     def kind(self, name: str) -> KindState[Any]:
         return self.kinds[name]
@@ -210,6 +223,7 @@ class OperatorState:
             state.tracker.grace_seconds = self.config.watch_grace_seconds
             loops += [self._worker(state) for _ in range(self.config.workers)]
             loops += [self._resync(state), self._check_watch(state)]
+        loops += [loop.run(self) for loop in self.background]
         self.tasks = [asyncio.ensure_future(c) for c in loops]
 
     async def stop(self) -> None:
@@ -222,6 +236,8 @@ class OperatorState:
             state.queue.close()
             if state.kind.close is not None:
                 await state.kind.close()
+        for loop in self.background:
+            await loop.close()
 
     async def _worker(self, state: KindState[Any]) -> None:
         while True:

@@ -7,8 +7,13 @@ message alone keeps it), so computing the status of an unchanged pool yields an 
 value and nothing is written. Per variant: the planner's TP and KV capacity, desired and
 ready replicas, and a ``reason`` starting ``Infeasible:`` (the planner's words),
 ``Unschedulable:`` (the scheduler's message of a Pending pod) or ``SecretMissing:``.
-While a variant asks for a replica range or ``spec.autoscaling`` is set, a fourth
-condition, ``ScalingActive`` False, says that gpufleet's autoscaler is not yet active.
+A variant gpufleet's autoscaler sizes shows its decision (``desiredReplicas``), the
+``scalingReason`` and ``lastScaleTime``; the pool shows the free GPUs per generation the
+autoscaler sees. While a variant asks for a replica range a fourth condition,
+``ScalingActive``, says who sizes it: True (``Scaling``, or ``BoundsOnly`` without
+Prometheus) when gpufleet's autoscaler does; False with ``SignalsUnavailable`` while it
+holds for want of signals, ``AutoscalerStarting`` before its first decision, or
+``ExternalAutoscaler`` with ``mode: external``.
 """
 
 from __future__ import annotations
@@ -18,8 +23,13 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 
 from gpufleet.api import common
-from gpufleet.api.modelpool import Autoscaling, ModelPoolSpec, ModelPoolStatus, VariantStatus
-from gpufleet.controller import observe, plan
+from gpufleet.api.modelpool import (
+    GenerationStatus,
+    ModelPoolSpec,
+    ModelPoolStatus,
+    VariantStatus,
+)
+from gpufleet.controller import observe, plan, scalingreport
 from gpufleet.controller.variants import VariantDecision
 
 
@@ -32,6 +42,8 @@ class Observation:
     pods: Sequence[observe.ObservedPod]
     missing_secret: str = ""  # why the hub-token Secret cannot be used; empty when it can
     problems: tuple[str, ...] = ()  # spec_problems(); non-empty = nothing was planned
+    scaling: scalingreport.PoolReport | None = None  # the autoscaler's latest decision
+    generations: tuple[GenerationStatus, ...] = ()  # free GPUs of the variants' generations
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,6 +53,23 @@ class Event:
     type: str  # Normal or Warning
     reason: str
     message: str
+
+
+def _scaled(
+    base: VariantStatus, seen: Observation, previous: VariantStatus | None
+) -> VariantStatus:
+    """``base`` with the autoscaler's decision on the variant, when it made one."""
+    said = seen.scaling.variants.get(base.name) if seen.scaling else None
+    if said is None:
+        return base
+    last = previous.last_scale_time if previous is not None else None
+    return base.model_copy(
+        update={
+            "desired_replicas": said.desired,
+            "scaling_reason": said.reason,
+            "last_scale_time": rfc3339_epoch(said.last_scale) if said.last_scale else last,
+        }
+    )
 
 
 def _variant_status(
@@ -169,6 +198,10 @@ def rfc3339(now: datetime.datetime) -> str:
     return now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rfc3339_epoch(seconds: float) -> str:
+    return rfc3339(datetime.datetime.fromtimestamp(seconds, datetime.UTC))
+
+
 def compute(
     spec: ModelPoolSpec,
     decisions: Sequence[VariantDecision],
@@ -178,11 +211,14 @@ def compute(
     now: datetime.datetime,
 ) -> ModelPoolStatus:
     """The status to write; equal to ``previous`` when nothing observable changed."""
-    variants = [_variant_status(spec, d, seen) for d in decisions]
+    before = {v.name: v for v in (previous.variants if previous else ())}
+    variants = [
+        _scaled(_variant_status(spec, d, seen), seen, before.get(d.name)) for d in decisions
+    ]
     old = {c.type: c for c in (previous.conditions if previous else ())}
     conditions = tuple(
         condition(c, old, generation=seen.generation, now=rfc3339(now))
-        for c in [*_conditions(variants, seen), *_scaling(spec)]
+        for c in [*_conditions(variants, seen), *_scaling(spec, seen.scaling)]
     )
     return ModelPoolStatus(
         observed_generation=seen.generation,
@@ -191,25 +227,27 @@ def compute(
         variant_count=len(spec.variants),
         desired_replicas=sum(v.desired_replicas for v in variants),
         ready_replicas=sum(v.ready_replicas for v in variants),
+        generations=seen.generations,
     )
 
 
-def _scaling(spec: ModelPoolSpec) -> list[tuple[str, str, str, str]]:
-    """``ScalingActive`` False when the spec asks for autoscaling, which is not yet active
-    (a later release acts on ``spec.autoscaling``); nothing when it does not ask."""
+def _scaling(
+    spec: ModelPoolSpec, report: scalingreport.PoolReport | None
+) -> list[tuple[str, str, str, str]]:
+    """``ScalingActive``: who sizes the variants that ask for a replica range; nothing
+    when none asks."""
     ranged = [v.name for v in spec.variants if plan.autoscaled(spec, v)]
-    tuned = spec.autoscaling != Autoscaling()
-    if not ranged and not tuned:
+    if not ranged:
         return []
-    message = "gpufleet's autoscaler is not yet active: spec.autoscaling targets are not acted on"
-    if ranged:
-        message += (
-            f"; variants {', '.join(ranged)} run minReplicas unless another controller "
-            "(a HorizontalPodAutoscaler, kubectl scale) sets their Deployment's replicas"
-        )
-    else:
-        message += "; every variant runs minReplicas"
-    return [("ScalingActive", "False", "AutoscalerNotYetActive", message)]
+    names = ", ".join(ranged)
+    if spec.autoscaling.mode == "external":
+        message = f"autoscaling.mode external: the replicas of {names} are left to HPA/KEDA"
+        return [("ScalingActive", "False", "ExternalAutoscaler", message)]
+    if report is None:
+        message = f"gpufleet's autoscaler has not decided on {names} yet"
+        return [("ScalingActive", "False", "AutoscalerStarting", message)]
+    active = "False" if report.state == "SignalsUnavailable" else "True"
+    return [("ScalingActive", active, report.state, report.summary)]
 
 
 def _event_type(condition: common.Condition) -> str:

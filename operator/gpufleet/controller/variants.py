@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 
 from gpufleet.api import vllmflags
 from gpufleet.api.modelpool import ModelPoolSpec
@@ -81,13 +82,19 @@ def model_arch(model: ModelSpec) -> models.ModelArch:
     )
 
 
-def plan_pool(spec: ModelPoolSpec) -> tuple[VariantDecision, ...]:
-    """The planner's decision for every variant, in spec order."""
+def plan_pool(
+    spec: ModelPoolSpec, *, gpus_per_node: Mapping[str, int] | None = None
+) -> tuple[VariantDecision, ...]:
+    """The planner's decision for every variant, in spec order; ``gpus_per_node`` is the
+    node shape of each generation seen (else the catalog's largest node)."""
     arch = model_arch(spec.model)
-    return tuple(_decide(spec, arch, v) for v in spec.variants)
+    shapes = gpus_per_node or {}
+    return tuple(_decide(spec, arch, v, shapes.get(v.gpu)) for v in spec.variants)
 
 
-def _decide(spec: ModelPoolSpec, arch: models.ModelArch, variant: Variant) -> VariantDecision:
+def _decide(
+    spec: ModelPoolSpec, arch: models.ModelArch, variant: Variant, gpus_per_node: int | None
+) -> VariantDecision:
     gpu = catalog.get(variant.gpu)
     dtype = variant.quantization or spec.model.dtype
     tp = variant.tensor_parallel_size
@@ -100,6 +107,7 @@ def _decide(spec: ModelPoolSpec, arch: models.ModelArch, variant: Variant) -> Va
         max_model_len=variant.max_model_len or spec.model.max_model_len,
         gpu_memory_utilization=variant.gpu_memory_utilization,
         min_sequences=spec.serving.min_full_length_sequences,
+        gpus_per_node=gpus_per_node or None,
     )
     return VariantDecision(variant=variant, gpu=gpu, plan=plan, dtype=dtype)
 
