@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from gpufleet.api.runtime import MetricNames
 from gpufleet.router import learning
 from gpufleet.routing import throughput
 
@@ -142,3 +143,29 @@ def test_token_counters_of_an_idle_or_unknown_engine_are_ignored(
     for read in range(5):
         learner.observe_counter("a100", tokens_per_s=tokens_per_s, running=running, now=read)
     assert learner.rates("counter") == {}
+
+
+def test_counter_reads_pair_each_endpoints_token_rate_with_its_running_requests() -> None:
+    names = MetricNames()
+    rate, running = learning.counter_queries(names)
+    assert rate == "rate(vllm:generation_tokens_total[1m])"
+    assert running == "avg_over_time(vllm:num_requests_running[1m])"
+    keys = {"10.0.0.1:8000": "http://10.0.0.1:8000", "10.0.0.2": "http://10.0.0.2:8000"}
+    results = {
+        rate: [
+            ({"instance": "10.0.0.1:8000"}, 400.0),
+            ({"pod_ip": "10.0.0.2", "gpu": "0"}, 150.0),
+            ({"pod_ip": "10.0.0.2", "gpu": "1"}, 150.0),
+            ({"instance": "10.9.9.9:8000"}, 999.0),
+        ],
+        running: [
+            ({"instance": "10.0.0.1:8000"}, 8.0),
+            ({"pod_ip": "10.0.0.2", "gpu": "0"}, 4.0),
+            ({"pod_ip": "10.0.0.2", "gpu": "1"}, 4.0),
+        ],
+    }
+    assert learning.counter_reads(results, names, keys) == {
+        "http://10.0.0.1:8000": (400.0, 8.0),
+        "http://10.0.0.2:8000": (300.0, 4.0),
+    }
+    assert learning.counter_reads({rate: results[rate]}, names, keys) == {}

@@ -1,14 +1,19 @@
-"""What the proxy tells the throughput learner about a finished request.
+"""What the throughput learner is told: finished requests and the engines' counters.
 
 Streams report their decode rate (``stream``); answers that are not streamed report
-their usage's completion tokens over the request's whole duration (``whole``). See
-``gpufleet.routing.throughput`` for how the samples become weights.
+their usage's completion tokens over the request's whole duration (``whole``). With a
+Prometheus source, each signal refresh also reads every engine's generated tokens per
+second and its mean running requests over the same one-minute window (``counter``).
+See ``gpufleet.routing.throughput`` for how the samples become weights.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
+from gpufleet.api.runtime import MetricNames
+from gpufleet.promquery import series
 from gpufleet.router import service
 
 
@@ -40,3 +45,35 @@ def answer_finished(router: service.Router, endpoint: str, *, body: bytes, since
         return
     now = router.clock()
     router.learner.observe(endpoint, tokens=tokens, seconds=now - since, now=now, kind="whole")
+
+
+def running_query(names: MetricNames) -> str:
+    """Mean running requests per series over the generated-token rate's window."""
+    return f"avg_over_time({names.requests_running}[{series.RATE_WINDOW}])"
+
+
+def counter_queries(names: MetricNames) -> list[str]:
+    return [series.generation_rate_query(names), running_query(names)]
+
+
+def counter_reads(
+    results: series.Results, names: MetricNames, keys: Mapping[str, str]
+) -> dict[str, tuple[float, float]]:
+    """Endpoint -> (generated tokens/s, mean running requests), where both were read.
+
+    Tokens of a replica's series add up; running requests are one engine's count, so
+    its series are averaged.
+    """
+    tokens = series.sum_by_owner(results.get(series.generation_rate_query(names), []), keys)
+    running = series.mean_by_owner(results.get(running_query(names), []), keys)
+    return {e: (tokens[e], running[e]) for e in tokens.keys() & running.keys()}
+
+
+def counters_read(
+    router: service.Router, reads: Mapping[str, tuple[float, float]], *, now: float
+) -> None:
+    """Feed one refresh's counter reads to the learner (idle engines are skipped there)."""
+    for endpoint, (tokens_per_s, running) in reads.items():
+        router.learner.observe_counter(
+            endpoint, tokens_per_s=tokens_per_s, running=running, now=now
+        )

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from gpufleet.api.runtime import MetricNames
 from gpufleet.promquery import client, series
-from gpufleet.router import appkeys, loops
+from gpufleet.router import appkeys, learning, loops
 from gpufleet.router.config import RouterConfig
 from gpufleet.router.service import Router
 from gpufleet.routing.model import Signals
@@ -86,7 +86,7 @@ def _queries(names: MetricNames) -> list[str]:
     return [
         names.requests_waiting, names.requests_running, names.kv_cache_usage,
         names.gpu_memory_used, names.gpu_memory_free, names.gpu_utilization,
-        series.ttft_query(names),
+        series.ttft_query(names), *learning.counter_queries(names),
     ]  # fmt: skip
 
 
@@ -130,4 +130,5 @@ async def _refresh(router: Router, reader: client.PrometheusReader, names: Metri
         keys = endpoint_keys(router.config, router.registry.slots)
         now = router.clock()
         router.registry.set_signals(combine(results, names, keys), now)
+        learning.counters_read(router, learning.counter_reads(results, names, keys), now=now)
         router.signals_at, router.signals_error = now, ""
