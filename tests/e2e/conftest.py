@@ -16,7 +16,13 @@ __all__ = ["crds", "operator_kubeconfig"]
 
 @pytest.fixture
 def operator(operator_kubeconfig: Path, namespace: str, tmp_path: Path) -> Iterator[Operator]:
-    op = Operator(operator_kubeconfig, tmp_path / "operator.log", namespaces=(namespace,))
+    # Routers discover pods: the twin's loopback pod IPs never reach an EndpointSlice.
+    op = Operator(
+        operator_kubeconfig,
+        tmp_path / "operator.log",
+        namespaces=(namespace,),
+        extra=("--router-discovery", "pods"),
+    )
     try:
         yield op.start()
     finally:

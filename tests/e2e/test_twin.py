@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from gpufleet import labels
 from gpufleet.devcluster import twin
 from tests.conftest import LocalCluster
 from tests.integration.operator_harness import GROUP, PLURAL, VERSION, Operator, condition, get_pool
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).parents[2]
 POOL = "llama-8b"
+POLICY = "twin"
 SERVED = "llama-3.1-8b-instruct"
 GENERATIONS = {"h100": "H100-80GB", "a100": "A100-80GB"}
 
@@ -187,12 +189,20 @@ def test_prometheus_scrapes_every_pool_pod(
             cluster, f"DCGM_FI_DEV_GPU_UTIL{{{where}}}"), timeout=30)  # fmt: skip
 
 
-def _router_manifests(namespace: str) -> str:
-    text = (ROOT / "examples" / "demo" / "router.yaml").read_text()
-    text = text.replace("pools: [llama-70b]", f"pools: [{POOL}]")
-    text = text.replace("strategy: cost", "strategy: least-request")
-    text = text.replace("namespace: default", f"namespace: {namespace}")
-    return "\n".join(line for line in text.splitlines() if "PROMETHEUS_URL" not in line)
+def _routing_policy() -> str:
+    """A least-request RoutingPolicy over the pool; the operator deploys its router."""
+    return json.dumps({
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "RoutingPolicy",
+        "metadata": {"name": POLICY},
+        "spec": {"pools": [POOL], "strategy": "least-request",
+                 "router": {"replicas": 1, "resources": {"requests": {"cpu": "100m"}}}},
+    })  # fmt: skip
+
+
+def _stats(ip: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://{ip}:8080/stats", timeout=10) as resp:
+        found: dict[str, Any] = json.loads(resp.read())
+        return found
 
 
 def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, str]]:
@@ -209,34 +219,34 @@ def test_router_pod_runs_with_only_its_service_account_and_routes_to_two_generat
     cluster: LocalCluster, namespace: str, operator: Operator
 ) -> None:
     _apply_pool(cluster, namespace)
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=_router_manifests(namespace))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=_routing_policy())
     until("both pool pods Ready", lambda: _all_ready(cluster, namespace), timeout=60)
     core = client.CoreV1Api(cluster.api_client)
 
     def router_ip() -> str | None:
-        pods = core.list_namespaced_pod(
-            namespace, label_selector="app.kubernetes.io/name=gpufleet-router"
-        ).items
+        selector = ",".join(f"{k}={v}" for k, v in labels.policy_labels(POLICY).items())
+        pods = core.list_namespaced_pod(namespace, label_selector=selector).items
         return next((p.status.pod_ip for p in pods if _ready(p)), None)
 
     ip = until("the router pod Ready", router_ip, timeout=60)
-    served = set()
+    until("both generations routable", lambda: len(_stats(ip)["backends"]) == 2, timeout=30)
     for _ in range(6):
         body = {"model": SERVED, "messages": [{"role": "user", "content": "hi"}],
                 "max_tokens": 8}  # fmt: skip
-        status, headers = _post(f"http://{ip}:8080/v1/chat/completions", body)
+        status, _headers = _post(f"http://{ip}:8080/v1/chat/completions", body)
         assert status == 200
-        served.add(headers["x-gpufleet-gpu"])
+    served = {g for g, row in _stats(ip)["generations"].items() if row["requests"]}
     assert served == set(GENERATIONS.values()), "least-request used both generations"
-    # The process holds a token of its own ServiceAccount, bound by a Role to pods and
-    # ModelPools: it may list pods, and may not read Secrets.
-    (folder,) = (cluster.handle.layout.root / twin.PODS_DIR).glob(f"{namespace}_gpufleet-router-*")
+    # The process holds a token of its own ServiceAccount, bound by the Role the operator
+    # rendered: it may list pods, and may not read Secrets.
+    router = labels.router_name(POLICY)
+    (folder,) = (cluster.handle.layout.root / twin.PODS_DIR).glob(f"{namespace}_{router}-*")
     denied = cluster.kubectl("--kubeconfig", str(folder / "kubeconfig"), "get", "secrets",
                              "-n", namespace, check=False)  # fmt: skip
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
     allowed = cluster.kubectl("--kubeconfig", str(folder / "kubeconfig"), "get", "pods",
                               "-n", namespace)  # fmt: skip
-    assert "gpufleet-router" in allowed.stdout
+    assert router in allowed.stdout
 
 
 def _vllm_deployment(replicas: int) -> dict[str, Any]:
