@@ -99,6 +99,10 @@ async def test_a_held_request_is_served_once_the_pool_has_an_endpoint(
         async with session.get(url + "/v1/models") as response:
             assert [m["id"] for m in (await response.json())["data"]] == [MODEL]
         assert (await _stats(session, url))["demand"] == {POOL: {"queued": 0, "held": 0}}
+        # Ready with no endpoint at all: the pool's requests are held, so the router must
+        # stay in its Service while the pool is at zero.
+        async with session.get(url + "/readyz") as response:
+            assert response.status == 200, await response.text()
         held = asyncio.create_task(_send(session, url, chat(max_tokens=4)))
         await _demand_is(session, url, held=1)
         async with session.get(url + "/metrics") as response:

@@ -180,11 +180,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """200 when not draining, a configuration with every tenant key is loaded, and at
-    least one endpoint is healthy."""
+    least one endpoint is healthy — or the configuration declares pools' models
+    (``kubernetes.poolModels``), whose requests the router holds while a pool scales
+    from zero: a router whose pools are all at zero must stay in its Service, or no
+    request would ever reach it to start them."""
     router = _router(request)
     healthy = sum(1 for s in router.registry.slots.values() if s.healthy)
     state = router.config_state
-    ready = healthy > 0 and not router.draining and state.loaded
+    source = router.config.kubernetes
+    holds = bool(source and source.pool_models)
+    ready = (healthy > 0 or holds) and not router.draining and state.loaded
     body_ = {"ready": ready, "healthy_endpoints": healthy, "draining": router.draining,
              "config_loaded": state.loaded, "config_error": state.error}  # fmt: skip
     return web.json_response(body_, status=200 if ready else 503)
