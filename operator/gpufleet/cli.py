@@ -27,6 +27,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("router", "gpufleet.router.command", "route OpenAI requests by expected compute cost"),
     ("operator", "gpufleet.controller.command", "run the ModelPool operator (Kopf)"),
     ("worker", "gpufleet.worker.command", "check this pod's GPUs, then exec vLLM"),
+    ("gpu-agent", "gpufleet.gpuagent.command", "watch this pod's GPUs: DCGM metrics, /health"),
 )
 
 
