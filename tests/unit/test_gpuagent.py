@@ -3,15 +3,19 @@ DCGM names it exports and what ``/health`` answers."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 from prometheus_client import generate_latest, parser
 
-from gpufleet.gpuagent import app, exporter, verdict
+from gpufleet.gpuagent import app, exporter, twinsource, verdict
 from gpufleet.gpuagent.nvml import NvmlSource
 from gpufleet.gpuagent.readings import GpuReading, SourceError, XidEvent
+from gpufleet.sim import replica, server
 
 GPU = GpuReading(
     index=0, uuid="GPU-a", name="NVIDIA H100 80GB HBM3", temperature_c=60.0,
@@ -251,3 +255,40 @@ def test_metrics_carry_dcgm_names_and_labels() -> None:
     assert all((name, "0") in samples for name in names)
     assert samples["gpufleet_gpu_healthy", None][0] == 0.0
     assert samples["gpufleet_gpu_agent_read_errors_total", None][0] == 0.0
+
+
+# The twin backend against a real simulator's GPU app (in-process): the faults set at
+# /admin/faults reach the agent's readings, its verdict and its XID events.
+async def test_the_twin_source_reads_the_simulators_gpu_faults() -> None:
+    built = replica.build(replica.ReplicaSpec("llama-3.1-8b", "H100-80GB", 2, max_model_len=4096))
+    api = server.create_app(server.SimSettings(replica=built, served_model_name="m",
+                                               hostname="node-a"))  # fmt: skip
+    gpus = TestServer(server.create_dcgm_app(api), host="127.0.0.1")
+    await gpus.start_server()
+    source = twinsource.TwinSource(str(gpus.make_url("")), clock=lambda: 100.0)
+    try:
+        calm = await asyncio.to_thread(source.read)
+        assert [g.uuid for g in calm.gpus] == ["GPU-node-a-0000", "GPU-node-a-0001"]
+        assert calm.gpus[0].name == "NVIDIA H100 80GB HBM3"
+        assert verdict.judge(calm.gpus, calm.xids, now=100.0).healthy
+        async with aiohttp.ClientSession() as http:
+            fault = {"gpu_fault_index": 1, "gpu_temperature_c": 92, "gpu_xid": 79}
+            async with http.post(gpus.make_url("/admin/faults"), json=fault) as response:
+                assert response.status == 200
+        hot = await asyncio.to_thread(source.read)
+        assert (hot.gpus[1].temperature_c, hot.gpus[1].throttle_reasons & 0x60) == (92.0, 0x60)
+        assert hot.xids == (XidEvent("GPU-node-a-0001", 79, 100.0),)
+        found = verdict.judge(hot.gpus, hot.xids, now=100.0)
+        assert [r.split(" (")[0] for r in found.reasons] == [
+            "GPU 1",
+            "GPU GPU-node-a-0001 reported XID 79 0 s ago",
+        ]
+        assert (await asyncio.to_thread(source.read)).xids == ()  # each event once
+    finally:
+        await gpus.close()
+
+
+def test_the_twin_source_names_the_url_it_cannot_read() -> None:
+    source = twinsource.TwinSource("http://127.0.0.1:9", timeout=0.5)
+    with pytest.raises(SourceError, match=r"GET http://127.0.0.1:9/sim/gpus: "):
+        source.read()

@@ -72,6 +72,11 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--slowdown", type=float, default=1.0)
     group.add_argument("--refuse-connections", action="store_true")
     group.add_argument("--unhealthy", action="store_true")
+    group.add_argument("--gpu-fault-index", type=int, default=0, help="GPU the GPU faults hit")
+    group.add_argument("--gpu-temperature", type=float, help="°C the GPU reads (overheat)")
+    group.add_argument("--gpu-ecc-uncorrected", type=int, default=0)
+    group.add_argument("--gpu-ecc-corrected", type=int, default=0)
+    group.add_argument("--gpu-xid", type=int, help="report one XID error at start")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,6 +128,11 @@ def settings_from(args: argparse.Namespace) -> server.SimSettings:
         slowdown=args.slowdown,
         refuse_connections=args.refuse_connections,
         unhealthy=args.unhealthy,
+        gpu_fault_index=args.gpu_fault_index,
+        gpu_temperature_c=args.gpu_temperature,
+        gpu_ecc_uncorrected=args.gpu_ecc_uncorrected,
+        gpu_ecc_corrected=args.gpu_ecc_corrected,
+        gpu_xid=args.gpu_xid,
     )
     built = replica.build(spec)
     return server.SimSettings(

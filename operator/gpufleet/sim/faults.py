@@ -13,6 +13,16 @@ per-request choice is ``decide``, pure over a seeded random source:
 - ``slowdown``: multiply every step's duration (thermal throttling, a noisy neighbour);
 - ``refuse_connections``: close the API listener, so connects are refused;
 - ``unhealthy``: ``GET /health`` answers 503.
+
+GPU faults, read by the DCGM metrics and ``GET /sim/gpus`` (what the twin's GPU health
+agent reads), all on the GPU ``gpu_fault_index`` of the replica:
+
+- ``gpu_temperature_c``: the GPU reads this temperature (overheat), and reports thermal
+  throttling from 85 °C; None follows utilisation;
+- ``gpu_ecc_uncorrected`` / ``gpu_ecc_corrected``: its volatile double-/single-bit ECC
+  error counts;
+- ``gpu_xid``: an XID error; every ``POST`` that names it (and the ``--gpu-xid`` flag)
+  records one XID event, as NVML reports one per error.
 """
 
 from __future__ import annotations
@@ -46,6 +56,15 @@ class FaultConfig(pydantic.BaseModel):
     slowdown: float = pydantic.Field(1.0, ge=1, le=1000, description="step time multiplier")
     refuse_connections: bool = pydantic.Field(False, description="close the API listener")
     unhealthy: bool = pydantic.Field(False, description="/health answers 503")
+    gpu_fault_index: int = pydantic.Field(0, ge=0, le=71, description="GPU the GPU faults hit")
+    gpu_temperature_c: float | None = pydantic.Field(
+        None, ge=0, le=150, description="temperature the GPU reads (overheat)"
+    )
+    gpu_ecc_uncorrected: int = pydantic.Field(0, ge=0, description="volatile double-bit ECC")
+    gpu_ecc_corrected: int = pydantic.Field(0, ge=0, description="volatile single-bit ECC")
+    gpu_xid: int | None = pydantic.Field(
+        None, ge=1, le=1000, description="the last XID error reported"
+    )
 
     def merged(self, changes: dict[str, object]) -> FaultConfig:
         """A copy with ``changes`` applied and validated (``ValidationError`` if bad)."""

@@ -11,14 +11,17 @@ labelled ``model_name``. ``legacy_names`` adds the older names next to the curre
 
 DCGM fields follow dcgm-exporter's default counters (etc/default-counters.csv):
 ``DCGM_FI_DEV_GPU_UTIL`` (%), ``DCGM_FI_DEV_FB_USED`` / ``DCGM_FI_DEV_FB_FREE`` (MiB),
-``DCGM_FI_DEV_GPU_TEMP`` (C), ``DCGM_FI_DEV_POWER_USAGE`` (W), one series per GPU with
+``DCGM_FI_DEV_GPU_TEMP`` (C), ``DCGM_FI_DEV_POWER_USAGE`` (W), and the health fields
+``DCGM_FI_DEV_ECC_SBE_VOL_TOTAL`` / ``DCGM_FI_DEV_ECC_DBE_VOL_TOTAL``,
+``DCGM_FI_DEV_XID_ERRORS`` (last XID) and ``DCGM_FI_DEV_CLOCK_THROTTLE_REASONS`` (the
+names gpufleet's GPU health agent exports too), one series per GPU with
 the exporter's labels ``gpu``, ``UUID``, ``device``, ``modelName``, ``Hostname``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -103,13 +106,18 @@ class VllmMetrics:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class GpuState:
-    """What DCGM would read off the GPUs of one replica at one moment."""
+    """What DCGM (or NVML) would read off one GPU of a replica at one moment."""
 
     utilization: float
     fb_used_mib: int
     fb_total_mib: int
     temperature_c: float
     power_w: float
+    index: int = 0
+    ecc_corrected: int = 0
+    ecc_uncorrected: int = 0
+    throttle_reasons: int = 0
+    last_xid: int = 0
 
 
 # Board power limits (W), NVIDIA data sheets: A10G 150 (A10), L4 72, L40S 350, A100 SXM4
@@ -117,6 +125,10 @@ class GpuState:
 TDP_W = {"A10G": 150.0, "L4": 72.0, "L40S": 350.0, "A100-40GB": 400.0, "A100-80GB": 400.0,
          "H100-80GB": 700.0, "H200": 700.0, "B200": 1000.0}  # fmt: skip
 IDLE_TEMP_C, BUSY_TEMP_C = 32.0, 68.0
+# An overheated simulated GPU reports thermal throttling from here on (NVML's
+# clocks-event reasons SW_THERMAL 0x20 | HW_THERMAL 0x40); idle ones report GPU_IDLE 0x1.
+THROTTLE_FROM_C = 85.0
+THROTTLE_THERMAL, THROTTLE_IDLE = 0x20 | 0x40, 0x1
 
 
 def gpu_state(gpu: str, *, utilization: float, fb_used_mib: int, fb_total_mib: int) -> GpuState:
@@ -129,39 +141,87 @@ def gpu_state(gpu: str, *, utilization: float, fb_used_mib: int, fb_total_mib: i
         fb_total_mib=fb_total_mib,
         temperature_c=IDLE_TEMP_C + (BUSY_TEMP_C - IDLE_TEMP_C) * u,
         power_w=tdp * (0.15 + 0.85 * u),
+        throttle_reasons=THROTTLE_IDLE if u == 0 else 0,
     )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GpuFault:
+    """The GPU faults in force on one GPU (``faults.FaultConfig``'s gpu_* fields)."""
+
+    index: int = 0
+    temperature_c: float | None = None
+    ecc_corrected: int = 0
+    ecc_uncorrected: int = 0
+    last_xid: int = 0
+
+
+def gpu_states(base: GpuState, *, gpus: int, fault: GpuFault) -> list[GpuState]:
+    """Every GPU of a replica: ``base`` on each, ``fault`` applied to its GPU."""
+    out = []
+    for index in range(gpus):
+        state = dataclasses.replace(base, index=index)
+        if index == fault.index:
+            hot = fault.temperature_c
+            throttle = state.throttle_reasons
+            if hot is not None and hot >= THROTTLE_FROM_C:
+                throttle |= THROTTLE_THERMAL
+            state = dataclasses.replace(
+                state,
+                temperature_c=state.temperature_c if hot is None else hot,
+                ecc_corrected=fault.ecc_corrected,
+                ecc_uncorrected=fault.ecc_uncorrected,
+                throttle_reasons=throttle,
+                last_xid=fault.last_xid,
+            )
+        out.append(state)
+    return out
+
+
+def gpu_uuid(hostname: str, index: int) -> str:
+    return f"GPU-{hostname}-{index:04d}"
 
 
 class DcgmCollector(Collector):
     """Collects DCGM fields at scrape time from ``read()``, one series per GPU."""
 
     def __init__(
-        self, *, gpus: int, product: str, hostname: str, read: Callable[[], GpuState]
+        self, *, product: str, hostname: str, read: Callable[[], Sequence[GpuState]]
     ) -> None:
-        self._gpus = gpus
         self._product = product
         self._hostname = hostname
         self._read = read
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        state = self._read()
+        states = self._read()
         labels = ["gpu", "UUID", "device", "modelName", "Hostname"]
-        fields = (
-            ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", round(state.utilization * 100)),
-            ("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", state.fb_used_mib),
+        fields: tuple[tuple[str, str, Callable[[GpuState], float]], ...] = (
+            ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).",
+             lambda s: round(s.utilization * 100)),
+            ("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).",
+             lambda s: s.fb_used_mib),
             ("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).",
-             state.fb_total_mib - state.fb_used_mib),
-            ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", round(state.temperature_c)),
-            ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", round(state.power_w, 3)),
+             lambda s: s.fb_total_mib - s.fb_used_mib),
+            ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", lambda s: round(s.temperature_c)),
+            ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", lambda s: round(s.power_w, 3)),
+            ("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "Total number of single-bit volatile ECC errors.",
+             lambda s: s.ecc_corrected),
+            ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors.",
+             lambda s: s.ecc_uncorrected),
+            ("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.",
+             lambda s: s.last_xid),
+            ("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "Current clock throttle reasons (bitmask).",
+             lambda s: s.throttle_reasons),
         )  # fmt: skip
-        for name, doc, value in fields:
+        for name, doc, value_of in fields:
             family = GaugeMetricFamily(name, doc, labels=labels)
-            for index in range(self._gpus):
-                uuid = f"GPU-{self._hostname}-{index:04d}"
+            for state in states:
+                uuid = gpu_uuid(self._hostname, state.index)
                 family.add_metric(
-                    [str(index), uuid, f"nvidia{index}", self._product, self._hostname],
-                    float(value),
-                )
+                    [str(state.index), uuid, f"nvidia{state.index}", self._product,
+                     self._hostname],
+                    float(value_of(state)),
+                )  # fmt: skip
             yield family
 
 

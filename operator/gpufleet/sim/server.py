@@ -1,8 +1,11 @@
-"""The simulator's aiohttp apps: vLLM's OpenAI API and, on a second port, DCGM metrics.
+"""The simulator's aiohttp apps: vLLM's OpenAI API and, on a second port, its GPUs.
 
 ``create_app(settings)`` builds the API app; its ``cleanup_ctx`` starts the engine loop
-and cancels it on shutdown. ``create_dcgm_app(api_app)`` builds the exporter app that
-reads the same replica. Both serve ``/admin/faults`` (GET current, POST merge, DELETE
+and cancels it on shutdown. ``create_dcgm_app(api_app)`` builds the GPU app that reads
+the same replica: DCGM-exporter metrics at ``/metrics`` and the GPUs' state as JSON at
+``/sim/gpus`` (what the twin's GPU health agent reads: ``gpufleet.gpuagent.twinsource``),
+both with the GPU faults applied (``faults``; XID events numbered in order).
+Both serve ``/admin/faults`` (GET current, POST merge, DELETE
 clear), so faults can be lifted even while the API listener refuses connections.
 Handlers translate ``protocol.ApiError`` into vLLM's error JSON.
 """
@@ -65,6 +68,7 @@ class SimState:
     faults: FaultConfig
     created: int
     served: int = 0
+    xids: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
     fault_listeners: list[Callable[[FaultConfig], None]] = dataclasses.field(default_factory=list)
 
     def rng(self) -> random.Random:
@@ -76,6 +80,21 @@ class SimState:
         self.faults = config
         for listener in self.fault_listeners:
             listener(config)
+
+    def record_xid(self, xid: int) -> None:
+        """One XID event (sequence, GPU, XID) on the faulted GPU; the last 64 are kept."""
+        seq = self.xids[-1][0] + 1 if self.xids else 1
+        self.xids = [*self.xids[-63:], (seq, self.faults.gpu_fault_index, xid)]
+
+    def gpu_fault(self) -> metrics.GpuFault:
+        f = self.faults
+        return metrics.GpuFault(
+            index=f.gpu_fault_index,
+            temperature_c=f.gpu_temperature_c,
+            ecc_corrected=f.gpu_ecc_corrected,
+            ecc_uncorrected=f.gpu_ecc_uncorrected,
+            last_xid=f.gpu_xid or 0,
+        )
 
 
 STATE: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
@@ -101,6 +120,8 @@ def create_app(
         clock=clock,
     )
     state = SimState(settings, runner, vllm_metrics, settings.faults, int(time.time()))
+    if settings.faults.gpu_xid is not None:
+        state.record_xid(settings.faults.gpu_xid)
     app[STATE] = state
     app.cleanup_ctx.append(_engine_loop)
     app.router.add_post("/v1/completions", _completions)
@@ -115,7 +136,7 @@ def create_app(
 
 
 def create_dcgm_app(api_app: web.Application) -> web.Application:
-    """The DCGM-exporter app reading ``api_app``'s replica."""
+    """The GPU app reading ``api_app``'s replica: DCGM metrics and ``/sim/gpus``."""
     state = api_app[STATE]
     replica = state.settings.replica
     spec = replica.spec
@@ -124,30 +145,57 @@ def create_dcgm_app(api_app: web.Application) -> web.Application:
     total_mib = _gpu_memory_mib(gpu_name)
     used_mib = int(total_mib * spec.gpu_memory_utilization)
 
-    def read() -> metrics.GpuState:
-        return metrics.gpu_state(
+    def read() -> list[metrics.GpuState]:
+        base = metrics.gpu_state(
             gpu_name,
             utilization=state.runner.utilization(),
             fb_used_mib=used_mib,
             fb_total_mib=total_mib,
         )
+        return metrics.gpu_states(base, gpus=replica.tensor_parallel_size, fault=state.gpu_fault())
 
-    collector = metrics.DcgmCollector(
-        gpus=replica.tensor_parallel_size,
-        product=product,
-        hostname=state.settings.hostname,
-        read=read,
-    )
+    collector = metrics.DcgmCollector(product=product, hostname=state.settings.hostname, read=read)
     registry = metrics.dcgm_registry(collector)
 
     async def scrape(request: web.Request) -> web.Response:
         return _exposition(generate_latest(registry))
 
+    async def gpus(request: web.Request) -> web.Response:
+        return web.json_response(gpu_document(read(), state, product=product))
+
     app = web.Application()
     app[STATE] = state
     app.router.add_get("/metrics", scrape)
+    app.router.add_get("/sim/gpus", gpus)
     _add_admin(app, state)
     return app
+
+
+def gpu_document(
+    states: list[metrics.GpuState], state: SimState, *, product: str
+) -> dict[str, object]:
+    """``GET /sim/gpus``: each GPU in ``gpuagent.readings.GpuReading``'s field names, and
+    the XID events kept."""
+    hostname = state.settings.hostname
+    return {
+        "gpus": [
+            {
+                "index": s.index,
+                "uuid": metrics.gpu_uuid(hostname, s.index),
+                "name": product,
+                "temperature_c": round(s.temperature_c, 1),
+                "memory_used_mib": s.fb_used_mib,
+                "memory_total_mib": s.fb_total_mib,
+                "utilization_percent": round(s.utilization * 100, 1),
+                "power_w": round(s.power_w, 3),
+                "ecc_corrected": s.ecc_corrected,
+                "ecc_uncorrected": s.ecc_uncorrected,
+                "throttle_reasons": s.throttle_reasons,
+            }
+            for s in states
+        ],
+        "xids": [{"seq": seq, "gpu": gpu, "xid": xid} for seq, gpu, xid in state.xids],
+    }
 
 
 async def _engine_loop(app: web.Application) -> AsyncIterator[None]:
@@ -212,6 +260,8 @@ def _add_admin(app: web.Application, state: SimState) -> None:
             if not isinstance(changes, dict):
                 raise ValueError("body must be a JSON object")
             state.set_faults(state.faults.merged(changes))
+            if changes.get("gpu_xid") is not None:
+                state.record_xid(int(changes["gpu_xid"]))
         except (ValueError, pydantic.ValidationError) as exc:
             return _error(protocol.ApiError(400, f"invalid fault config: {exc}"))
         return web.json_response(state.faults.model_dump())
