@@ -374,3 +374,45 @@ def test_claim_problem_never_takes_over_another_owners_object(
     found = None if owners is None else {"metadata": {"name": "p", "ownerReferences": owners}}
     problem = plan.claim_problem(service, found)
     assert (fragment in problem and problem.startswith("Service p")) if fragment else not problem
+
+
+def test_deployment_intent_omits_replicas_once_the_autoscaler_applied_them() -> None:
+    s = spec([{"name": "a", "gpu": "H100-80GB", "minReplicas": 1, "maxReplicas": 4}])
+    decisions = variants.plan_pool(s)
+    (deployment,) = [c for c in plan.desired(POOL, s, decisions, {}) if c["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 1, "minReplicas until someone else scales it"
+
+    def scaled(doc: dict[str, Any]) -> dict[str, Any]:
+        doc["spec"]["replicas"] = 3
+        doc["metadata"]["managedFields"] = [
+            {"manager": "gpufleet", "operation": "Apply",
+             "fieldsV1": {"f:spec": {"f:template": {}}}},
+            {"manager": "gpufleet-autoscaler", "operation": "Apply",
+             "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+        ]  # fmt: skip
+        return doc
+
+    seen = keyed([live(deployment, mutate=scaled)])
+    (again,) = [c for c in plan.desired(POOL, s, decisions, seen) if c["kind"] == "Deployment"]
+    assert "replicas" not in again["spec"]
+    # One apply without replicas (its spec hash differs) lets go of the field; then the
+    # autoscaler's count stands and nothing is written again.
+    assert plan.diff([again], seen).apply == (again,)
+    after = keyed([live(again, mutate=scaled)])
+    intents = [c for c in plan.desired(POOL, s, decisions, after) if c["kind"] == "Deployment"]
+    assert plan.diff(intents, after).empty
+
+
+def test_config_from_env_reads_the_autoscaler_settings() -> None:
+    env = {"GPUFLEET_OPERATOR_PROMETHEUS_URL": "https://prom:9090",
+           "GPUFLEET_OPERATOR_PROMETHEUS_CA_FILE": "/etc/ca.crt",
+           "GPUFLEET_OPERATOR_PROMETHEUS_INSECURE_SKIP_VERIFY": "false",
+           "GPUFLEET_OPERATOR_AUTOSCALE_SECONDS": "2"}  # fmt: skip
+    config = OperatorConfig.from_env(env)
+    assert (config.prometheus_url, str(config.prometheus_ca_file)) == (
+        "https://prom:9090",
+        "/etc/ca.crt",
+    )
+    assert config.autoscale_seconds == 2.0 and not config.prometheus_insecure_skip_verify
+    with pytest.raises(ValueError, match="autoscale_seconds"):
+        OperatorConfig(autoscale_seconds=0)
