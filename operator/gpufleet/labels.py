@@ -46,6 +46,10 @@ CONFIG_HASH = f"{common.GROUP}/config-hash"
 SERVICE_NAME = "kubernetes.io/service-name"  # EndpointSlice → Service
 POD_TEMPLATE_HASH = "pod-template-hash"  # pod → its ReplicaSet's name suffix
 
+# The GPU health agent's container port on model-server pods: routers find its /health
+# by this name (a container port name: at most 15 characters).
+GPU_AGENT_PORT_NAME = "gpu-agent"
+
 MODEL_SERVER = "model-server"
 ROUTER = "router"
 

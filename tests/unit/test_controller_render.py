@@ -195,3 +195,60 @@ def test_spec_problems(pool: str, variant: str, problem: str | None) -> None:
 )
 def test_label_value(text: str, label: str) -> None:
     assert contract.label_value(text) == label
+
+
+def test_the_server_runs_behind_gpufleet_worker_with_the_variants_generation() -> None:
+    s = spec(variants=[{"name": "a", "gpu": "H100-80GB"}])
+    c = podspec.container(s, only(s))
+    assert s.serving.image == "ghcr.io/gpufleet/gpufleet-worker:0.1.0"
+    assert c["command"] == ["gpufleet", "worker", "--", "vllm", "serve"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    h100 = catalog.get("H100-80GB")
+    assert env["GPUFLEET_GPU_GENERATION"] == "H100-80GB"
+    assert env["GPUFLEET_GPU_PRODUCTS"] == ",".join(h100.products)
+    assert env["GPUFLEET_GPU_MEMORY_MIB"] == str(h100.memory_mib)
+
+
+@pytest.mark.parametrize(
+    ("image", "command"),
+    [
+        ("vllm/vllm-openai:v0.14.1", ["vllm", "serve"]),  # no gpufleet in vLLM's own image
+        ("docker.io/vllm/vllm-openai@sha256:ab12", ["vllm", "serve"]),
+        ("ghcr.io/gpufleet/gpufleet-worker:0.2.0", ["gpufleet", "worker", "--", "vllm", "serve"]),
+        ("ghcr.io/acme/vllm-openai-plus:1", ["gpufleet", "worker", "--", "vllm", "serve"]),
+    ],
+)
+def test_server_command_by_image(image: str, command: list[str]) -> None:
+    assert podspec.server_command(image) == command
+
+
+def test_the_gpu_agent_sidecar_carries_the_pools_limits() -> None:
+    health = {"maxTemperatureCelsius": 80, "maxMemoryPercent": 95, "xidHoldSeconds": 60}
+    s = spec(serving={"gpuHealth": health})
+    deployment = render.deployment(POOL, s, only(s), replicas=1, agent_image="reg.io/gf:1")
+    server, agent = deployment["spec"]["template"]["spec"]["containers"]
+    assert (agent["name"], agent["image"]) == ("gpu-agent", "reg.io/gf:1")
+    assert agent["command"] == ["gpufleet", "gpu-agent"]
+    flags = dict(zip(agent["args"][::2], agent["args"][1::2], strict=True))
+    assert flags == {
+        "--host": "$(POD_IP)", "--port": "9400", "--hostname": "$(NODE_NAME)",
+        "--max-temperature": "80", "--max-memory-percent": "95",
+        "--max-uncorrectable-ecc": "0", "--xid-hold-seconds": "60",
+    }  # fmt: skip
+    assert agent["ports"] == [{"name": contract.GPU_AGENT_PORT_NAME, "containerPort": 9400,
+                               "protocol": "TCP"}]  # fmt: skip
+    assert catalog.GPU_RESOURCE not in agent["resources"]["requests"]  # takes no GPU
+    assert agent["readinessProbe"]["httpGet"]["path"] == "/healthz"  # never the verdict
+    assert agent["securityContext"]["readOnlyRootFilesystem"] is True
+    fields = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+              for e in agent["env"] if "valueFrom" in e}  # fmt: skip
+    assert fields == {"POD_IP": "status.podIP", "NODE_NAME": "spec.nodeName"}
+    assert server["name"] == podspec.CONTAINER
+
+
+def test_gpu_health_off_renders_no_sidecar_and_frees_its_port() -> None:
+    s = spec(serving={"gpuHealth": {"enabled": False}, "port": 9400})
+    (only_server,) = podspec.pod_spec(s, only(s))["containers"]
+    assert only_server["ports"][0]["containerPort"] == 9400
+    with pytest.raises(ValueError, match="port must not be 9400, the GPU health agent's"):
+        spec(serving={"port": 9400})

@@ -40,6 +40,13 @@ SERVE = ["vllm", "serve"]
         ("registry.example.com:5000/mirror/vllm-openai:latest", [], [M, "-tp", "2"], M),
         ("vllm/vllm-openai:v0.11.0", [], [], None),
         ("vllm/vllm-openai:v0.11.0", SERVE, ["--model", M], M),
+        # gpufleet worker in front (the operator's pods), or the worker image's entrypoint
+        ("any", ["gpufleet", "worker", "--", "vllm", "serve"], [M, "-tp", "2"], M),
+        ("any", ["/opt/gpufleet/bin/gpufleet", "worker", "--check-only", "--"], ["--model", M], M),
+        ("any", ["gpufleet", "worker", "--", "python3", "-m", API, "--model", M], [], M),
+        ("ghcr.io/gpufleet/gpufleet-worker:0.1.0", [], ["--model", M], M),
+        ("ghcr.io/gpufleet/gpufleet-worker:0.1.0", [], ["vllm", "serve", M], M),
+        ("ghcr.io/gpufleet/gpufleet-worker@sha256:ab", [], [], None),
     ],
 )
 def test_recognises_vllm_containers(
@@ -63,6 +70,9 @@ def test_recognises_vllm_containers(
         ("any", ["python3", "-m"], []),
         ("vllm/vllm-openai-rocm:v0.11.0", [], ["--model", M]),
         ("any", [], ["--model", M]),
+        ("any", ["gpufleet", "worker"], ["vllm", "serve", M]),  # no "--": not the worker's form
+        ("any", ["gpufleet", "worker", "--", "bash", "-c", f"vllm serve {M}"], []),
+        ("ghcr.io/gpufleet/gpufleet:0.1.0", [], ["--model", M]),
     ],
 )
 def test_other_containers_are_not_vllm(image: str, cmd: list[str], args: list[str]) -> None:
@@ -312,7 +322,11 @@ def test_every_example_pool_round_trips(
 ) -> None:
     pool = render.PoolRef(name="pool", namespace="ns", uid="uid")
     template = render.deployment(pool, spec, decision, replicas=1)["spec"]["template"]
-    (container,) = template["spec"]["containers"]
+    container, agent = template["spec"]["containers"]
+    assert container["command"][:3] == ["gpufleet", "worker", "--"]
+    assert (
+        vllmargs.parse(image=agent["image"], command=agent["command"], args=agent["args"]) is None
+    )
     parsed = vllmargs.parse(
         image=container["image"], command=container["command"], args=container["args"]
     )

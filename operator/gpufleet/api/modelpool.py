@@ -71,10 +71,16 @@ class Placement(ApiModel):
     )
 
 
-# The operator's default vLLM image: --allowed-media-domains exists from v0.11.0
-# (CVE-2025-6242), and its host check cannot be bypassed with a backslash from v0.14.1
-# (CVE-2026-24779).
+# The vLLM release the worker image is built on: --allowed-media-domains exists from
+# v0.11.0 (CVE-2025-6242), and its host check cannot be bypassed with a backslash from
+# v0.14.1 (CVE-2026-24779).
 DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.14.1"
+# The default model-server image: that vLLM behind ``gpufleet worker``
+# (worker-image/Dockerfile), which checks the GPUs before it starts vLLM.
+DEFAULT_SERVING_IMAGE = "ghcr.io/gpufleet/gpufleet-worker:0.1.0"
+# The GPU health agent's port: dcgm-exporter's default (NVIDIA/dcgm-exporter, `-a :9400`),
+# where Prometheus jobs for GPU metrics already look.
+GPU_AGENT_PORT = 9400
 # A host name as vLLM compares it with a media URL's host (exactly, lowercase).
 MediaDomain = Annotated[
     str,
@@ -82,16 +88,66 @@ MediaDomain = Annotated[
 ]
 
 
+class GpuHealth(ApiModel):
+    """The GPU health agent next to each model server, and when it calls a GPU unhealthy.
+
+    An unhealthy GPU makes routers drain the pod's endpoint (no new requests; those in
+    flight finish) until the agent finds it healthy again (docs/operator.md, "GPU health").
+    """
+
+    enabled: bool = pydantic.Field(
+        default=True,
+        description="Render the gpu-agent sidecar (gpufleet gpu-agent) in every pod: DCGM "
+        "metrics on port 9400 and a health verdict routers drain on.",
+    )
+    max_temperature_celsius: int = pydantic.Field(
+        default=85, ge=40, le=120, description="A GPU this hot or hotter is unhealthy."
+    )
+    max_memory_percent: float = pydantic.Field(
+        default=98.0,
+        gt=0,
+        le=100,
+        description="A GPU whose memory is this full or fuller is unhealthy.",
+    )
+    max_uncorrectable_ecc_errors: int = pydantic.Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="A GPU with more volatile uncorrectable (double-bit) ECC errors is "
+        "unhealthy until they are cleared (a GPU reset).",
+    )
+    xid_hold_seconds: int = pydantic.Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description="How long a critical XID error (48, 61-64, 74, 79, 92, 94, 95, 119, "
+        "120) keeps its GPU unhealthy.",
+    )
+
+
 class Serving(ApiModel):
     """vLLM image and the serving options common to all variants."""
 
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=rules(
+            cel(
+                f"!self.gpuHealth.enabled || self.port != {GPU_AGENT_PORT}",
+                f"port must not be {GPU_AGENT_PORT}, the GPU health agent's, while "
+                "gpuHealth.enabled",
+                field_path=".port",
+            )
+        )
+    )
+
     image: str = pydantic.Field(
-        default=DEFAULT_VLLM_IMAGE,
+        default=DEFAULT_SERVING_IMAGE,
         min_length=1,
         max_length=512,
         description=(
-            "vLLM OpenAI-server image (v0.11.0 or later: the pods are given "
-            "--allowed-media-domains); it must start with one of the operator's allowed "
+            "Model-server image: gpufleet's worker image (vLLM behind `gpufleet worker`, "
+            "which checks the GPUs first), or vLLM's own OpenAI-server image, which runs "
+            "`vllm serve` unchecked; vLLM v0.11.0 or later (the pods are given "
+            "--allowed-media-domains). It must start with one of the operator's allowed "
             "image prefixes, else the pool is Degraded and gets no Deployment."
         ),
     )
@@ -133,6 +189,20 @@ class Serving(ApiModel):
     port: int = pydantic.Field(
         default=8000, ge=1, le=65535, description="Port the vLLM server listens on."
     )
+    gpu_health: GpuHealth = pydantic.Field(
+        default_factory=GpuHealth,
+        description="The GPU health agent and its limits.",
+        json_schema_extra=common.object_default(GpuHealth),
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _agent_port_free(self) -> Serving:
+        if self.gpu_health.enabled and self.port == GPU_AGENT_PORT:
+            raise ValueError(
+                f"port must not be {GPU_AGENT_PORT}, the GPU health agent's, while "
+                "gpuHealth.enabled"
+            )
+        return self
 
 
 # gpufleet's own autoscaler is a later piece of work; until then the targets are kept

@@ -70,8 +70,9 @@ class SecretKeySelector(TypedDict):
     key: str
 
 
-class EnvVarSource(TypedDict):
+class EnvVarSource(TypedDict, total=False):
     secretKeyRef: SecretKeySelector
+    fieldRef: ObjectFieldSelector
 
 
 class EnvVar(TypedDict):

@@ -15,20 +15,35 @@ Pure. ``pod_spec`` turns a planned variant into the PodSpec of its Deployment:
   token from the referenced Secret, the NCCL environment from TP 4 on;
 - a startup probe whose budget grows with the weights to load, readiness and liveness
   on ``/health``; a non-root, read-only-root, no-capability security context (vLLM only
-  needs writable HOME, cache and /tmp, which are volumes here).
+  needs writable HOME, cache and /tmp, which are volumes here);
+- the server runs as ``gpufleet worker -- vllm serve …`` with the variant's generation in
+  ``GPUFLEET_GPU_*`` (``gpufleet.worker.claim``), so a pod on the wrong GPU exits naming
+  it; vLLM's own OpenAI image, which has no ``gpufleet``, runs ``vllm serve`` unchecked;
+- with ``serving.gpuHealth.enabled``, a ``gpu-agent`` sidecar (``gpufleet gpu-agent``, the
+  operator's gpufleet image) with the pool's limits, DCGM metrics and ``/health`` on the
+  container port ``labels.GPU_AGENT_PORT_NAME``, where routers look for its verdict.
 """
 
 from __future__ import annotations
 
 import math
 
+from gpufleet import labels
+from gpufleet.api import modelpool
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import bodies
+from gpufleet.controller import bodies, config
 from gpufleet.controller.variants import VariantDecision
 from gpufleet.hardware import catalog
 from gpufleet.planning import batching
 
 CONTAINER = "vllm"
+AGENT_CONTAINER = "gpu-agent"
+# The agent runs the operator's own program; ``render.deployment`` takes another image.
+DEFAULT_AGENT_IMAGE = config.DEFAULT_ROUTER_IMAGE
+WORKER_COMMAND = ["gpufleet", "worker", "--", "vllm", "serve"]
+VLLM_COMMAND = ["vllm", "serve"]
+# vLLM's OpenAI image has no gpufleet in it (devcluster.vllmargs.VLLM_IMAGE likewise).
+VLLM_OPENAI_REPOSITORY = "vllm-openai"
 PORT_NAME = "http"
 CACHE_DIR = "/cache"
 MODELS_DIR = "/models"
@@ -136,6 +151,21 @@ def env(spec: ModelPoolSpec, tp: int) -> list[bodies.EnvVar]:
     return out
 
 
+def claim_env(gpu: catalog.GpuSpec) -> list[bodies.EnvVar]:
+    """The generation ``gpufleet worker`` checks the GPUs against (the node affinity's)."""
+    return [
+        bodies.EnvVar(name="GPUFLEET_GPU_GENERATION", value=gpu.name),
+        bodies.EnvVar(name="GPUFLEET_GPU_PRODUCTS", value=",".join(gpu.products)),
+        bodies.EnvVar(name="GPUFLEET_GPU_MEMORY_MIB", value=str(gpu.memory_mib)),
+    ]
+
+
+def server_command(image: str) -> list[str]:
+    """``gpufleet worker -- vllm serve``, or plain ``vllm serve`` in vLLM's own image."""
+    repository = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+    return list(VLLM_COMMAND if repository == VLLM_OPENAI_REPOSITORY else WORKER_COMMAND)
+
+
 def startup_budget_seconds(weights_bytes: int) -> int:
     return STARTUP_BASE_SECONDS + math.ceil(weights_bytes / 1e9) * STARTUP_SECONDS_PER_GB
 
@@ -225,9 +255,9 @@ def container(spec: ModelPoolSpec, decision: VariantDecision) -> bodies.Containe
     return bodies.Container(
         name=CONTAINER,
         image=spec.serving.image,
-        command=["vllm", "serve"],
+        command=server_command(spec.serving.image),
         args=vllm_args(spec, decision),
-        env=env(spec, tp),
+        env=[*env(spec, tp), *claim_env(decision.gpu)],
         ports=[{"name": PORT_NAME, "containerPort": spec.serving.port, "protocol": "TCP"}],
         resources=resources(tp),
         volumeMounts=mounts,
@@ -236,21 +266,89 @@ def container(spec: ModelPoolSpec, decision: VariantDecision) -> bodies.Containe
         ),
         readinessProbe=_probe(period=5, failures=3),
         livenessProbe=_probe(period=15, failures=4),
-        securityContext=bodies.ContainerSecurityContext(
-            allowPrivilegeEscalation=False,
-            readOnlyRootFilesystem=True,
-            runAsNonRoot=True,
-            capabilities={"drop": ["ALL"]},
-            seccompProfile={"type": "RuntimeDefault"},
-        ),
+        securityContext=_restricted(),
     )
 
 
-def pod_spec(spec: ModelPoolSpec, decision: VariantDecision) -> bodies.PodSpec:
+def _restricted() -> bodies.ContainerSecurityContext:
+    return bodies.ContainerSecurityContext(
+        allowPrivilegeEscalation=False,
+        readOnlyRootFilesystem=True,
+        runAsNonRoot=True,
+        capabilities={"drop": ["ALL"]},
+        seccompProfile={"type": "RuntimeDefault"},
+    )
+
+
+def _field_env(name: str, path: str) -> bodies.EnvVar:
+    return bodies.EnvVar(name=name, valueFrom={"fieldRef": {"fieldPath": path}})
+
+
+def agent_args(health: modelpool.GpuHealth) -> list[str]:
+    """``gpufleet gpu-agent``'s arguments: the pod's address and the pool's limits."""
+    return [
+        "--host", "$(POD_IP)",
+        "--port", str(modelpool.GPU_AGENT_PORT),
+        "--hostname", "$(NODE_NAME)",
+        "--max-temperature", str(health.max_temperature_celsius),
+        "--max-memory-percent", f"{health.max_memory_percent:g}",
+        "--max-uncorrectable-ecc", str(health.max_uncorrectable_ecc_errors),
+        "--xid-hold-seconds", str(health.xid_hold_seconds),
+    ]  # fmt: skip
+
+
+def _agent_probe(*, period: int, failures: int) -> bodies.Probe:
+    return bodies.Probe(
+        httpGet=bodies.HttpGet(path="/healthz", port=labels.GPU_AGENT_PORT_NAME),
+        periodSeconds=period,
+        failureThreshold=failures,
+        timeoutSeconds=2,
+    )
+
+
+def agent_container(spec: ModelPoolSpec, *, image: str) -> bodies.Container:
+    """The GPU health sidecar. It requests no GPU (that would take one from vLLM):
+    NVIDIA's container runtime gives it NVML (``utility``, no compute) for the GPUs
+    ``NVIDIA_VISIBLE_DEVICES`` names, which are the node's; docs/operator.md says so.
+    Its probes are on ``/healthz`` (the process), never on the verdict: a hot GPU drains
+    the pod at the routers without making it unready, so rollouts and PDBs keep counting
+    it."""
+    agent_port = bodies.ContainerPort(
+        name=labels.GPU_AGENT_PORT_NAME, containerPort=modelpool.GPU_AGENT_PORT, protocol="TCP"
+    )
+    return bodies.Container(
+        name=AGENT_CONTAINER,
+        image=image,
+        command=["gpufleet", "gpu-agent"],
+        args=agent_args(spec.serving.gpu_health),
+        env=[
+            _field_env("POD_IP", "status.podIP"),
+            _field_env("NODE_NAME", "spec.nodeName"),
+            bodies.EnvVar(name="NVIDIA_VISIBLE_DEVICES", value="all"),
+            bodies.EnvVar(name="NVIDIA_DRIVER_CAPABILITIES", value="utility"),
+        ],
+        ports=[agent_port],
+        resources=bodies.ResourceRequirements(
+            requests={"cpu": "50m", "memory": "96Mi"}, limits={"memory": "192Mi"}
+        ),
+        volumeMounts=[],
+        startupProbe=_agent_probe(period=2, failures=30),
+        readinessProbe=_agent_probe(period=10, failures=3),
+        livenessProbe=_agent_probe(period=15, failures=4),
+        securityContext=_restricted(),
+    )
+
+
+def pod_spec(
+    spec: ModelPoolSpec, decision: VariantDecision, *, agent_image: str = DEFAULT_AGENT_IMAGE
+) -> bodies.PodSpec:
     tp = tensor_parallel_size(decision)
     vols, _ = volumes(spec, tp)
+    containers = [container(spec, decision)]
+    if spec.serving.gpu_health.enabled:
+        containers.append(agent_container(spec, image=agent_image))
     out = bodies.PodSpec(
-        containers=[container(spec, decision)],
+        containers=containers,
         volumes=vols,
         affinity=node_affinity(decision.gpu),
         tolerations=tolerations(spec),

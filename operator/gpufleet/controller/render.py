@@ -109,9 +109,15 @@ def _template_annotations(spec: ModelPoolSpec) -> dict[str, str]:
 
 
 def deployment(
-    pool: PoolRef, spec: ModelPoolSpec, decision: VariantDecision, *, replicas: int | None
+    pool: PoolRef,
+    spec: ModelPoolSpec,
+    decision: VariantDecision,
+    *,
+    replicas: int | None,
+    agent_image: str = podspec.DEFAULT_AGENT_IMAGE,
 ) -> bodies.Deployment:
-    """The Deployment of a feasible variant; ``replicas`` None leaves the field to others."""
+    """The Deployment of a feasible variant; ``replicas`` None leaves the field to others;
+    ``agent_image`` runs the GPU health sidecar."""
     labels = variant_labels(pool.name, spec, decision)
     startup = podspec.startup_budget_seconds(decision.plan.weights_bytes)
     body_spec = bodies.DeploymentSpec(
@@ -123,7 +129,7 @@ def deployment(
         progressDeadlineSeconds=startup + PROGRESS_DEADLINE_MARGIN_SECONDS,
         template={
             "metadata": {"labels": labels, "annotations": _template_annotations(spec)},
-            "spec": podspec.pod_spec(spec, decision),
+            "spec": podspec.pod_spec(spec, decision, agent_image=agent_image),
         },
     )
     if replicas is not None:

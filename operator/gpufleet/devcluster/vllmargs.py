@@ -4,12 +4,17 @@ The twin's pod runner asks ``parse`` whether a container runs vLLM's OpenAI serv
 with which settings, then ``sim_args`` for the simulator flags. A container runs vLLM
 when its command and args together (either may hold everything) are
 
-- ``vllm serve [MODEL] [flags]`` (any path to ``vllm``), or
-- ``python[3[.N]] [-u …] -m vllm.entrypoints.openai.api_server [flags]``,
+- ``vllm serve [MODEL] [flags]`` (any path to ``vllm``),
+- ``python[3[.N]] [-u …] -m vllm.entrypoints.openai.api_server [flags]``, or
+- either of those after ``gpufleet worker [--check-only] --`` (the worker image's
+  entrypoint, which checks the GPUs and then execs them; bare flags after ``--`` mean
+  ``vllm serve`` flags, as the worker reads them),
 
 or when it has no command and its image is vLLM's OpenAI image (repository
-``…/vllm-openai``, any registry, tag or digest): that image's entrypoint is the server,
-so ``args`` are its flags. A shell (``sh -c "vllm serve …"``) is not looked into: its
+``…/vllm-openai``) or gpufleet's worker image (``…/gpufleet-worker``), any registry, tag
+or digest: that image's entrypoint is the server (``gpufleet worker --`` for the
+worker), so ``args`` are its flags. The twin runs no GPU check: the simulator stands in
+for what the worker execs. A shell (``sh -c "vllm serve …"``) is not looked into: its
 variables are the shell's to expand.
 
 Flags are read as vLLM's ``FlexibleArgumentParser`` reads them: ``--flag value``,
@@ -30,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from gpufleet.planning import models
 
 VLLM_IMAGE = "vllm-openai"
+WORKER_IMAGE = "gpufleet-worker"
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 # vLLM's --port default (vllm/entrypoints/openai/cli_args.py).
 DEFAULT_PORT = 8000
@@ -157,6 +163,8 @@ def parse(*, image: str, command: Sequence[str], args: Sequence[str]) -> VllmSer
 def server_argv(*, image: str, command: Sequence[str], args: Sequence[str]) -> list[str] | None:
     """The vLLM server's own arguments (after ``vllm serve`` or the module), or None."""
     if not command:
+        if _repository(image) == WORKER_IMAGE:
+            return _after_worker(["--", *args])
         after = _after_launcher(args)
         if after is None and is_vllm_image(image):
             return list(args)
@@ -164,16 +172,34 @@ def server_argv(*, image: str, command: Sequence[str], args: Sequence[str]) -> l
     return _after_launcher([*command, *args])
 
 
+def _repository(image: str) -> str:
+    return image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+
+
 def is_vllm_image(image: str) -> bool:
     """True for vLLM's OpenAI image under any registry, tag or digest."""
-    name = image.split("@", 1)[0]
-    return name.rsplit("/", 1)[-1].split(":", 1)[0] == VLLM_IMAGE
+    return _repository(image) == VLLM_IMAGE
+
+
+def _after_worker(argv: Sequence[str]) -> list[str] | None:
+    """What ``gpufleet worker ARGV`` execs, as vLLM's arguments (``worker.command``)."""
+    rest = list(argv)
+    while rest and rest[0] == "--check-only":
+        rest = rest[1:]
+    if rest[:1] != ["--"]:
+        return None
+    rest = rest[1:]
+    if not rest or rest[0].startswith("-"):
+        return rest  # bare flags: the worker puts `vllm serve` in front
+    return _after_launcher(rest)
 
 
 def _after_launcher(argv: Sequence[str]) -> list[str] | None:
     if not argv:
         return None
     program = argv[0].rsplit("/", 1)[-1]
+    if program == "gpufleet" and argv[1:2] == ["worker"]:
+        return _after_worker(argv[2:])
     if program == "vllm":
         return list(argv[2:]) if argv[1:2] == ["serve"] else None
     if re.fullmatch(r"python(3(\.\d+)?)?", program) and "-m" in argv:

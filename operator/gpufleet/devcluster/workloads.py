@@ -5,9 +5,13 @@ GPU generation of its node and the ConfigMaps and Secrets the pod refers to; it 
 back one ``Launch`` per container it can run, and one ``Skipped`` per container it
 cannot:
 
-- a vLLM container (``vllm serve …``, the OpenAI api_server module, or vLLM's OpenAI
-  image) becomes ``gpufleet sim`` with the node's generation and the container's
-  serving flags (``gpufleet.devcluster.vllmargs``), listening at the pod's IP;
+- a vLLM container (``vllm serve …``, the OpenAI api_server module, either behind
+  ``gpufleet worker --``, or vLLM's OpenAI or gpufleet's worker image) becomes
+  ``gpufleet sim`` with the node's generation and the container's serving flags
+  (``gpufleet.devcluster.vllmargs``), listening at the pod's IP; its simulated GPUs are
+  served at ``DCGM_PORT`` — or, when the pod has a GPU health agent, at
+  ``SIM_GPU_PORT``, where the agent reads them (``--source twin``) to serve
+  ``DCGM_PORT`` itself, as it does on a real node;
 - a container of gpufleet's own image runs the ``gpufleet`` command of its
   command/args, with the container's environment resolved as the kubelet would
   (``value``, ``$(VAR)`` references, ``fieldRef``, ``secretKeyRef``,
@@ -34,6 +38,9 @@ RawPod = Mapping[str, Any]
 Kind = Literal["vllm", "gpufleet"]
 GPUFLEET_IMAGE = "gpufleet"
 DCGM_PORT = 9400
+# Where a simulator serves its GPUs when the pod's gpu-agent holds DCGM_PORT.
+SIM_GPU_PORT = 9401
+GPU_AGENT_COMMAND = "gpu-agent"
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
 
 
@@ -227,7 +234,7 @@ def _vllm(container: Mapping[str, Any], pod: RawPod, ctx: PodContext) -> Launch 
             or annotations.get(labels.MODEL_ANNOTATION),
             speed=ctx.speed,
             load_seconds=ctx.load_seconds,
-            metrics_port=DCGM_PORT,
+            metrics_port=SIM_GPU_PORT if has_gpu_agent(pod) else DCGM_PORT,
         )
     except vllmargs.VllmArgsError as exc:
         raise WorkloadError(str(exc)) from exc
@@ -241,15 +248,34 @@ def _vllm(container: Mapping[str, Any], pod: RawPod, ctx: PodContext) -> Launch 
     )
 
 
+def _gpufleet_argv(container: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
+    command = [expand(str(c), env) for c in container.get("command") or ["gpufleet"]]
+    return [*command, *(expand(str(a), env) for a in container.get("args") or [])]
+
+
+def has_gpu_agent(pod: RawPod) -> bool:
+    """Whether one of the pod's containers is ``gpufleet gpu-agent`` (gpufleet's image)."""
+    return any(
+        is_gpufleet_image(str(c.get("image") or ""))
+        and _gpufleet_argv(c, {})[1:2] == [GPU_AGENT_COMMAND]
+        for c in (pod.get("spec") or {}).get("containers") or []
+    )
+
+
+def _twin_gpus(argv: list[str], ctx: PodContext) -> list[str]:
+    """A gpu-agent reads the pod's simulator instead of NVML (the only change the twin
+    makes to it)."""
+    if argv[1:2] != [GPU_AGENT_COMMAND]:
+        return argv
+    return [*argv, "--source", "twin", "--twin-url", f"http://{ctx.pod_ip}:{SIM_GPU_PORT}"]
+
+
 def _gpufleet(container: Mapping[str, Any], pod: RawPod, ctx: PodContext) -> Launch | None:
     image = str(container.get("image") or "")
     if not is_gpufleet_image(image):
         return None
     env = resolve_env(container, pod, ctx)
-    lookup = dict(env)
-    command = [expand(str(c), lookup) for c in container.get("command") or ["gpufleet"]]
-    args = [expand(str(a), lookup) for a in container.get("args") or []]
-    full = [*command, *args]
+    full = _twin_gpus(_gpufleet_argv(container, dict(env)), ctx)
     if not full or full[0].rsplit("/", 1)[-1] != "gpufleet":
         raise WorkloadError(f"gpufleet image runs {full[0] if full else 'nothing'!r}, "
                             "not the gpufleet command")  # fmt: skip
