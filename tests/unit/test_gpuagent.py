@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from typing import Any
 
 import aiohttp
@@ -12,9 +13,14 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client import generate_latest, parser
 
+from gpufleet.api.modelpool import ModelPoolSpec
+from gpufleet.controller import render, variants
+from gpufleet.devcluster import workloads
 from gpufleet.gpuagent import app, exporter, twinsource, verdict
 from gpufleet.gpuagent.nvml import NvmlSource
 from gpufleet.gpuagent.readings import GpuReading, SourceError, XidEvent
+from gpufleet.router import config as router_config
+from gpufleet.router import discovery
 from gpufleet.sim import replica, server
 
 GPU = GpuReading(
@@ -292,3 +298,78 @@ def test_the_twin_source_names_the_url_it_cannot_read() -> None:
     source = twinsource.TwinSource("http://127.0.0.1:9", timeout=0.5)
     with pytest.raises(SourceError, match=r"GET http://127.0.0.1:9/sim/gpus: "):
         source.read()
+
+
+# The operator's pod, as the API server returns it (snake_case), through the twin's
+# workloads and the router's discovery.
+def _snake(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {re.sub(r"(?<!^)([A-Z])", r"_\1", k).lower(): _snake(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_snake(v) for v in value]
+    return value
+
+
+def _rendered_pod() -> dict[str, Any]:
+    spec = ModelPoolSpec.model_validate({
+        "model": {"name": "llama-3.1-8b", "source": "hf://meta-llama/Llama-3.1-8B-Instruct",
+                  "catalogName": "llama-3.1-8b"},
+        "variants": [{"name": "h100", "gpu": "H100-80GB"}],
+    })  # fmt: skip
+    decision = variants.plan_pool(spec)[0]
+    pool = render.PoolRef(name="p", namespace="ns", uid="u")
+    template = render.deployment(pool, spec, decision, replicas=1)["spec"]["template"]
+    meta: dict[str, Any] = {
+        **template["metadata"],
+        "labels": {**template["metadata"]["labels"], "pod-template-hash": "abc"},
+        "ownerReferences": [{"kind": "ReplicaSet", "name": "p-h100-abc", "controller": True}],
+    }
+    pod: dict[str, Any] = _snake({"metadata": meta, "spec": template["spec"]})
+    return pod | {
+        "status": {"phase": "Running", "pod_ip": "127.64.0.9",
+                   "conditions": [{"type": "Ready", "status": "True"}]},
+    }  # fmt: skip
+
+
+def test_the_twin_runs_the_rendered_agent_on_the_simulators_gpus() -> None:
+    pod = _rendered_pod()
+    ctx = workloads.PodContext(pod_ip="127.64.0.9", node_gpu="H100-80GB")
+    server, agent = workloads.launches(pod, ctx)
+    assert isinstance(server, workloads.Launch) and isinstance(agent, workloads.Launch)
+    assert server.kind == "vllm"
+    sim = dict(zip(server.args[1::2], server.args[2::2], strict=False))
+    assert sim["--metrics-port"] == str(workloads.SIM_GPU_PORT)  # the agent serves 9400
+    assert agent.kind == "gpufleet"
+    assert agent.args[:5] == ("gpu-agent", "--host", "127.64.0.9", "--port", "9400")
+    assert agent.args[-4:] == ("--source", "twin", "--twin-url", "http://127.64.0.9:9401")
+    assert (agent.probe.kind, agent.probe.port, agent.probe.path) == ("http", 9400, "/healthz")
+
+
+def test_a_pod_without_an_agent_keeps_the_simulators_dcgm_port() -> None:
+    pod = _rendered_pod()
+    pod["spec"]["containers"] = pod["spec"]["containers"][:1]
+    (server,) = workloads.launches(
+        pod, workloads.PodContext(pod_ip="127.64.0.9", node_gpu="H100-80GB")
+    )
+    assert isinstance(server, workloads.Launch)
+    assert server.args[server.args.index("--metrics-port") + 1] == str(workloads.DCGM_PORT)
+
+
+def test_discovery_learns_each_endpoints_agent_from_its_port_name() -> None:
+    cfg = router_config.parse(
+        {"kubernetes": {"namespace": "ns", "source": "pods"}, "policy": {"pools": ["p"]}}
+    )
+    pod = _rendered_pod()
+    (with_agent,) = discovery.endpoints_from_pods(cfg, [pod])
+    assert with_agent.id == "http://127.64.0.9:8000"
+    assert with_agent.gpu_health_url == "http://127.64.0.9:9400/health"
+    pod["spec"]["containers"] = pod["spec"]["containers"][:1]
+    (without,) = discovery.endpoints_from_pods(cfg, [pod])
+    assert without.gpu_health_url == ""
+    info = discovery.pod_info(_rendered_pod())
+    assert info is not None and info.gpu_agent_port == 9400
+    slices = [{"ports": [{"name": "http", "port": 8000}],
+               "endpoints": [{"addresses": ["127.64.0.9"], "conditions": {"ready": True},
+                              "target_ref": {"name": "x"}}]}]  # fmt: skip
+    (from_slice,) = discovery.endpoints_from_slices(cfg, slices, {"x": info})
+    assert from_slice.gpu_health_url == "http://127.64.0.9:9400/health"

@@ -7,7 +7,10 @@
   that are ready and not terminating, of pods that their pool's own Deployment made
   (``labels.owned_by_pool``), are routable; a terminating one leaves the set (its
   requests in flight finish — the registry drains it). Pool, GPU generation, TP, served
-  model and price come from the pod's labels and annotations (``gpufleet.labels``);
+  model and price come from the pod's labels and annotations (``gpufleet.labels``), and
+  the URL of its GPU health agent's verdict from the container port named
+  ``labels.GPU_AGENT_PORT_NAME`` (``Endpoint.gpu_health_url``; the health loop drains
+  the endpoint while it answers 503);
 - ``weigh``: each endpoint's throughput — generation weight (catalog or override) x TP,
   or in ``auto`` mode the learner's figure, applied whenever endpoints are replaced so
   learning survives discovery updates;
@@ -56,6 +59,7 @@ def endpoint(
     kv_tokens: int | None = None,
     pool: str = STATIC_POOL,
     cost_per_gpu_hour: float | None = None,
+    gpu_health_url: str = "",
 ) -> Endpoint:
     return Endpoint(
         id=url,
@@ -67,6 +71,7 @@ def endpoint(
         max_in_flight=config.limits.max_in_flight_per_endpoint,
         pool=pool,
         cost_per_gpu_hour=cost_per_gpu_hour,
+        gpu_health_url=gpu_health_url,
     )
 
 
@@ -100,6 +105,17 @@ class PodInfo:
     model: str
     pool: str = ""
     cost_per_gpu_hour: float | None = None
+    gpu_agent_port: int | None = None
+
+
+GPU_HEALTH_PATH = "/health"
+
+
+def gpu_health_url(address: str, pod: PodInfo) -> str:
+    """The pod's GPU health agent verdict at ``address``; empty without an agent."""
+    if pod.gpu_agent_port is None:
+        return ""
+    return f"http://{address}:{pod.gpu_agent_port}{GPU_HEALTH_PATH}"
 
 
 def endpoints_from_slices(
@@ -120,14 +136,14 @@ def endpoints_from_slices(
                 continue
             for address in ep.get("addresses") or []:
                 url = f"http://{address}:{port}"
-                found[url] = _from_pod(config, url, pod)
+                found[url] = _from_pod(config, url, pod, address=address)
     return list(found.values())
 
 
-def _from_pod(config: RouterConfig, url: str, pod: PodInfo) -> Endpoint:
+def _from_pod(config: RouterConfig, url: str, pod: PodInfo, *, address: str) -> Endpoint:
     return endpoint(
         config, url=url, model=pod.model, gpu=pod.gpu, tp=pod.tp, pool=pod.pool,
-        cost_per_gpu_hour=pod.cost_per_gpu_hour,
+        cost_per_gpu_hour=pod.cost_per_gpu_hour, gpu_health_url=gpu_health_url(address, pod),
     )  # fmt: skip
 
 
@@ -161,7 +177,7 @@ def endpoints_from_pods(config: RouterConfig, pods: Iterable[Mapping[str, Any]])
         port = _container_port(ports, port_name)
         if info is None or address is None or port is None:
             continue
-        found.append(_from_pod(config, f"http://{address}:{port}", info))
+        found.append(_from_pod(config, f"http://{address}:{port}", info, address=address))
     return found
 
 
@@ -195,9 +211,13 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo | None:
     except ValueError:
         tp = 1
     model = annotations.get(contract.MODEL_ANNOTATION) or labels.get(contract.MODEL, "")
+    ports = [p for c in (pod.get("spec") or {}).get("containers") or []
+             for p in c.get("ports") or []]  # fmt: skip
+    agent = [p for p in ports if p.get("name") == contract.GPU_AGENT_PORT_NAME]
     return PodInfo(
         gpu=gpu, tp=max(1, tp), model=model, pool=str(labels[contract.POOL]),
         cost_per_gpu_hour=contract.parse_cost(annotations.get(contract.COST_ANNOTATION)),
+        gpu_agent_port=int(agent[0]["container_port"]) if agent else None,
     )  # fmt: skip
 
 

@@ -1,6 +1,11 @@
 """The router's background loops that keep endpoint state current.
 
-- ``health_loop``: ``GET <healthCheck.path>`` on every endpoint;
+- ``health_loop``: ``GET <healthCheck.path>`` on every endpoint and, where its pod has
+  a GPU health agent, ``GET`` its verdict: an endpoint is healthy when its server
+  answers 200 and its agent does not answer 503. An unhealthy endpoint gets no new
+  requests while those in flight finish (a drain), until both agree again. An agent
+  that cannot be reached, or answers anything else, does not drain: a monitoring fault
+  must not take serving capacity away (the server's own check still applies);
 - ``learning_loop``: in ``auto`` generation-weight mode, re-weighs endpoints from
   learned throughput (idle in other modes).
 
@@ -37,14 +42,17 @@ async def health_loop(app: web.Application) -> None:
         check = router.config.health_check
         limit = aiohttp.ClientTimeout(total=check.timeout_seconds)
         slots = list(router.registry.slots.values())
-        results = await asyncio.gather(
-            *(_probe(appkeys.http(app), s.endpoint.id + check.path, limit) for s in slots)
-        )
-        for slot, ok in zip(slots, results, strict=True):
+        http = appkeys.http(app)
+        servers = asyncio.gather(*(_probe(http, s.endpoint.id + check.path, limit) for s in slots))
+        gpus = asyncio.gather(*(_gpu_verdict(http, s.endpoint.gpu_health_url, limit)
+                                for s in slots))  # fmt: skip
+        for slot, server_ok, gpu_ok in zip(slots, await servers, await gpus, strict=True):
+            ok = server_ok and gpu_ok
             if slot.healthy != ok:
-                log.info(
-                    "endpoint %s is now %s", slot.endpoint.id, "healthy" if ok else "unhealthy"
-                )
+                why = "" if ok else (" (its GPU health agent says unhealthy: draining)"
+                                     if server_ok else " (its /health check failed)")  # fmt: skip
+                log.info("endpoint %s is now %s%s", slot.endpoint.id,
+                         "healthy" if ok else "unhealthy", why)  # fmt: skip
             slot.healthy = ok
         await pause(router, check.interval_seconds)
 
@@ -55,6 +63,17 @@ async def _probe(http: aiohttp.ClientSession, url: str, limit: aiohttp.ClientTim
             return response.status == 200
     except (aiohttp.ClientError, OSError, TimeoutError):
         return False
+
+
+async def _gpu_verdict(http: aiohttp.ClientSession, url: str, limit: aiohttp.ClientTimeout) -> bool:
+    """False only when the pod's GPU health agent answers 503 (its GPUs are unhealthy)."""
+    if not url:
+        return True
+    try:
+        async with http.get(url, timeout=limit) as response:
+            return response.status != 503
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return True
 
 
 async def learning_loop(app: web.Application) -> None:

@@ -19,7 +19,8 @@ class Endpoint:
     ``throughput`` is the replica's relative throughput: generation weight x TP, or the
     learned figure in ``auto`` mode (A100-80GB x 1 = 1.0). ``pool`` is the ModelPool it
     belongs to (``static`` for configured backends); ``cost_per_gpu_hour`` its price
-    when the pool's variant sets one.
+    when the pool's variant sets one; ``gpu_health_url`` its pod's GPU health agent's
+    ``/health`` (empty when the pod has none).
     """
 
     id: str
@@ -31,6 +32,7 @@ class Endpoint:
     max_in_flight: int = 256
     pool: str = ""
     cost_per_gpu_hour: float | None = None
+    gpu_health_url: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
