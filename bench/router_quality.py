@@ -10,12 +10,15 @@ Then the same strategies on the same trace against a fleet with hidden per-repli
 variation the router is not told about: every replica's step time multiplied by a
 seeded draw in [1, 1 + spread] and one H100 throttled to ``--throttle`` (2 = half
 speed), each router first learning for ``--warmup-s`` seconds of another trace of the
-same mix. ``--variation-only`` skips nothing but prints both; ``--strategies`` limits
-the strategies run.
+same mix. ``--strategies`` limits the strategies run, ``--fleets`` the fleets
+(``clean``, ``hidden``). Each run also records every router's per-endpoint throughput
+weights and request counts every 5 s (``weights_over_time``: how learning moved them)
+and its SLO misses by the GPU generation that served and the bound missed (``misses``;
+the router's debug headers name the generation).
 
     .venv/bin/python bench/router_quality.py [--b200 1 --h100 2 --a100 4]
         [--requests 300 --rate 12] [--seed 7] [--spread 0.1 --throttle 2 --warmup-s 60]
-        [--strategies cost,least-request]
+        [--strategies cost,least-request] [--fleets clean,hidden] [--out PATH]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -82,13 +86,44 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _router_config(backends: list[dict[str, Any]], strategy: str) -> dict[str, Any]:
-    return {"backends": backends, "policy": {"strategy": strategy}}
+    # Debug headers name the generation that served each answer (the misses by GPU).
+    return {"backends": backends, "policy": {"strategy": strategy}, "debugHeaders": True}
 
 
 def _stats(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url + "/stats", timeout=5) as response:
         data: dict[str, Any] = json.load(response)
     return data
+
+
+class WeightLog:
+    """Polls the router's /stats every ``every_s``: per endpoint, its throughput weight and
+    requests so far (how the learned weights and the shares moved)."""
+
+    def __init__(self, url: str, every_s: float = 5.0) -> None:
+        self.url, self.every_s = url, every_s
+        self.rows: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._start = time.monotonic()
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                endpoints = _stats(self.url)["endpoints"]
+            except OSError:
+                continue
+            self.rows.append({
+                "t": round(time.monotonic() - self._start, 1),
+                "weights": {e["id"]: e["throughput_weight"] for e in endpoints if "gpu" in e},
+                "requests": {e["id"]: e["requests"] for e in endpoints if "gpu" in e},
+            })  # fmt: skip
+
+    def stop(self) -> list[dict[str, Any]]:
+        self._stop.set()
+        self._thread.join()
+        return self.rows
 
 
 def run_strategy(
@@ -108,6 +143,7 @@ def run_strategy(
     )
     try:
         _wait_ready(url, proc)
+        weights = WeightLog(url)
         if warmup is not None:
             asyncio.run(client.replay(warmup, target=url, model=MODEL, concurrency=512,
                                       timeout_s=600))  # fmt: skip
@@ -115,11 +151,14 @@ def run_strategy(
             client.replay(loaded, target=url, model=MODEL, concurrency=512, timeout_s=600)
         )
         stats = _stats(url)
+        timeline = weights.stop()
     finally:
         _stop(proc)
     summary = report.summarize(results, slos=loaded.slos, duration_s=duration)
     summary["router_generations"] = stats["generations"]
     summary["router_triggers"] = stats["routing"]["triggers"]
+    summary["weights_over_time"] = timeline
+    summary["misses"] = _misses(results, loaded.slos)
     return summary
 
 
@@ -135,6 +174,8 @@ def main() -> int:
     parser.add_argument("--throttle", type=float, default=2.0)
     parser.add_argument("--warmup-s", type=float, default=60.0)
     parser.add_argument("--strategies", default="")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--fleets", default="clean,hidden", help="clean, hidden or both")
     args = parser.parse_args()
     spec = trace.TraceSpec(
         seed=args.seed, requests=args.requests, rate=args.rate, arrival="poisson",
@@ -149,23 +190,25 @@ def main() -> int:
     gpus = (("B200", args.b200), ("H100-80GB", args.h100), ("A100-40GB", args.a100))
     clean = [{"gpu": g, "count": n} for g, n in gpus if n]
     varied = _varied(gpus, spread=args.spread, throttle=args.throttle, seed=args.seed)
-    results = _run_fleet(clean, strategies, loaded, None)
-    hidden = _run_fleet(varied, strategies, loaded, warmup)
+    fleets = args.fleets.split(",")
+    results = _run_fleet(clean, strategies, loaded, None) if "clean" in fleets else {}
+    hidden = _run_fleet(varied, strategies, loaded, warmup) if "hidden" in fleets else {}
     print("clean fleet:")
     _print(results)
     print(f"hidden variation (spread {args.spread}, one H100 x{args.throttle}, "
           f"{args.warmup_s:.0f} s of learning first):")  # fmt: skip
     _print(hidden)
     kept = {s: round(hidden[s]["goodput_share"] / results[s]["goodput_share"], 3)
-            for s in strategies if results[s]["goodput_share"]}  # fmt: skip
+            for s in strategies if s in results and s in hidden
+            and results[s]["goodput_share"]}  # fmt: skip
     print("SLO attainment kept (hidden / clean):", kept)
     document = {"fleet": clean, "varied_fleet": varied, "trace": {"requests": args.requests,
                 "rate": args.rate, "seed": args.seed, "mix": spec.mix,
                 "warmup_s": args.warmup_s}, "results": results, "hidden": hidden,
                 "kept": kept, "ratios": _ratios(results)}  # fmt: skip
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(document, indent=2))
-    print(f"wrote {OUT}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=2))
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -191,14 +234,28 @@ def _run_fleet(
     loaded: trace.Trace,
     warmup: trace.Trace | None,
 ) -> dict[str, dict[str, Any]]:
-    fleet = {
-        "model": MODEL, "basePort": _port() // 100 * 100 % 40000 + 20000, "speed": 1,
-        "maxModelLen": 32768, "replicas": replicas,
-    }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        sims, backends = _start_fleet(replicas, work)
+        try:
+            return {s: run_strategy(s, backends, loaded, work, warmup) for s in strategies}
+        finally:
+            _stop(sims)
+
+
+def _start_fleet(
+    replicas: list[dict[str, Any]], work: Path, attempts: int = 3
+) -> tuple[subprocess.Popen[bytes], list[dict[str, Any]]]:
+    """The simulator fleet and its backends; another base port when one is taken (the
+    machine is shared, and a free port now may be another process's a moment later)."""
+    for attempt in range(attempts):
+        fleet = {
+            "model": MODEL, "basePort": _port() // 100 * 100 % 40000 + 20000, "speed": 1,
+            "maxModelLen": 32768, "replicas": replicas,
+        }  # fmt: skip
         (work / "fleet.yaml").write_text(yaml.safe_dump(fleet))
         out = work / "backends.yaml"
+        out.unlink(missing_ok=True)
         sims = subprocess.Popen(
             [sys.executable, "-m", "gpufleet.cli", "sim", "fleet", "--fleet",
              str(work / "fleet.yaml"), "--out", str(out)],
@@ -206,10 +263,29 @@ def _run_fleet(
         )  # fmt: skip
         try:
             _wait_file(out, sims)
-            backends = yaml.safe_load(out.read_text())["backends"]
-            return {s: run_strategy(s, backends, loaded, work, warmup) for s in strategies}
-        finally:
+        except SystemExit:
             _stop(sims)
+            if attempt == attempts - 1:
+                raise
+            continue
+        return sims, yaml.safe_load(out.read_text())["backends"]
+    raise AssertionError("unreachable")
+
+
+def _misses(results: list[report.Result], slos: Any) -> dict[str, dict[str, int]]:
+    """SLO misses per GPU generation that served, by the bound missed."""
+    out: dict[str, dict[str, int]] = {}
+    for r in results:
+        slo = slos.get(r.klass, trace.Slo())
+        if report.meets(r, slo):
+            continue
+        bounds = (("ttft", slo.ttft_s, r.ttft_s), ("tpot", slo.tpot_s, r.tpot_s),
+                  ("e2e", slo.e2e_s, r.e2e_s))  # fmt: skip
+        missed = [n for n, bound, v in bounds if bound > 0 and (v is None or v > bound)]
+        row = out.setdefault(r.gpu or "error", {})
+        for name in missed or ["error"]:
+            row[name] = row.get(name, 0) + 1
+    return out
 
 
 def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
@@ -239,6 +315,8 @@ def _print(results: dict[str, dict[str, Any]]) -> None:
             f"{sum(s['errors'].values()):6d}"
         )
     print("ratios:", _ratios(results))
+    for name, s in results.items():
+        print(f"  {name} misses by generation:", s["misses"])
 
 
 if __name__ == "__main__":
