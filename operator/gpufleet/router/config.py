@@ -68,6 +68,9 @@ class Backend(_Model):
     kv_cache_tokens: int | None = pydantic.Field(
         default=None, ge=1, description="KV capacity; unset = planned from the catalogs."
     )
+    cost_per_gpu_hour: float | None = pydantic.Field(
+        default=None, ge=0, description="Dollars per GPU-hour (as a variant's costPerGpuHour)."
+    )
 
 
 class KubernetesSource(_Model):

@@ -95,6 +95,7 @@ def _from_backend(config: RouterConfig, backend: Backend) -> Endpoint:
     return endpoint(
         config, url=backend.url, model=backend.model, gpu=backend.gpu,
         tp=backend.tensor_parallel_size, kv_tokens=backend.kv_cache_tokens,
+        cost_per_gpu_hour=backend.cost_per_gpu_hour,
     )  # fmt: skip
 
 

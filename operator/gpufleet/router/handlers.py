@@ -51,7 +51,7 @@ def generate(kind: body.Kind) -> Handler:
 async def _generate(request: web.Request, kind: body.Kind, drain: Drain) -> web.StreamResponse:
     router = _router(request)
     router.stats.total += 1
-    outcome = proxy.Outcome()
+    outcome = proxy.Outcome(started=router.clock())
     job: service.Job | None = None
     try:
         _check_media_type(request)
@@ -67,16 +67,20 @@ async def _generate(request: web.Request, kind: body.Kind, drain: Drain) -> web.
             response = await proxy.forward(router, appkeys.http(request.app), job, request, outcome)
         finally:
             router.quotas.release(job.tenant)
+        outcome.status = outcome.status or response.status
         return _debug(router, response, outcome)
     except RouterError as error:
         outcome.label = f"rejected_{error.status}"
+        outcome.status = outcome.status or error.status
         raise
     except asyncio.CancelledError:
         if not drain.cutting:
             outcome.label = "cancelled"
             raise
         outcome.label = "drain_cut"
-        return await _cut(drain, router.config.drain_seconds)
+        cut = await _cut(drain, router.config.drain_seconds)
+        outcome.status = cut.status
+        return cut
     except ConnectionResetError:
         outcome.label = "cancelled"
         raise
@@ -136,7 +140,15 @@ def _record(router: service.Router, job: service.Job | None, outcome: proxy.Outc
     endpoint = decision.endpoint.id if decision else ""
     model = job.model if job else ""
     klass = job.klass if job else ""
-    router.metrics.requests.labels(model, gpu, endpoint, klass, outcome.label).inc()
+    code = str(outcome.code())
+    metrics = router.metrics
+    metrics.requests.labels(model, gpu, endpoint, klass, outcome.label, code).inc()
+    metrics.duration.labels(model, gpu, klass, code).observe(router.clock() - outcome.started)
+    if job is not None and outcome.usage is not None and outcome.label == "success":
+        metrics.prompt_tokens.labels(job.tenant, model, gpu).inc(outcome.usage.prompt_tokens)
+        metrics.completion_tokens.labels(job.tenant, model, gpu).inc(
+            outcome.usage.completion_tokens
+        )
     router.stats.outcomes[outcome.label] += 1
     if klass:
         router.stats.classes[klass] += 1

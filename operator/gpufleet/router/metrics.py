@@ -1,16 +1,31 @@
 """The router's Prometheus metrics, in a registry of its own (one per app).
 
 Counters and histograms are updated on the request path; per-endpoint gauges (in
-flight, pending tokens, breaker state), signal staleness and the requests waiting per
-pool (held and queued: the autoscaler's demand) are read at scrape time by collectors,
-so they cost nothing per request.
+flight, pending tokens, breaker state, GPUs and price), signal staleness and the
+requests waiting per pool (held and queued: the autoscaler's demand) are read at scrape
+time by collectors, so they cost nothing per request.
+
+Prometheus conventions (https://prometheus.io/docs/practices/naming/ and
+/instrumentation/): counters end in ``_total``, durations are histograms in seconds,
+the request class is the label ``class`` and the HTTP status answered is ``code``, apart
+from ``outcome`` (a 200 stream can still end in an error event). No ``_created`` series
+are exported (prometheus_client's switch is process-wide; the router is the process),
+and the process collector (CPU, memory, file descriptors) is registered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import prometheus_client
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -18,7 +33,11 @@ from gpufleet.router.registry import Registry
 from gpufleet.routing.admission import Demand
 
 _BREAKER = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# Up to a day: the longest requestTimeoutSeconds (86400) the API admits, so a request the
+# policy lets finish lands in a finite bucket; the queue (3600) and first-byte (3600)
+# limits are below it.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+                   600, 1200, 1800, 3600, 7200, 14400, 28800, 43200, 86400)  # fmt: skip
 
 
 class _Live(Collector):
@@ -47,7 +66,31 @@ class _Live(Collector):
             pending.add_metric(key, candidate.load.pending_tokens)
             state.add_metric(key, _BREAKER[candidate.load.circuit])
         yield from (in_flight, pending, state)
+        yield from self._price_families()
         yield from self._signal_families()
+
+    def _price_families(self) -> Iterable[GaugeMetricFamily]:
+        """GPUs and price per endpoint: with the token counters, the dollars per token
+        of each generation (deploy/observability's recording rules)."""
+        labels = ["endpoint", "gpu", "pool", "model"]
+        gpus = GaugeMetricFamily(
+            "gpufleet_router_endpoint_gpus",
+            "GPUs one endpoint's replica holds (its tensor-parallel size).",
+            labels=labels,
+        )
+        price = GaugeMetricFamily(
+            "gpufleet_router_endpoint_cost_per_gpu_hour",
+            "Price of one of the endpoint's GPUs per hour, in dollars, where its pool's "
+            "variant sets costPerGpuHour.",
+            labels=labels,
+        )
+        for candidate in self._registry.candidates():
+            e = candidate.endpoint
+            key = [e.id, e.gpu, e.pool, e.model]
+            gpus.add_metric(key, e.tensor_parallel_size)
+            if e.cost_per_gpu_hour is not None:
+                price.add_metric(key, e.cost_per_gpu_hour)
+        yield from (gpus, price)
 
     def _signal_families(self) -> Iterable[GaugeMetricFamily]:
         age = self._signal_age()
@@ -88,6 +131,8 @@ class _Demand(Collector):
 
 
 class RouterMetrics:
+    """The router's registry and the metrics the request path updates."""
+
     def __init__(
         self,
         registry: Registry,
@@ -95,12 +140,33 @@ class RouterMetrics:
         *,
         demand: Callable[[], Mapping[str, Demand]],
     ) -> None:
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
             "gpufleet_router_requests",
-            "Requests by model, generation, endpoint, class and outcome.",
-            ["model", "gpu", "endpoint", "klass", "outcome"],
+            "Requests by model, generation, endpoint, class, outcome and HTTP status code.",
+            ["model", "gpu", "endpoint", "class", "outcome", "code"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "gpufleet_router_request_duration_seconds",
+            "Whole requests, arrival to the last byte (a stream's end), by HTTP status code.",
+            ["model", "gpu", "class", "code"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "gpufleet_router_prompt_tokens",
+            "Prompt tokens of successful requests, as the engine reported them (else estimated).",
+            ["tenant", "model", "gpu"],
+            registry=r,
+        )
+        self.completion_tokens = Counter(
+            "gpufleet_router_completion_tokens",
+            "Completion tokens of successful requests, as the engine reported them (else one "
+            "per streamed event).",
+            ["tenant", "model", "gpu"],
             registry=r,
         )
         self.triggers = Counter(
@@ -113,14 +179,17 @@ class RouterMetrics:
         )  # fmt: skip
         self.queue_wait = Histogram(
             "gpufleet_router_queue_wait_seconds", "Time spent in the admission queue.",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            ["class"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.ttft = Histogram(
             "gpufleet_router_time_to_first_byte_seconds",
-            "Router-measured time to the first response byte from the upstream.",
-            ["model", "gpu"],
-            buckets=_LATENCY_BUCKETS,
+            "Router-measured time to the first response byte from the upstream, per attempt.",
+            ["model", "gpu", "class"],
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         r.register(_Live(registry, signal_age))
         r.register(_Demand(demand))
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)

@@ -32,19 +32,23 @@ status: that failure follows the request, not the endpoints.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 
 import aiohttp
 from aiohttp import web
 
 from gpufleet.api.runtime import FailureHandling
-from gpufleet.router import appkeys, learning, service
+from gpufleet.router import appkeys, learning, service, usage
 from gpufleet.router.errors import RouterError, Unavailable, UpstreamFailed, UpstreamTimeout
 from gpufleet.router.registry import Lease, Slot
 from gpufleet.routing import breaker, picker
 from gpufleet.routing.model import Endpoint
 
 _HOP_HEADERS = {"content-type", "content-encoding", "x-request-id", "openai-processing-ms"}
+# A stream's last reads kept for its usage event (the last before [DONE]; one read may
+# hold a part of it, the next the rest and [DONE]).
+_TAIL_CHUNKS = 3
 
 
 class _Retryable(Exception):
@@ -56,12 +60,29 @@ class _Retryable(Exception):
         self.error, self.reason, self.status = error, reason, status
 
 
+# What a client that went away before any answer is counted as (nginx's "client closed
+# request"): no status was sent.
+CLIENT_CLOSED = 499
+
+
 @dataclasses.dataclass(slots=True)
 class Outcome:
-    """What happened, for metrics: ``label`` is the outcome, ``endpoint`` may be None."""
+    """What happened, for metrics: ``label`` is the outcome, ``decision`` the endpoint
+    chosen last (None when none was), ``status`` the HTTP status sent (None until one
+    is), ``usage`` the tokens a served request used, ``started`` its arrival (router
+    clock)."""
 
     label: str = "success"
     decision: picker.Decision | None = None
+    status: int | None = None
+    usage: usage.Usage | None = None
+    started: float = 0.0
+
+    def code(self) -> int:
+        """The status answered: 499 for a client gone before one, 500 for a failure."""
+        if self.status is not None:
+            return self.status
+        return CLIENT_CLOSED if self.label == "cancelled" else 500
 
 
 async def forward(
@@ -186,12 +207,15 @@ async def _attempt(
     streaming = job.parsed.stream and upstream.status == 200
     try:
         _judge(router, upstream.status, slot, streaming=streaming)
-        router.metrics.ttft.labels(job.model, slot.endpoint.gpu).observe(router.clock() - started)
+        first_byte_s = router.clock() - started
+        router.metrics.ttft.labels(job.model, slot.endpoint.gpu, job.klass).observe(first_byte_s)
         if streaming:
-            return await _stream(router, upstream, first, request, lease, outcome, deadline)
+            return await _stream(router, upstream, first, request, lease, outcome, deadline,
+                                 job=job)  # fmt: skip
         outcome.label = _label(upstream.status)
         if upstream.status == 200:
             learning.answer_finished(router, slot.endpoint.id, body=first, since=started)
+            outcome.usage = usage.from_body(first)
         return web.Response(body=first, status=upstream.status, headers=_down_headers(upstream))
     finally:
         upstream.close()
@@ -275,6 +299,8 @@ async def _stream(
     lease: Lease,
     outcome: Outcome,
     deadline: float,
+    *,
+    job: service.Job,
 ) -> web.StreamResponse:
     if not first:
         lease.slot.breaker.on_failure(router.clock())
@@ -286,12 +312,18 @@ async def _stream(
     finished = False
     try:
         await response.prepare(request)
+        outcome.status = response.status
         await response.write(first)
         lease.progress(first.count(b"data:"))
         first_at = router.clock()
         end = await _pump(router, upstream, response, lease, deadline)
         finished = end.error is None
         if finished:
+            events = first.count(b"data:") + end.events
+            outcome.usage = usage.from_stream_tail([first, *end.tail]) or usage.estimated(
+                events=events, prompt_estimate=job.estimate.input_tokens,
+                chat=job.parsed.kind == "chat",
+            )  # fmt: skip
             lease.slot.breaker.on_success()
             endpoint = lease.slot.endpoint.id
             learning.stream_finished(router, endpoint, events=end.events, since=first_at)
@@ -319,6 +351,7 @@ class _StreamEnd:
     events: int
     error: RouterError | None = None
     endpoint_at_fault: bool = True
+    tail: tuple[bytes, ...] = ()
 
 
 async def _pump(
@@ -334,12 +367,14 @@ async def _pump(
     idle = fh.chunk_idle_timeout_seconds
     loop = asyncio.get_running_loop()
     events = 0
+    tail: collections.deque[bytes] = collections.deque(maxlen=_TAIL_CHUNKS)
     try:
         async with asyncio.timeout_at(min(loop.time() + idle, deadline)) as limit:
             while chunk := await upstream.content.readany():
                 # A client that went away raises here (ConnectionResetError) and ends
                 # the request; the caller's finally closes the upstream connection.
                 await response.write(chunk)
+                tail.append(chunk)
                 count = chunk.count(b"data:")
                 events += count
                 lease.progress(count)
@@ -353,7 +388,7 @@ async def _pump(
         return _StreamEnd(events, UpstreamFailed("the model server's stream broke off"))
     if not upstream.content.at_eof():
         return _StreamEnd(events, UpstreamFailed("the model server's stream broke off"))
-    return _StreamEnd(events)
+    return _StreamEnd(events, tail=tuple(tail))
 
 
 def _reason(exc: BaseException) -> str:

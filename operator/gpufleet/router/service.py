@@ -286,4 +286,4 @@ async def _queued(
             router.gate.mark(ticket, now_waiting)
     finally:
         router.gate.leave(ticket)
-        router.metrics.queue_wait.observe(router.clock() - entered)
+        router.metrics.queue_wait.labels(job.klass).observe(router.clock() - entered)
