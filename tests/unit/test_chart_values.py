@@ -23,7 +23,8 @@ def test_values_yaml_holds_the_models_defaults() -> None:
 
 def test_generated_chart_files_are_fresh() -> None:
     assert command.chart_drift(ROOT) == []
-    assert set(generate.render(ROOT)) == {generate.SCHEMA, generate.RULES}
+    observability = {generate.CHART / "files" / name for name in generate.OBSERVABILITY_FILES}
+    assert set(generate.render(ROOT)) == {generate.SCHEMA, generate.RULES, *observability}
 
 
 def test_the_schema_refuses_unknown_keys_at_every_level() -> None:

@@ -3,7 +3,8 @@ report drift; ``--stdout`` prints the CRDs for ``kubectl apply -f -``.
 
 Writes ``crds/<plural>.gpufleet.io.yaml`` under ``--root`` (default: the working
 directory); the same files into ``charts/gpufleet/crds/`` when the chart exists there
-(with the chart's ``values.schema.json`` and RBAC rules, ``gpufleet.chart.generate``)
+(with the chart's ``values.schema.json``, RBAC rules and copies of the observability
+pack, ``gpufleet.chart.generate``)
 and into ``deploy/crds/`` when the kustomize base ``deploy/kustomization.yaml`` does;
 when ``docs/api.md`` exists there, its generated field reference (``api.reference``).
 ``--check`` writes nothing and exits 1 naming each file that differs from what the

@@ -3,7 +3,11 @@
 - ``values.schema.json`` from ``values.ChartValues`` (Helm validates values with it);
 - ``files/operator-rules.yaml``, the operator ClusterRole's rules, from
   ``deploy/rbac/operator-rbac.yaml`` (the GitOps base applies that file; the chart's
-  ClusterRole includes these rules), so both install the same permissions.
+  ClusterRole includes these rules), so both install the same permissions;
+- ``files/gpufleet-rules.yaml`` and ``files/gpufleet-dashboard.json``, copies of the
+  observability pack in ``deploy/observability/`` (a Prometheus without the operator
+  loads that rules file; the chart's PrometheusRule and dashboard ConfigMap include
+  these copies).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ CHART = pathlib.Path("charts/gpufleet")
 SCHEMA = CHART / "values.schema.json"
 RULES = CHART / "files" / "operator-rules.yaml"
 RBAC_SOURCE = pathlib.Path("deploy/rbac/operator-rbac.yaml")
+OBSERVABILITY = pathlib.Path("deploy/observability")
+OBSERVABILITY_FILES = ("gpufleet-rules.yaml", "gpufleet-dashboard.json")
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -48,11 +54,16 @@ def rules_text(rbac_yaml: str) -> str:
 def render(root: pathlib.Path) -> dict[pathlib.Path, str]:
     """Every generated chart file (relative to ``root``) and its text; empty without a chart.
 
-    The rules are generated only where ``deploy/rbac/operator-rbac.yaml`` exists.
+    The rules are generated only where ``deploy/rbac/operator-rbac.yaml`` exists, each
+    observability file copied only where its source does.
     """
     if not (root / CHART / "Chart.yaml").is_file():
         return {}
     files = {SCHEMA: schema_text()}
     if (root / RBAC_SOURCE).is_file():
         files[RULES] = rules_text((root / RBAC_SOURCE).read_text(encoding="utf-8"))
+    for name in OBSERVABILITY_FILES:
+        source = root / OBSERVABILITY / name
+        if source.is_file():
+            files[CHART / "files" / name] = source.read_text(encoding="utf-8")
     return files

@@ -146,9 +146,49 @@ class PodMonitor(Values):
     )
 
 
+class PrometheusRule(Values):
+    enabled: bool = pydantic.Field(
+        default=False,
+        description="Render a Prometheus Operator PrometheusRule with gpufleet's recording and "
+        "alert rules (deploy/observability/gpufleet-rules.yaml; needs the "
+        "monitoring.coreos.com CRDs).",
+    )
+    labels: dict[str, str] = pydantic.Field(
+        default_factory=dict,
+        description="Extra labels (to match a Prometheus's ruleSelector, e.g. release).",
+    )
+
+
+class GrafanaDashboard(Values):
+    enabled: bool = pydantic.Field(
+        default=False,
+        description="Render a ConfigMap holding gpufleet's Grafana dashboard "
+        "(deploy/observability/gpufleet-dashboard.json) for Grafana's dashboard sidecar.",
+    )
+    namespace: str = pydantic.Field(
+        default="",
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+        description="Namespace of the ConfigMap (where the sidecar looks); empty = the release's.",
+    )
+    labels: dict[str, str] = pydantic.Field(
+        default_factory=lambda: {"grafana_dashboard": "1"},
+        description="Labels the sidecar selects on (kube-prometheus-stack's default: "
+        "grafana_dashboard=1).",
+    )
+    annotations: dict[str, str] = pydantic.Field(
+        default_factory=dict, description="Annotations (e.g. the sidecar's folder annotation)."
+    )
+
+
 class Monitoring(Values):
     pod_monitor: PodMonitor = pydantic.Field(
         default_factory=PodMonitor, description="PodMonitor of the pods gpufleet renders."
+    )
+    prometheus_rule: PrometheusRule = pydantic.Field(
+        default_factory=PrometheusRule, description="gpufleet's recording and alert rules."
+    )
+    grafana_dashboard: GrafanaDashboard = pydantic.Field(
+        default_factory=GrafanaDashboard, description="gpufleet's Grafana dashboard."
     )
 
 
