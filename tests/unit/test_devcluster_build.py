@@ -62,6 +62,7 @@ def test_kubernetes_is_at_least_1_33_and_binaries_are_all_there() -> None:
         "kube-scheduler",
         "kubectl",
         "prometheus",
+        "promtool",
         "helm",
     }
 

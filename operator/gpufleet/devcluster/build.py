@@ -1,4 +1,5 @@
-"""Build the local control plane's binaries (and Prometheus, Helm) from their Go modules.
+"""Build the local control plane's binaries (and Prometheus, promtool, Helm) from their Go
+modules.
 
 Each component is built inside a small wrapper Go module that requires the pinned
 upstream module; ``k8s.io/kubernetes`` additionally needs ``replace`` lines pointing its
@@ -128,6 +129,16 @@ def components() -> tuple[Component, ...]:
             # Only the Kubernetes service discovery (plugins/plugin_kubernetes.go); the
             # others pull in the AWS, Azure, GCE … SDKs. Without the ``builtinassets``
             # tag the web UI is not embedded (it answers 500); the HTTP API is all we use.
+            tags=("remove_all_sd", "enable_kubernetes_sd"),
+        ),
+        # promtool of the same module (its own component, so a built Prometheus is not
+        # rebuilt): deploy/observability's rules are checked and unit-tested with it.
+        Component(
+            "promtool",
+            "github.com/prometheus/prometheus",
+            PROMETHEUS_VERSION,
+            ("github.com/prometheus/prometheus/cmd/promtool",),
+            ldflags=_prometheus_ldflags(PROMETHEUS_VERSION),
             tags=("remove_all_sd", "enable_kubernetes_sd"),
         ),
         # The chart's lint, render and install tests (charts/gpufleet) run this helm.
