@@ -62,6 +62,39 @@ def test_helm_lint_strict_passes() -> None:
     assert "1 chart(s) linted, 0 chart(s) failed" in out
 
 
+PACK_ON = ("--set", "monitoring.podMonitor.enabled=true",
+           "--set", "monitoring.prometheusRule.enabled=true",
+           "--set", "monitoring.grafanaDashboard.enabled=true")  # fmt: skip
+
+
+def test_helm_lint_strict_passes_with_the_observability_pack_on() -> None:
+    out = _helm("lint", "--strict", str(CHART), *PACK_ON)
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+def test_the_pack_renders_the_files_of_deploy_observability() -> None:
+    """The PrometheusRule's spec is deploy/observability's rules file and the dashboard
+    ConfigMap holds its JSON, unchanged (the alerts' {{ $labels }} are not templated)."""
+    pack = ROOT / "deploy" / "observability"
+    rendered = _helm("template", "obs", str(CHART), "-n", "mon", *PACK_ON,
+                     "--set", "monitoring.grafanaDashboard.namespace=grafana",
+                     "--set", "monitoring.prometheusRule.labels.release=kps")  # fmt: skip
+    by_kind = {d["kind"]: d for d in _docs(rendered)}
+    rule = by_kind["PrometheusRule"]
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    assert rule["spec"] == yaml.safe_load((pack / "gpufleet-rules.yaml").read_text())
+    assert "{{ $labels.pod }}" in json.dumps(rule["spec"])
+    dashboard = by_kind["ConfigMap"]
+    assert (
+        dashboard["metadata"]["namespace"],
+        dashboard["metadata"]["labels"]["grafana_dashboard"],
+    ) == ("grafana", "1")
+    text = (pack / "gpufleet-dashboard.json").read_text()
+    assert dashboard["data"]["gpufleet.json"] == text.rstrip("\n")
+    endpoints = by_kind["PodMonitor"]["spec"]["podMetricsEndpoints"]
+    assert [e["port"] for e in endpoints] == ["http", "gpu-agent"]
+
+
 def test_helm_refuses_values_the_schema_does_not_allow() -> None:
     argv = [str(build.binary_path("helm")), "template", "x", str(CHART)]
     done = subprocess.run([*argv, "--set", "operator.routerDiscovery=dns"],
