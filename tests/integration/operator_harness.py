@@ -155,3 +155,22 @@ def condition(pool: dict[str, Any], kind: str) -> dict[str, Any]:
         if cond["type"] == kind:
             return dict(cond)
     return {}
+
+
+def replace_spec(
+    cluster: LocalCluster, namespace: str, plural: str, name: str, spec: dict[str, Any]
+) -> None:
+    """Replace a custom object's whole spec (a merge patch would merge lists by name).
+
+    The operator writes the object's status between our read and our write, so a 409
+    Conflict means "read again", as client-go's ``RetryOnConflict`` does."""
+    api = client.CustomObjectsApi(cluster.api_client)
+    for attempt in range(5):
+        body = api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        body["spec"] = spec
+        try:
+            api.replace_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, body)
+            return
+        except client.ApiException as error:
+            if error.status != 409 or attempt == 4:
+                raise

@@ -26,7 +26,7 @@ from kubernetes import client
 
 from gpufleet import labels
 from tests.conftest import LocalCluster
-from tests.integration.operator_harness import GROUP, VERSION, Operator
+from tests.integration.operator_harness import GROUP, VERSION, Operator, replace_spec
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -80,14 +80,6 @@ def policy_spec(mode: str) -> dict[str, Any]:
 
 def _custom(cluster: LocalCluster) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(cluster.api_client)
-
-
-def _put(cluster: LocalCluster, ns: str, plural: str, name: str, spec: dict[str, Any]) -> None:
-    """Replace the spec (a merge patch would merge the variant lists by name)."""
-    api = _custom(cluster)
-    body = api.get_namespaced_custom_object(GROUP, VERSION, ns, plural, name)
-    body["spec"] = spec
-    api.replace_namespaced_custom_object(GROUP, VERSION, ns, plural, name, body)
 
 
 def _list(cluster: LocalCluster, ns: str, kind: str) -> list[Any]:
@@ -156,8 +148,8 @@ def test_sigkill_at_random_points_converges_without_duplicates_or_orphans(
     offset = KILL_FROM
     for round_ in range(ROUNDS):
         variants, mode = VARIANTS[round_ % len(VARIANTS)], ("deployment", "sidecar")[round_ % 2]
-        _put(cluster, namespace, "modelpools", POOL, pool_spec(variants))
-        _put(cluster, namespace, "routingpolicies", POLICY, policy_spec(mode))
+        replace_spec(cluster, namespace, "modelpools", POOL, pool_spec(variants))
+        replace_spec(cluster, namespace, "routingpolicies", POLICY, policy_spec(mode))
         before = children(cluster, namespace)
         delay = offset + KILL_STEP * rng.random()
         operator.start()
@@ -176,8 +168,8 @@ def test_sigkill_at_random_points_converges_without_duplicates_or_orphans(
     # The last state leaves the router's Deployment, Service and PDB to prune (sidecar)
     # and drops the a100 variant's Deployment made in an earlier round.
     variants, mode = ["h100", "l40s"], "sidecar"
-    _put(cluster, namespace, "modelpools", POOL, pool_spec(variants))
-    _put(cluster, namespace, "routingpolicies", POLICY, policy_spec(mode))
+    replace_spec(cluster, namespace, "modelpools", POOL, pool_spec(variants))
+    replace_spec(cluster, namespace, "routingpolicies", POLICY, policy_spec(mode))
     pool_uid = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "modelpools", POOL)[
         "metadata"
     ]["uid"]

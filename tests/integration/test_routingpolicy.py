@@ -25,7 +25,7 @@ from kubernetes import client
 
 from gpufleet import labels
 from tests.conftest import LocalCluster
-from tests.integration.operator_harness import GROUP, VERSION, Operator
+from tests.integration.operator_harness import GROUP, VERSION, Operator, replace_spec
 from tests.waiting import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -239,10 +239,7 @@ def test_invalid_edit_keeps_the_last_good_config_and_sidecar_mode_drops_the_depl
     spec.pop("pools")
     spec["poolSelector"] = {"matchExpressions": [{"key": "gpufleet.io/tier", "operator": "In",
                                                   "values": []}]}  # fmt: skip
-    _custom(cluster).replace_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, POLICY,
-        _get_policy(cluster, namespace) | {"spec": spec},
-    )  # fmt: skip
+    replace_spec(cluster, namespace, PLURAL, POLICY, spec)
 
     def degraded() -> dict[str, Any]:
         return _condition(_status(cluster, namespace), "Degraded")
@@ -253,10 +250,7 @@ def test_invalid_edit_keeps_the_last_good_config_and_sidecar_mode_drops_the_depl
 
     spec["poolSelector"]["matchExpressions"][0]["values"] = ["small", "large"]
     spec["router"]["mode"] = "sidecar"
-    _custom(cluster).replace_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, POLICY,
-        _get_policy(cluster, namespace) | {"spec": spec},
-    )  # fmt: skip
+    replace_spec(cluster, namespace, PLURAL, POLICY, spec)
     wanted = {"ConfigMap", "ServiceAccount", "Role", "RoleBinding"}
     until("only the sidecar's children", lambda: set(_children(cluster, namespace)) == wanted,
           timeout=30)  # fmt: skip
