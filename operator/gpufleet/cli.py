@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 from typing import Protocol
+
+from gpufleet import cliargs
+
+DESCRIPTION = (
+    "Run LLM model pools on Kubernetes clusters with several GPU generations and route "
+    "each request by its expected compute cost."
+)
+EPILOG = "Run `gpufleet COMMAND --help` for a command's options."
 
 # (name, module, one-line help)
 COMMANDS: tuple[tuple[str, str, str], ...] = (
@@ -37,23 +46,41 @@ class _Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-def _parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, dict[str, _Command]]:
-    parser = argparse.ArgumentParser(prog="gpufleet", description=__doc__.splitlines()[0])
+def build_parser(
+    chosen: str | None = None, *, every: bool = False
+) -> tuple[argparse.ArgumentParser, dict[str, _Command]]:
+    """The parser with the ``chosen`` command's options loaded (all with ``every``), and
+    the loaded command modules by name."""
+    parser = argparse.ArgumentParser(prog="gpufleet", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    chosen = next((a for a in argv if not a.startswith("-")), None)
     loaded: dict[str, _Command] = {}
     for name, module, help_text in COMMANDS:
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        if name == chosen:
+        if every or name == chosen:
             mod: _Command = importlib.import_module(module)
             mod.add_arguments(sub)
             loaded[name] = mod
+    cliargs.format_all(parser)
     return parser, loaded
+
+
+def parser_for(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, dict[str, _Command]]:
+    """``build_parser`` for the command ``argv`` names (its first word not an option)."""
+    return build_parser(next((a for a in argv if not a.startswith("-")), None))
+
+
+def version() -> str:
+    """The installed package's version (its metadata), or "unknown" when not installed."""
+    try:
+        return importlib.metadata.version("gpufleet")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser, loaded = _parser(args_list)
+    parser, loaded = parser_for(args_list)
     args = parser.parse_args(args_list)
     return loaded[args.command].run(args)
 

@@ -142,3 +142,19 @@ def test_chart_copy_once_the_chart_exists(tmp_path: pathlib.Path) -> None:
 def test_rendering_is_deterministic() -> None:
     assert crd.render() == RENDERED
     assert json.dumps(DOCS, sort_keys=True)
+
+
+def test_stdout_is_one_stream_for_kubectl_and_writes_nothing(
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["crds", "--stdout"]) == 0
+    documents = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["metadata"]["name"] for d in documents] == [
+        "modelpools.gpufleet.io",
+        "routingpolicies.gpufleet.io",
+    ]
+    assert documents == [DOCS[name] for name in sorted(DOCS)]
+    assert list(tmp_path.iterdir()) == []

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
-from gpufleet.loadgen import report, trace, workloads
+from gpufleet.loadgen import client, report, trace, workloads
+from gpufleet.ports import free_port
 
 
 def _spec(**kw: object) -> trace.TraceSpec:
@@ -99,3 +101,31 @@ def test_generation_shares_from_the_router_header() -> None:
     assert report.generations(results[3:]) == {}
     text = report.render(report.summarize(results, slos={}, duration_s=1.0))
     assert "H200" in text and "of output tokens" in text
+
+
+async def test_replay_names_class_and_session_in_headers() -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        seen.append((request.headers["x-gpufleet-class"], request.headers["x-session-id"]))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b'data: {"choices": [{"delta": {"content": "x"}}]}\n\n')
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    loaded = trace.generate(_spec(requests=40, rate=2.0, session_share=0.5))
+    try:
+        target = f"http://127.0.0.1:{port}"
+        await client.replay(loaded, target=target, model="m", time_scale=0.01)
+    finally:
+        await runner.cleanup()
+    expected = {(r.klass, f"7-{r.session}") for r in loaded.requests}
+    assert set(seen) == expected
+    assert len({sid for _, sid in seen}) < len(seen)  # later turns share their session's id

@@ -118,9 +118,10 @@ def test_sim_load_seconds_flag(flags: tuple[str, ...], expected: float) -> None:
     assert settings.load_seconds == pytest.approx(expected)
 
 
-def test_sim_rejects_a_negative_load_time() -> None:
-    with pytest.raises(ValueError, match="--load-seconds"):
-        command.settings_from(sim_flags("--load-seconds", "-1"))
+def test_sim_rejects_a_negative_load_time(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        sim_flags("--load-seconds", "-1")
+    assert "argument --load-seconds: must be 0 or more, got -1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("extra", "expected"), [({}, "0.0"), ({"loadSeconds": 45}, "45.0")])

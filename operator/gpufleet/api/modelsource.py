@@ -10,7 +10,7 @@ import pydantic
 
 from gpufleet.api import common
 from gpufleet.api.common import ApiModel, cel, rules
-from gpufleet.planning import precision
+from gpufleet.planning import models, precision
 
 WeightDtype = precision.WeightDtype
 KvCacheDtype = precision.KvCacheDtype
@@ -74,6 +74,21 @@ class ModelArchitecture(ApiModel):
         if self.num_attention_heads % self.num_kv_heads:
             raise ValueError("numKvHeads must divide numAttentionHeads")
         return self
+
+    def as_model_arch(self, name: str) -> models.ModelArch:
+        """The planner's description of this architecture, named ``name``."""
+        return models.ModelArch(
+            name=name,
+            parameters=self.parameters,
+            num_layers=self.num_layers,
+            hidden_size=self.hidden_size,
+            num_attention_heads=self.num_attention_heads,
+            num_kv_heads=self.num_kv_heads,
+            head_dim=self.head_dim,
+            max_context=self.max_context,
+            vocab_size=self.vocab_size,
+            tie_word_embeddings=self.tie_word_embeddings,
+        )
 
 
 class ModelSpec(ApiModel):

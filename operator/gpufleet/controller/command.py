@@ -13,6 +13,7 @@ import logging
 import os
 from pathlib import Path
 
+from gpufleet import cliargs, logsetup
 from gpufleet.controller.config import ROUTER_DISCOVERY, OperatorConfig
 
 
@@ -32,23 +33,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", type=Path, help="default: in-cluster, then $KUBECONFIG")
     parser.add_argument(
         "--resync-seconds",
-        type=float,
+        type=cliargs.positive_float,
         default=defaults.resync_seconds,
         help="reconcile interval: every pool is reconciled at least this often",
     )
-    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument(
+        "--workers",
+        type=cliargs.positive_int,
+        default=defaults.workers,
+        help="ModelPools reconciled at once",
+    )
     parser.add_argument(
         "--liveness",
         default="http://127.0.0.1:8080/healthz",
         help="health endpoint URL (in a pod: http://0.0.0.0:8080/healthz so the kubelet "
         "reaches it); 'none' to serve none",
     )
-    parser.add_argument("--watch-check-seconds", type=float, default=defaults.watch_check_seconds)
-    parser.add_argument("--watch-grace-seconds", type=float, default=defaults.watch_grace_seconds)
+    parser.add_argument(
+        "--watch-check-seconds",
+        type=cliargs.positive_float,
+        default=defaults.watch_check_seconds,
+        help="how often the ModelPool watch is checked against a fresh list",
+    )
+    parser.add_argument(
+        "--watch-grace-seconds",
+        type=cliargs.positive_float,
+        default=defaults.watch_grace_seconds,
+        help="how long a change may be missing from the watch before liveness fails",
+    )
     parser.add_argument(
         "--router-image",
         default=defaults.router_image,
         help="image of RoutingPolicy routers that name none in spec.router.image",
+    )
+    parser.add_argument(
+        "--gpu-agent-image",
+        default=defaults.gpu_agent_image,
+        help="image of the gpu-agent sidecar in model-server pods (it runs gpufleet "
+        "gpu-agent); default: the --router-image",
     )
     parser.add_argument(
         "--router-discovery",
@@ -58,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--policy-poll-seconds",
-        type=float,
+        type=cliargs.positive_float,
         default=defaults.policy_poll_seconds,
         help="how often each RoutingPolicy's routers are asked for /stats",
     )
@@ -78,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--autoscale-seconds",
-        type=float,
+        type=cliargs.positive_float,
         default=defaults.autoscale_seconds,
         help="how often the autoscaler decides every ModelPool with autoscaling.mode gpufleet",
     )
@@ -98,7 +120,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not verify an https Prometheus's certificate",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every reconcile")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log every reconcile (--log-level DEBUG)"
+    )
+    logsetup.add_arguments(parser)
 
 
 def config_from(args: argparse.Namespace) -> OperatorConfig:
@@ -110,6 +135,7 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         watch_check_seconds=args.watch_check_seconds,
         watch_grace_seconds=args.watch_grace_seconds,
         router_image=args.router_image,
+        gpu_agent_image=args.gpu_agent_image,
         router_discovery=args.router_discovery,
         policy_poll_seconds=args.policy_poll_seconds,
         allowed_image_prefixes=tuple(
@@ -131,10 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
     import gpufleet.controller.handlers  # noqa: F401  (registers the handlers)
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logsetup.configure(level="DEBUG" if args.verbose else args.log_level, fmt=args.log_format)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     kopf.run(

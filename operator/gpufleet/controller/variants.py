@@ -68,18 +68,7 @@ def model_arch(model: ModelSpec) -> models.ModelArch:
     arch = model.architecture
     if arch is None:  # the API's validators make this unreachable
         raise ValueError("model: exactly one of catalogName and architecture must be set")
-    return models.ModelArch(
-        name=model.name,
-        parameters=arch.parameters,
-        num_layers=arch.num_layers,
-        hidden_size=arch.hidden_size,
-        num_attention_heads=arch.num_attention_heads,
-        num_kv_heads=arch.num_kv_heads,
-        head_dim=arch.head_dim,
-        max_context=arch.max_context,
-        vocab_size=arch.vocab_size,
-        tie_word_embeddings=arch.tie_word_embeddings,
-    )
+    return arch.as_model_arch(model.name)
 
 
 def plan_pool(

@@ -7,6 +7,7 @@ import json
 import sys
 import urllib.request
 
+from gpufleet import cliargs, tables
 from gpufleet.devcluster import build, cluster, errors, processes, twin
 
 
@@ -38,13 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     up.add_argument(
         "--sim-speed",
-        type=_positive,
+        type=cliargs.positive_float,
         default=1.0,
         help="simulated time per wall second of every vLLM simulator (default: %(default)s)",
     )
     up.add_argument(
         "--load-seconds",
-        type=_non_negative,
+        type=cliargs.non_negative_float,
         help="model-load time of every simulator, in simulated seconds "
         "(default: weights per GPU / the generation's load bandwidth)",
     )
@@ -56,20 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "status", help="say which clusters run and what each component is doing"
     )
     status.add_argument("--name", help="only this cluster")
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
 
 
 def _say(message: str) -> None:
@@ -124,9 +111,7 @@ def _pod_table(port: int) -> str:
                          str(c["restarts"])))  # fmt: skip
     if len(rows) == 1:
         return "  pod processes: none"
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
+    return "\n".join(tables.aligned(rows, indent="  "))
 
 
 def run(args: argparse.Namespace) -> int:

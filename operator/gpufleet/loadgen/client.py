@@ -5,7 +5,9 @@ in flight (a request waits for a slot; its latency counts from when it is sent).
 a streamed chat completion with ``stream_options.include_usage`` and vLLM's
 ``ignore_eos`` so output lengths follow the trace; the tenant goes in ``user`` (and, when
 ``api_keys`` maps it to a key, in ``Authorization: Bearer``, which is how the router
-identifies tenants), the class in the router's ``x-gpufleet-class`` header. TTFT is the
+identifies tenants), the class in the router's ``x-gpufleet-class`` header and the
+session in ``x-session-id`` (the trace's seed and session number: every turn of a
+multi-turn conversation carries the same id, so session affinity can act). TTFT is the
 first chunk with content, TPOT the mean gap between later content chunks.
 """
 
@@ -25,6 +27,8 @@ from gpufleet.loadgen.report import Result
 Progress = Callable[[int, int], None]
 # The router's default RoutingPolicy classHeader.
 CLASS_HEADER = "x-gpufleet-class"
+# The router's default RoutingPolicy affinity.session.header.
+SESSION_HEADER = "x-session-id"
 # Set by the router when its debugHeaders are on: the GPU generation that served.
 GPU_HEADER = "x-gpufleet-gpu"
 
@@ -86,7 +90,10 @@ async def _send(
         "ignore_eos": True,
         "user": request.tenant,
     }
-    headers: dict[str, str] = {CLASS_HEADER: request.klass}
+    headers = {
+        CLASS_HEADER: request.klass,
+        SESSION_HEADER: f"{loaded.spec.seed}-{request.session}",
+    }
     if request.tenant in api_keys:
         headers["Authorization"] = f"Bearer {api_keys[request.tenant]}"
     sent = time.monotonic()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from gpufleet import lookup
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ModelArch:
@@ -220,10 +222,14 @@ MODELS: Mapping[str, ModelArch] = {m.name: m for m in _MODELS}
 
 
 class UnknownModel(KeyError):
-    """A model name that is not in the catalog."""
+    """A model name that is not in the catalog; ``args`` = (name, the closest names)."""
 
     def __str__(self) -> str:
-        return f"unknown model {self.args[0]!r}; known: {', '.join(MODELS)}"
+        closest = self.args[1] if len(self.args) > 1 else ()
+        return (
+            f"unknown model {self.args[0]!r}; {lookup.did_you_mean(closest)}"
+            f"known: {', '.join(MODELS)}"
+        )
 
 
 def get(name: str) -> ModelArch:
@@ -236,3 +242,18 @@ def get(name: str) -> ModelArch:
         if key in (model.name, model.hf_id.lower()):
             return model
     raise UnknownModel(name)
+
+
+def resolve(typed: str) -> ModelArch:
+    """The entry a person means by ``typed``: ``get``'s names, the Hugging Face id with
+    or without its organisation, or a unique start (``mistral`` is ``mistral-7b``), as
+    ``lookup.resolve``. Raises ``UnknownModel`` with the closest names."""
+    aliases = {alias: m.name for m in _MODELS if m.hf_id for alias in _hf_names(m.hf_id)}
+    try:
+        return MODELS[lookup.resolve(typed, MODELS, aliases)]
+    except lookup.LookupFailed as exc:
+        raise UnknownModel(typed, exc.candidates) from None
+
+
+def _hf_names(hf_id: str) -> tuple[str, str]:
+    return hf_id, hf_id.rpartition("/")[2]

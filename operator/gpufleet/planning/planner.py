@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TypedDict, Unpack
 
 from gpufleet.hardware.catalog import GpuSpec
 from gpufleet.planning import precision
@@ -197,6 +198,28 @@ def _inputs(
     if min(inputs.max_model_len, inputs.gpus_per_node, min_sequences) < 1:
         raise ValueError("max_model_len, gpus_per_node and min_sequences must be positive")
     return inputs
+
+
+class Settings(TypedDict, total=False):
+    """``plan_variant``'s keyword arguments but the tensor-parallel size."""
+
+    dtype: str
+    kv_cache_dtype: str
+    max_model_len: int | None
+    gpu_memory_utilization: float
+    gpus_per_node: int | None
+    min_sequences: int
+    runtime_overhead_bytes: int
+
+
+def feasible_sizes(
+    model: ModelArch, gpu: GpuSpec, **settings: Unpack[Settings]
+) -> tuple[VariantPlan, ...]:
+    """A feasible plan for every tensor-parallel size ``model`` fits ``gpu`` at, smallest
+    first (each with its KV capacity); ``settings`` are ``plan_variant``'s, but for the
+    tensor-parallel size. Empty when it fits at none."""
+    plans = (plan_variant(model, gpu, **settings, tensor_parallel_size=tp) for tp in TP_SIZES)
+    return tuple(plan for plan in plans if plan.feasible)
 
 
 def _plan_explicit(inputs: _Inputs, tp: int) -> VariantPlan:

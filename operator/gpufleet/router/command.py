@@ -1,4 +1,4 @@
-"""``gpufleet router --config FILE [--host H] [--port P] [--log-level L]``.
+"""``gpufleet router --config FILE [--host H] [--port P] [--log-level L] [--log-format F]``.
 
 Validates the config (exit 2 naming the bad key), then serves on uvloop until SIGINT or
 SIGTERM; on either it answers ``/readyz`` with 503 at once and gives requests in flight
@@ -9,24 +9,24 @@ up to ``drainSeconds`` to finish (``serving``). Every log record passes the
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 import uvloop
 
+from gpufleet import cliargs, logsetup
 from gpufleet.router import app, config, redaction, serving
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="router config YAML")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address")
+    parser.add_argument("--port", type=cliargs.port, default=8080, help="listen port")
+    logsetup.add_arguments(parser, level="WARNING")
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    logsetup.configure(level=args.log_level, fmt=args.log_format)
     redaction.install()
     try:
         loaded = config.load(args.config)
