@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gpufleet.hardware import catalog
 from gpufleet.sim import calibration, replica
 
 
@@ -25,6 +26,22 @@ def test_prompt_processing_uses_each_generation_s_measured_share_of_peak() -> No
     # One factor for every GPU put H100 prefill at 3.1x the A100's; measured is ~2x.
     a100, h100 = _perf("A100-80GB").perf, _perf("H100-80GB").perf
     assert 1.7 < a100.prefill_seconds(2048) / h100.prefill_seconds(2048) < 2.4
+
+
+def test_l40s_prompt_processing_is_about_half_an_a100_s() -> None:
+    # One factor for every GPU put L40S prefill at 1.16x the A100-80GB's (its data-sheet
+    # BF16 peak is higher); MLPerf's Offline ratio to the H100 puts it near half.
+    a100, l40s = _perf("A100-80GB").perf, _perf("L40S").perf
+    assert 0.45 < a100.prefill_seconds(2048) / l40s.prefill_seconds(2048) < 0.65
+
+
+@pytest.mark.parametrize(
+    ("gpu", "limits"),
+    [("H100-80GB", (1024, 16384)), ("B200", (1024, 16384)), ("A100-80GB", (256, 8192)),
+     ("L40S", (256, 8192)), ("L4", (256, 8192))],
+)  # fmt: skip
+def test_offline_engine_limits_follow_vllm_s_llm_class(gpu: str, limits: tuple[int, int]) -> None:
+    assert replica.offline_engine_limits(catalog.get(gpu)) == limits
 
 
 def test_calibrate_command_prints_every_point() -> None:

@@ -88,6 +88,18 @@ def default_max_num_batched_tokens(gpu: catalog.GpuSpec) -> int:
     return 8192 if big else 2048
 
 
+def offline_engine_limits(gpu: catalog.GpuSpec) -> tuple[int, int]:
+    """vLLM V1's defaults for its offline ``LLM`` class on ``gpu``: (max_num_seqs,
+    max_num_batched_tokens).
+
+    vllm/engine/arg_utils.py (EngineArgs.get_batch_defaults): 1024 sequences and 16384
+    tokens on GPUs with at least 70 GiB that are not A100s, 256 and 8192 otherwise.
+    Offline benchmarks (MLPerf's reference harness) run on this class, not the server.
+    """
+    big = gpu.memory_mib >= 70 * 1024 and not gpu.name.startswith("A100")
+    return (1024, 16384) if big else (256, 8192)
+
+
 def load_seconds(
     plan: VariantPlan,
     gpu: catalog.GpuSpec,
