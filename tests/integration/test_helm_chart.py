@@ -103,6 +103,41 @@ def test_helm_refuses_values_the_schema_does_not_allow() -> None:
     assert "routerDiscovery" in done.stderr
 
 
+def test_the_autoscaler_settings_reach_the_operator() -> None:
+    """operator.prometheus, gpuAgentImage and the log settings become the operator's
+    flags; a CA ConfigMap is mounted read-only where --prometheus-ca-file points."""
+    rendered = _helm("template", "as", str(CHART),
+                     "--set", "operator.prometheus.url=https://prom.monitoring:9090",
+                     "--set", "operator.prometheus.caConfigMap.name=prom-ca",
+                     "--set", "operator.autoscaleSeconds=30",
+                     "--set", "operator.gpuAgentImage=registry.example/gpufleet:1.2",
+                     "--set", "operator.logFormat=json")  # fmt: skip
+    (deployment,) = [d for d in _docs(rendered) if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert {"--prometheus-url=https://prom.monitoring:9090", "--autoscale-seconds=30",
+            "--prometheus-ca-file=/etc/gpufleet/prometheus-ca/ca.crt",
+            "--gpu-agent-image=registry.example/gpufleet:1.2", "--log-format=json",
+            "--log-level=INFO"} <= set(args)  # fmt: skip
+    assert "--prometheus-insecure-skip-verify" not in args
+    assert {"name": "prometheus-ca", "mountPath": "/etc/gpufleet/prometheus-ca",
+            "readOnly": True} in container["volumeMounts"]  # fmt: skip
+    assert {"name": "prometheus-ca", "configMap": {"name": "prom-ca"}} in pod["volumes"]
+    default = _helm("template", "as", str(CHART))
+    (plain,) = [d for d in _docs(default) if d["kind"] == "Deployment"]
+    plain_args = plain["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not any(a.startswith("--prometheus") for a in plain_args)
+
+
+def test_a_prometheus_url_without_a_scheme_is_refused() -> None:
+    argv = [str(build.binary_path("helm")), "template", "x", str(CHART)]
+    done = subprocess.run([*argv, "--set", "operator.prometheus.url=prom:9090"],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode != 0
+    assert "prometheus" in done.stderr and "url" in done.stderr
+
+
 @pytest.mark.parametrize("scope", ["cluster", "namespaced"])
 def test_render_is_accepted_by_the_api_server(
     cluster: LocalCluster, crds: list[str], namespace: str, scope: str

@@ -41,6 +41,7 @@ def test_the_schema_refuses_unknown_keys_at_every_level() -> None:
         ({"operator": {"watchNamespace": ["a"]}}, "operator.watchNamespace"),
         ({"image": {"digest": "sha256:short"}}, "image.digest"),
         ({"operator": {"workers": 0}}, "operator.workers"),
+        ({"operator": {"logFormat": "xml"}}, "operator.logFormat"),
     ],
 )
 def test_a_bad_value_names_its_key(given: dict[str, object], field: str) -> None:

@@ -416,3 +416,21 @@ def test_config_from_env_reads_the_autoscaler_settings() -> None:
     assert config.autoscale_seconds == 2.0 and not config.prometheus_insecure_skip_verify
     with pytest.raises(ValueError, match="autoscale_seconds"):
         OperatorConfig(autoscale_seconds=0)
+
+
+def test_gpu_agent_sidecars_run_the_routers_image_unless_told_otherwise() -> None:
+    """A registry mirror set for routers (--router-image) reaches the sidecars too;
+    --gpu-agent-image overrides it for them alone."""
+    s = spec()
+
+    def agent_images(config: OperatorConfig) -> set[str]:
+        intents = plan.desired(POOL, s, variants.plan_pool(s), {}, agent_image=config.agent_image)
+        pods = [c["spec"]["template"]["spec"] for c in intents if c["kind"] == "Deployment"]
+        return {c["image"] for p in pods for c in p["containers"] if c["name"] == "gpu-agent"}
+
+    assert agent_images(OperatorConfig(router_image="mirror/gpufleet:1")) == {"mirror/gpufleet:1"}
+    both = OperatorConfig(router_image="mirror/gpufleet:1", gpu_agent_image="mirror/agent:2")
+    assert agent_images(both) == {"mirror/agent:2"}
+    assert OperatorConfig.from_env({"GPUFLEET_OPERATOR_GPU_AGENT_IMAGE": "x/y:3"}).agent_image == (
+        "x/y:3"
+    )

@@ -267,14 +267,17 @@ def test_metrics_carry_dcgm_names_and_labels() -> None:
 # /admin/faults reach the agent's readings, its verdict and its XID events.
 async def test_the_twin_source_reads_the_simulators_gpu_faults() -> None:
     built = replica.build(replica.ReplicaSpec("llama-3.1-8b", "H100-80GB", 2, max_model_len=4096))
-    api = server.create_app(server.SimSettings(replica=built, served_model_name="m",
-                                               hostname="node-a"))  # fmt: skip
+    settings = server.SimSettings(replica=built, served_model_name="m", hostname="node-a",
+                                  gpu_uuid_seed="node-a/127.64.0.9:8000")  # fmt: skip
+    first, second = settings.gpu_uuids()
+    assert re.fullmatch(r"GPU-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", first)  # NVML's form
+    api = server.create_app(settings)
     gpus = TestServer(server.create_dcgm_app(api), host="127.0.0.1")
     await gpus.start_server()
     source = twinsource.TwinSource(str(gpus.make_url("")), clock=lambda: 100.0)
     try:
         calm = await asyncio.to_thread(source.read)
-        assert [g.uuid for g in calm.gpus] == ["GPU-node-a-0000", "GPU-node-a-0001"]
+        assert [g.uuid for g in calm.gpus] == [first, second]
         assert calm.gpus[0].name == "NVIDIA H100 80GB HBM3"
         assert verdict.judge(calm.gpus, calm.xids, now=100.0).healthy
         async with aiohttp.ClientSession() as http:
@@ -283,11 +286,11 @@ async def test_the_twin_source_reads_the_simulators_gpu_faults() -> None:
                 assert response.status == 200
         hot = await asyncio.to_thread(source.read)
         assert (hot.gpus[1].temperature_c, hot.gpus[1].throttle_reasons & 0x60) == (92.0, 0x60)
-        assert hot.xids == (XidEvent("GPU-node-a-0001", 79, 100.0),)
+        assert hot.xids == (XidEvent(second, 79, 100.0),)
         found = verdict.judge(hot.gpus, hot.xids, now=100.0)
         assert [r.split(" (")[0] for r in found.reasons] == [
             "GPU 1",
-            "GPU GPU-node-a-0001 reported XID 79 0 s ago",
+            f"GPU {second} reported XID 79 0 s ago",
         ]
         assert (await asyncio.to_thread(source.read)).xids == ()  # each event once
     finally:

@@ -98,13 +98,13 @@ def test_copied_sources_exist(path: pathlib.Path) -> None:
 def test_gpufleet_image_runs_the_operator_by_default() -> None:
     final = _final(GPUFLEET)
     argv = [*(final.entrypoint or [])[1:], *(final.cmd or [])]
-    parser, _ = cli._parser(argv)
+    parser, _ = cli.parser_for(argv)
     assert parser.parse_args(argv).command == "operator"
 
 
 def test_worker_image_passes_pod_args_to_gpufleet_worker_as_vllm_flags() -> None:
     argv = [*(_final(WORKER).entrypoint or [])[1:], "--model", "m", "-tp", "2"]
-    parser, _ = cli._parser(argv)
+    parser, _ = cli.parser_for(argv)
     args = parser.parse_args(argv)
     assert args.command == "worker"
     from gpufleet.worker import command

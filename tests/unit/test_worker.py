@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pytest
 
+from gpufleet.gpuagent import scope
 from gpufleet.worker import checks, claim, command
 from gpufleet.worker.inventory import Gpu, InventoryError
 
@@ -236,3 +238,35 @@ def test_check_only_prints_the_environment_and_does_not_exec(
     )  # fmt: skip
     assert (rc, exec_.calls) == (0, [])
     assert "NCCL_MIN_NCHANNELS=4" in capsys.readouterr().out.splitlines()
+
+
+# The GPU health agent sees every GPU of the node; the worker tells it which are this pod's.
+def test_the_checked_gpus_are_listed_for_the_health_agent(tmp_path: Path) -> None:
+    listed = tmp_path / "gpu-uuids"
+    node = [dataclasses.replace(H100, index=i, uuid=f"GPU-{i}") for i in range(4)]
+    env = {**H100_ENV, "GPUFLEET_GPU_UUIDS_FILE": str(listed), "CUDA_VISIBLE_DEVICES": "1,GPU-3"}
+    exec_ = Exec()
+    rc = command.main(["--", "-tp", "2"], inventory=FakeNvml(node), environ=env, exec_=exec_)
+    assert (rc, len(exec_.calls)) == (0, 1)
+    assert scope.read(listed) == {"GPU-1", "GPU-3"}  # the GPUs vLLM will use, by UUID
+    assert listed.read_text().startswith("# GPUs of this pod, written by gpufleet worker\n")
+
+
+def test_nothing_is_listed_on_a_mismatch_or_without_the_variable(tmp_path: Path) -> None:
+    listed = tmp_path / "gpu-uuids"
+    env = {**H100_ENV, "GPUFLEET_GPU_UUIDS_FILE": str(listed)}
+    rc = command.main(["--", "-tp", "2"], inventory=FakeNvml(_gpus(A100, 2)), environ=env,
+                      exec_=Exec())  # fmt: skip
+    assert (rc, listed.exists()) == (command.EXIT_MISMATCH, False)
+    assert command.list_gpus(_gpus(H100, 1), H100_ENV) is None
+
+
+def test_an_unwritable_list_is_logged_and_vllm_still_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = {**H100_ENV, "GPUFLEET_GPU_UUIDS_FILE": str(tmp_path / "absent-dir" / "gpu-uuids")}
+    exec_ = Exec()
+    rc = command.main(["--", "-tp", "1"], inventory=FakeNvml(_gpus(H100, 1)), environ=env,
+                      exec_=exec_)  # fmt: skip
+    assert (rc, len(exec_.calls)) == (0, 1)
+    assert "cannot list this pod's GPUs for its health agent" in caplog.text

@@ -52,6 +52,36 @@ class Image(Values):
     )
 
 
+class ConfigMapKey(Values):
+    name: str = pydantic.Field(
+        default="",
+        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$",
+        description="ConfigMap name; empty = none.",
+    )
+    key: str = pydantic.Field(default="ca.crt", min_length=1, description="Key of the CA bundle.")
+
+
+class Prometheus(Values):
+    """Where the operator's autoscaler reads signals (docs/operator.md, "Autoscaling")."""
+
+    url: str = pydantic.Field(
+        default="",
+        pattern=r"^(https?://.+)?$",
+        description="Prometheus base URL (--prometheus-url); empty = no signals: replicas "
+        "kept within minReplicas..maxReplicas and pools started from zero for held requests.",
+    )
+    ca_config_map: ConfigMapKey = pydantic.Field(
+        default_factory=ConfigMapKey,
+        description="CA bundle verifying an https Prometheus, mounted from a ConfigMap "
+        "(--prometheus-ca-file); unset = the system CAs.",
+    )
+    insecure_skip_verify: bool = pydantic.Field(
+        default=False,
+        description="Do not verify an https Prometheus's certificate "
+        "(--prometheus-insecure-skip-verify).",
+    )
+
+
 class OperatorSettings(Values):
     """``gpufleet operator`` flags (docs/operator.md)."""
 
@@ -97,7 +127,30 @@ class OperatorSettings(Values):
         description="Honour spec.serving.trustRemoteCode (--allow-trust-remote-code): vLLM "
         "then runs code from the model repository.",
     )
+    gpu_agent_image: str = pydantic.Field(
+        default="",
+        description="Image of the gpu-agent sidecar in model-server pods (--gpu-agent-image); "
+        "empty = the routers' image.",
+    )
+    autoscale_seconds: float = pydantic.Field(
+        default=_OPERATOR.autoscale_seconds,
+        gt=0,
+        description="How often the autoscaler decides each ModelPool with autoscaling.mode "
+        "gpufleet (--autoscale-seconds).",
+    )
+    prometheus: Prometheus = pydantic.Field(
+        default_factory=lambda: Prometheus(),
+        description="The Prometheus the autoscaler reads vLLM's signals from.",
+    )
     verbose: bool = pydantic.Field(default=False, description="Log every reconcile.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = pydantic.Field(
+        default="INFO", description="Least severe level logged (--log-level)."
+    )
+    log_format: Literal["text", "json"] = pydantic.Field(
+        default="text",
+        description="One line of text or one JSON object per record (--log-format), with "
+        "time, level and logger.",
+    )
 
 
 class ServiceAccount(Values):

@@ -34,10 +34,12 @@ class OperatorConfig:
     ``resync_seconds`` is the reconcile interval: every object is reconciled at least this
     often even without events, so drift that no watch reported is repaired within it.
     ``namespaces`` empty means cluster-wide. ``router_image`` runs a RoutingPolicy's
-    routers unless its ``spec.router.image`` names one; ``router_discovery`` is how they
-    find model-server pods (``endpointslices``, or ``pods`` where no EndpointSlice
-    controller runs). Every RoutingPolicy is reconciled — its routers' ``/stats`` read,
-    each within ``router_stats_timeout_seconds`` — every ``policy_poll_seconds``.
+    routers unless its ``spec.router.image`` names one, and the model-server pods' GPU
+    health sidecars unless ``gpu_agent_image`` is set (``agent_image``);
+    ``router_discovery`` is how routers find model-server pods (``endpointslices``, or
+    ``pods`` where no EndpointSlice controller runs). Every RoutingPolicy is reconciled —
+    its routers' ``/stats`` read, each within ``router_stats_timeout_seconds`` — every
+    ``policy_poll_seconds``.
 
     The trust boundary (docs/operator.md): a ModelPool's ``spec.serving.image`` must match
     one of ``allowed_image_prefixes`` (``controller.images``; empty allows none), and its
@@ -58,6 +60,7 @@ class OperatorConfig:
     watch_check_seconds: float = 30.0
     watch_grace_seconds: float = 90.0
     router_image: str = DEFAULT_ROUTER_IMAGE
+    gpu_agent_image: str = ""
     router_discovery: Discovery = "endpointslices"
     policy_poll_seconds: float = 5.0
     router_stats_timeout_seconds: float = 2.0
@@ -68,6 +71,11 @@ class OperatorConfig:
     prometheus_ca_file: Path | None = None
     prometheus_insecure_skip_verify: bool = False
     prometheus_timeout_seconds: float = 5.0
+
+    @property
+    def agent_image(self) -> str:
+        """The image of the ``gpu-agent`` sidecars: ``gpu_agent_image``, else the routers'."""
+        return self.gpu_agent_image or self.router_image
 
     def __post_init__(self) -> None:
         if self.router_discovery not in ROUTER_DISCOVERY:

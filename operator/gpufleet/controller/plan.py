@@ -19,7 +19,7 @@ from typing import Any
 from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.api.variant import Variant
-from gpufleet.controller import bodies, observe, render
+from gpufleet.controller import bodies, observe, podspec, render
 from gpufleet.controller.variants import VariantDecision
 from gpufleet.labels import deployment_name
 
@@ -64,15 +64,20 @@ def desired(
     spec: ModelPoolSpec,
     decisions: Iterable[VariantDecision],
     observed: Mapping[tuple[str, str], observe.ObservedChild],
+    *,
+    agent_image: str = podspec.DEFAULT_AGENT_IMAGE,
 ) -> tuple[bodies.Child, ...]:
-    """Service, PodDisruptionBudget, then one Deployment per feasible variant."""
+    """Service, PodDisruptionBudget, then one Deployment per feasible variant, whose GPU
+    health sidecars run ``agent_image``."""
     children: list[bodies.Child] = [render.service(pool, spec), render.disruption_budget(pool)]
     for decision in decisions:
         if not decision.feasible:
             continue
         live = observed.get(("Deployment", deployment_name(pool.name, decision.name)))
         replicas = replicas_intent(spec, decision.variant, live)
-        children.append(render.deployment(pool, spec, decision, replicas=replicas))
+        children.append(
+            render.deployment(pool, spec, decision, replicas=replicas, agent_image=agent_image)
+        )
     return tuple(children)
 
 

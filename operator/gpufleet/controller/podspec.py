@@ -20,8 +20,10 @@ Pure. ``pod_spec`` turns a planned variant into the PodSpec of its Deployment:
   ``GPUFLEET_GPU_*`` (``gpufleet.worker.claim``), so a pod on the wrong GPU exits naming
   it; vLLM's own OpenAI image, which has no ``gpufleet``, runs ``vllm serve`` unchecked;
 - with ``serving.gpuHealth.enabled``, a ``gpu-agent`` sidecar (``gpufleet gpu-agent``, the
-  operator's gpufleet image) with the pool's limits, DCGM metrics and ``/health`` on the
-  container port ``labels.GPU_AGENT_PORT_NAME``, where routers look for its verdict.
+  operator's gpufleet image or its ``agent_image`` setting) with the pool's limits, DCGM
+  metrics and ``/health`` on the container port ``labels.GPU_AGENT_PORT_NAME``, where
+  routers look for its verdict; it judges only the pod's GPUs, whose UUIDs the worker
+  writes to ``GPU_UUIDS_FILE`` in a small memory volume both containers mount.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ CONTAINER = "vllm"
 AGENT_CONTAINER = "gpu-agent"
 # The agent runs the operator's own program; ``render.deployment`` takes another image.
 DEFAULT_AGENT_IMAGE = config.DEFAULT_ROUTER_IMAGE
+# Where the worker lists the GPUs the device plugin gave the server, for the agent
+# (``gpufleet.gpuagent.scope``): a memory emptyDir, writable by the server, read-only
+# for the agent.
+GPU_UUIDS_ENV = "GPUFLEET_GPU_UUIDS_FILE"
+GPU_UUIDS_VOLUME = "gpu-uuids"
+GPU_UUIDS_DIR = "/run/gpufleet"
+GPU_UUIDS_FILE = f"{GPU_UUIDS_DIR}/gpu-uuids"
 WORKER_COMMAND = ["gpufleet", "worker", "--", "vllm", "serve"]
 VLLM_COMMAND = ["vllm", "serve"]
 # vLLM's OpenAI image has no gpufleet in it (devcluster.vllmargs.VLLM_IMAGE likewise).
@@ -160,6 +169,13 @@ def claim_env(gpu: catalog.GpuSpec) -> list[bodies.EnvVar]:
     ]
 
 
+def gpu_uuids_env(spec: ModelPoolSpec) -> list[bodies.EnvVar]:
+    """Where ``gpufleet worker`` lists the pod's GPUs for the health agent (when it runs)."""
+    if not spec.serving.gpu_health.enabled:
+        return []
+    return [bodies.EnvVar(name=GPU_UUIDS_ENV, value=GPU_UUIDS_FILE)]
+
+
 def server_command(image: str) -> list[str]:
     """``gpufleet worker -- vllm serve``, or plain ``vllm serve`` in vLLM's own image."""
     repository = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
@@ -235,6 +251,11 @@ def volumes(spec: ModelPoolSpec, tp: int) -> tuple[list[bodies.Volume], list[bod
         bodies.VolumeMount(name="model-cache", mountPath=CACHE_DIR),
         bodies.VolumeMount(name="tmp", mountPath="/tmp"),
     ]
+    if spec.serving.gpu_health.enabled:
+        vols.append(
+            bodies.Volume(name=GPU_UUIDS_VOLUME, emptyDir={"medium": "Memory", "sizeLimit": "1Mi"})
+        )
+        mounts.append(bodies.VolumeMount(name=GPU_UUIDS_VOLUME, mountPath=GPU_UUIDS_DIR))
     scheme, _, rest = spec.model.source.partition("://")
     if scheme == "pvc":
         claim = rest.partition("/")[0]
@@ -257,7 +278,7 @@ def container(spec: ModelPoolSpec, decision: VariantDecision) -> bodies.Containe
         image=spec.serving.image,
         command=server_command(spec.serving.image),
         args=vllm_args(spec, decision),
-        env=[*env(spec, tp), *claim_env(decision.gpu)],
+        env=[*env(spec, tp), *claim_env(decision.gpu), *gpu_uuids_env(spec)],
         ports=[{"name": PORT_NAME, "containerPort": spec.serving.port, "protocol": "TCP"}],
         resources=resources(tp),
         volumeMounts=mounts,
@@ -294,6 +315,7 @@ def agent_args(health: modelpool.GpuHealth) -> list[str]:
         "--max-memory-percent", f"{health.max_memory_percent:g}",
         "--max-uncorrectable-ecc", str(health.max_uncorrectable_ecc_errors),
         "--xid-hold-seconds", str(health.xid_hold_seconds),
+        "--gpu-uuids-file", GPU_UUIDS_FILE,
     ]  # fmt: skip
 
 
@@ -307,12 +329,12 @@ def _agent_probe(*, period: int, failures: int) -> bodies.Probe:
 
 
 def agent_container(spec: ModelPoolSpec, *, image: str) -> bodies.Container:
-    """The GPU health sidecar. It requests no GPU (that would take one from vLLM):
-    NVIDIA's container runtime gives it NVML (``utility``, no compute) for the GPUs
-    ``NVIDIA_VISIBLE_DEVICES`` names, which are the node's; docs/operator.md says so.
-    Its probes are on ``/healthz`` (the process), never on the verdict: a hot GPU drains
-    the pod at the routers without making it unready, so rollouts and PDBs keep counting
-    it."""
+    """The GPU health sidecar. It requests no GPU (that would take one from vLLM): NVIDIA's
+    container runtime gives it NVML (``utility``, no compute) for the GPUs
+    ``NVIDIA_VISIBLE_DEVICES`` names, which are the node's, so it judges only those the
+    server listed in ``GPU_UUIDS_FILE`` (docs/operator.md, "GPU health"). Its probes are
+    on ``/healthz`` (the process), never on the verdict: a hot GPU drains the pod at the
+    routers without making it unready, so rollouts and PDBs keep counting it."""
     agent_port = bodies.ContainerPort(
         name=labels.GPU_AGENT_PORT_NAME, containerPort=modelpool.GPU_AGENT_PORT, protocol="TCP"
     )
@@ -331,7 +353,9 @@ def agent_container(spec: ModelPoolSpec, *, image: str) -> bodies.Container:
         resources=bodies.ResourceRequirements(
             requests={"cpu": "50m", "memory": "96Mi"}, limits={"memory": "192Mi"}
         ),
-        volumeMounts=[],
+        volumeMounts=[
+            bodies.VolumeMount(name=GPU_UUIDS_VOLUME, mountPath=GPU_UUIDS_DIR, readOnly=True)
+        ],
         startupProbe=_agent_probe(period=2, failures=30),
         readinessProbe=_agent_probe(period=10, failures=3),
         livenessProbe=_agent_probe(period=15, failures=4),

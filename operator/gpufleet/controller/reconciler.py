@@ -119,7 +119,7 @@ async def reconcile(
     )
     if not problems:
         observed = cache.children(key)
-        intents = plan.desired(ref, spec, decisions, observed)
+        intents = plan.desired(ref, spec, decisions, observed, agent_image=config.agent_image)
         todo = plan.diff(intents, observed, hold_deployments=bool(missing))
         prices = plan.price_patches(spec, cache.pods(key))
         try:

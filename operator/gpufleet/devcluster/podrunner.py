@@ -332,12 +332,10 @@ class Runner:
     def _with_files(
         self, pod: Pod, container: dict[str, Any], launch: workloads.Launch
     ) -> workloads.Launch:
-        if launch.kind != "gpufleet":
-            return launch
         self._refresh_files(pod)
         mounts = podfiles.mount_map(container, pod.where)
-        mapped = workloads.mapped(launch, mounts)
-        if self._token_for(pod) is not None:
+        mapped = workloads.mapped(launch, mounts)  # a simulator's GPU UUID file too
+        if launch.kind == "gpufleet" and self._token_for(pod) is not None:
             mapped = dataclasses.replace(
                 mapped, env=(*mapped.env, ("KUBECONFIG", str(pod.where.kubeconfig)))
             )

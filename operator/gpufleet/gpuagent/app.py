@@ -5,11 +5,17 @@ loop, which opens the source (retrying every interval while it cannot: a driver 
 loaded is not fatal), reads it every ``interval`` seconds in a worker thread, keeps the
 critical XID events within the hold time and judges the GPUs.
 
+With ``gpu_uuids_file`` (as the operator renders it) only the pod's GPUs are judged and
+exported: those the model server listed in that file (``gpufleet.gpuagent.scope``), not
+every GPU of the node NVML shows the agent. Until the file exists nothing is judged; a
+GPU it lists that the source does not show is a read error (the agent cannot see what
+it should judge).
+
 - ``GET /health``: the verdict — 200 ``{"healthy": true, …}``, or 503 with
-  ``"healthy": false`` and the reasons. While the GPUs cannot be read it answers 200
-  with ``"healthy": null`` and the error: an unknown state does not drain the pod (a
-  monitoring fault must not take serving capacity away); the read errors are counted in
-  ``/metrics`` for alerts.
+  ``"healthy": false`` and the reasons. While the GPUs cannot be read, or the pod's are
+  not known yet, it answers 200 with ``"healthy": null`` and the error: an unknown state
+  does not drain the pod (a monitoring fault must not take serving capacity away); the
+  read errors are counted in ``/metrics`` for alerts.
 - ``GET /healthz``: 200 while the process serves (liveness).
 - ``GET /metrics``: ``gpufleet.gpuagent.exporter``.
 """
@@ -22,12 +28,13 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gpufleet.gpuagent import exporter, verdict
-from gpufleet.gpuagent.readings import GpuReading, GpuSource, SourceError, XidEvent
+from gpufleet.gpuagent import exporter, scope, verdict
+from gpufleet.gpuagent.readings import GpuReading, GpuSource, Snapshot, SourceError, XidEvent
 
 log = logging.getLogger("gpufleet.gpuagent")
 
@@ -37,6 +44,8 @@ class AgentSettings:
     interval_seconds: float = 2.0
     hostname: str = ""
     limits: verdict.Thresholds = dataclasses.field(default_factory=verdict.Thresholds)
+    # The model server's list of the pod's GPUs (``scope``); None judges every GPU read.
+    gpu_uuids_file: Path | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -52,16 +61,34 @@ class AgentState:
     read_errors: int = 0
     read_at: float = 0.0
 
-    def record(self, gpus: tuple[GpuReading, ...], xids: tuple[XidEvent, ...], now: float) -> None:
-        """Take one successful read and judge it."""
-        limits = self.settings.limits
+    def _keep_xids(self, xids: tuple[XidEvent, ...], now: float) -> None:
         self.last_xid |= {e.gpu_uuid: e.xid for e in xids}
+        self.xids = verdict.keep_recent([*self.xids, *xids], now=now, limits=self.settings.limits)
+
+    def record(
+        self,
+        gpus: tuple[GpuReading, ...],
+        xids: tuple[XidEvent, ...],
+        now: float,
+        *,
+        pod_gpus: frozenset[str] | None = None,
+    ) -> None:
+        """Take one successful read and judge it: every GPU and XID event read, or only
+        those of the UUIDs ``pod_gpus``."""
+        self._keep_xids(xids, now)
+        mine = gpus if pod_gpus is None else tuple(g for g in gpus if g.uuid in pod_gpus)
         self.gpus = tuple(
-            dataclasses.replace(g, last_xid=self.last_xid.get(g.uuid, 0)) for g in gpus
+            dataclasses.replace(g, last_xid=self.last_xid.get(g.uuid, 0)) for g in mine
         )
-        self.xids = verdict.keep_recent([*self.xids, *xids], now=now, limits=limits)
-        self.verdict = verdict.judge(self.gpus, self.xids, now=now, limits=limits)
+        events = self.xids if pod_gpus is None else [e for e in self.xids if e.gpu_uuid in pod_gpus]
+        self.verdict = verdict.judge(self.gpus, events, now=now, limits=self.settings.limits)
         self.error, self.read_at = "", now
+
+    def waiting(self, xids: tuple[XidEvent, ...], now: float, message: str) -> None:
+        """A read that cannot be judged yet (the pod's GPUs unknown): its XID events are
+        kept for when they are known; nothing is judged or exported."""
+        self._keep_xids(xids, now)
+        self.gpus, self.verdict, self.error = (), None, message
 
     def failed(self, message: str) -> None:
         self.read_errors += 1
@@ -119,8 +146,10 @@ async def _read_loop(
                     log.warning("cannot read the GPUs: %s", exc)
                 state.failed(str(exc))
             else:
-                was = state.verdict.healthy if state.verdict else None
-                state.record(snapshot.gpus, snapshot.xids, clock())
+                was, told = (state.verdict.healthy if state.verdict else None), state.error
+                take(state, snapshot, clock())  # the list is a few bytes in memory
+                if state.verdict is None and state.error != told:
+                    log.info("not judging: %s", state.error)
                 if state.verdict is not None and state.verdict.healthy != was:
                     log.info("GPUs %s: %s", "healthy" if state.verdict.healthy else "UNHEALTHY",
                              "; ".join(state.verdict.reasons) or "all within limits")  # fmt: skip
@@ -128,6 +157,31 @@ async def _read_loop(
     finally:
         if source is not None:
             source.close()
+
+
+def take(state: AgentState, snapshot: Snapshot, now: float) -> None:
+    """Judge ``snapshot``: all of it, or — with a UUID file — the pod's GPUs once listed."""
+    path = state.settings.gpu_uuids_file
+    if path is None:
+        state.record(snapshot.gpus, snapshot.xids, now)
+        return
+    try:
+        pod_gpus = scope.read(path)
+    except OSError as exc:
+        state.waiting(snapshot.xids, now, f"cannot read the pod's GPU list {path}: {exc}")
+        state.read_errors += 1
+        return
+    if pod_gpus is None:
+        state.waiting(snapshot.xids, now, f"waiting for the model server to list its GPUs in "
+                                          f"{path} (gpufleet worker writes it)")  # fmt: skip
+        return
+    missing = scope.scoped(snapshot, pod_gpus).missing
+    if missing:
+        state.waiting(snapshot.xids, now, f"{path} lists GPU(s) this agent cannot read: "
+                                          + ", ".join(missing))  # fmt: skip
+        state.read_errors += 1
+        return
+    state.record(snapshot.gpus, snapshot.xids, now, pod_gpus=pod_gpus)
 
 
 def health_body(state: AgentState) -> tuple[int, dict[str, object]]:

@@ -4,6 +4,8 @@
 Start-up follows vLLM: the API port is claimed at once but listens only after the model
 load (``--load-seconds``, by default the replica's ``load_seconds``; wall time = simulated
 / ``--speed``), so connects are refused meanwhile; the DCGM metrics port serves at once.
+With ``--gpu-uuids-file`` it lists its GPUs' UUIDs there at start, as ``gpufleet worker``
+does for the GPU health agent on a real node (the twin's pod runner passes it).
 Exit codes: 0 after a clean stop (SIGINT/SIGTERM, also during the load), 2 for settings
 the planner rejects or bad flags, 1 when a port cannot be bound.
 """
@@ -16,66 +18,163 @@ import contextlib
 import signal
 import socket
 import sys
+from pathlib import Path
 
 import pydantic
 from aiohttp import web
 
+from gpufleet import cliargs
+from gpufleet.gpuagent import scope
+from gpufleet.hardware import catalog
+from gpufleet.planning import models
 from gpufleet.sim import calibration, faults, fleet, replica, server
 
 DEFAULT_HOST = "127.0.0.1"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = (
+        "%(prog)s --gpu GPU --model MODEL [options]\n"
+        "       %(prog)s fleet --fleet FILE [--out FILE]\n"
+        "       %(prog)s calibrate"
+    )
     sub = parser.add_subparsers(dest="sim_command", metavar="{fleet,calibrate}")
-    fleet_parser = sub.add_parser("fleet", help="start several simulators from a fleet file")
+    fleet_parser = sub.add_parser(
+        "fleet",
+        help="start several simulators from a fleet file",
+        description="Start one simulator per replica of a fleet file and write the "
+        "router's static backend list.",
+    )
     fleet.add_arguments(fleet_parser)
-    sub.add_parser("calibrate", help="the model against published vLLM measurements")
+    sub.add_parser(
+        "calibrate",
+        help="the model against published vLLM measurements",
+        description="Print the performance model's figures next to published vLLM "
+        "measurements and the error of each.",
+    )
     add_replica_arguments(parser)
     add_fault_arguments(parser)
 
 
 def add_replica_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gpu", help="GPU generation, e.g. H100-80GB")
-    parser.add_argument("--model", help="catalog model name or Hugging Face id")
-    parser.add_argument("--served-model-name", help="model name the API answers to")
-    parser.add_argument("--tp", "--tensor-parallel-size", dest="tp", type=int)
-    parser.add_argument("--dtype", default="bf16")
-    parser.add_argument("--kv-cache-dtype", default="auto")
-    parser.add_argument("--max-model-len", type=int)
-    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    parser.add_argument("--max-num-seqs", type=int, default=256)
-    parser.add_argument("--max-num-batched-tokens", type=int)
-    parser.add_argument("--no-prefix-caching", action="store_true")
-    parser.add_argument("--host", default=DEFAULT_HOST)
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--metrics-port", type=int, help="DCGM-exporter port (off if unset)")
-    parser.add_argument("--speed", type=float, default=1.0, help="simulated time / wall time")
+    parser.add_argument(
+        "--gpu", help="GPU generation, e.g. H100-80GB (required without fleet or calibrate)"
+    )
+    parser.add_argument(
+        "--model",
+        help="catalog model name or Hugging Face id (required without fleet or calibrate)",
+    )
+    parser.add_argument(
+        "--served-model-name", help="model name the API answers to (default: --model)"
+    )
+    parser.add_argument(
+        "--tp",
+        "--tensor-parallel-size",
+        dest="tp",
+        type=cliargs.positive_int,
+        help="tensor-parallel size (default: the planner's choice)",
+    )
+    parser.add_argument("--dtype", default="bf16", help="weight format")
+    parser.add_argument("--kv-cache-dtype", default="auto", help="KV-cache precision")
+    parser.add_argument(
+        "--max-model-len",
+        type=cliargs.positive_int,
+        help="longest sequence (default: the model's context)",
+    )
+    parser.add_argument(
+        "--gpu-memory-utilization",
+        type=cliargs.fraction,
+        default=0.9,
+        help="share of GPU memory for weights and KV cache",
+    )
+    parser.add_argument(
+        "--max-num-seqs", type=cliargs.positive_int, default=256, help="sequences per batch at most"
+    )
+    parser.add_argument(
+        "--max-num-batched-tokens",
+        type=cliargs.positive_int,
+        help="tokens per engine step at most (default: vLLM's for the GPU)",
+    )
+    parser.add_argument("--no-prefix-caching", action="store_true", help="turn prefix caching off")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="listen address")
+    parser.add_argument("--port", type=cliargs.port, default=8000, help="OpenAI API port")
+    parser.add_argument(
+        "--metrics-port", type=cliargs.port, help="DCGM-exporter port (default: none)"
+    )
+    parser.add_argument(
+        "--gpu-uuids-file", type=Path, help="list the GPUs' UUIDs here at start, as the worker does"
+    )
+    parser.add_argument(
+        "--speed", type=cliargs.positive_float, default=1.0, help="simulated time / wall time"
+    )
     parser.add_argument(
         "--load-seconds",
-        type=float,
+        type=cliargs.non_negative_float,
         help="simulated model-load seconds before the API listens; 0 = at once "
         "(default: engine start-up + weights per GPU / the generation's load rate)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (output lengths, faults)")
     parser.add_argument(
-        "--eos-median", type=int, default=0, help="median drawn output length; 0 = max_tokens"
+        "--eos-median",
+        type=cliargs.non_negative_int,
+        default=0,
+        help="median drawn output length; 0 = max_tokens",
     )
-    parser.add_argument("--legacy-metric-names", action="store_true")
+    parser.add_argument(
+        "--legacy-metric-names",
+        action="store_true",
+        help="also export the older vLLM metric names (vllm:gpu_cache_usage_perc, …)",
+    )
 
 
 def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("faults (also settable at POST /admin/faults)")
-    group.add_argument("--error-rate", type=float, default=0.0)
-    group.add_argument("--oom-rate", type=float, default=0.0)
-    group.add_argument("--hang", type=float, default=0.0, help="seconds before headers")
-    group.add_argument("--die-after-chunks", type=int)
-    group.add_argument("--slowdown", type=float, default=1.0)
-    group.add_argument("--refuse-connections", action="store_true")
-    group.add_argument("--unhealthy", action="store_true")
-    group.add_argument("--gpu-fault-index", type=int, default=0, help="GPU the GPU faults hit")
+    group.add_argument(
+        "--error-rate", type=cliargs.share, default=0.0, help="share of requests answered 500"
+    )
+    group.add_argument(
+        "--oom-rate",
+        type=cliargs.share,
+        default=0.0,
+        help="share answered 500 as a CUDA out of memory",
+    )
+    group.add_argument(
+        "--hang", type=cliargs.non_negative_float, default=0.0, help="seconds before headers"
+    )
+    group.add_argument(
+        "--die-after-chunks",
+        type=cliargs.non_negative_int,
+        help="cut every stream after this many chunks",
+    )
+    group.add_argument(
+        "--slowdown",
+        type=cliargs.positive_float,
+        default=1.0,
+        help="step time multiplier (1 to 1000)",
+    )
+    group.add_argument(
+        "--refuse-connections", action="store_true", help="stop listening on the API port"
+    )
+    group.add_argument("--unhealthy", action="store_true", help="answer /health with 503")
+    group.add_argument(
+        "--gpu-fault-index",
+        type=cliargs.non_negative_int,
+        default=0,
+        help="GPU the GPU faults hit",
+    )
     group.add_argument("--gpu-temperature", type=float, help="°C the GPU reads (overheat)")
-    group.add_argument("--gpu-ecc-uncorrected", type=int, default=0)
-    group.add_argument("--gpu-ecc-corrected", type=int, default=0)
+    group.add_argument(
+        "--gpu-ecc-uncorrected",
+        type=cliargs.non_negative_int,
+        default=0,
+        help="volatile uncorrectable ECC errors the GPU reports",
+    )
+    group.add_argument(
+        "--gpu-ecc-corrected",
+        type=cliargs.non_negative_int,
+        default=0,
+        help="volatile correctable ECC errors the GPU reports",
+    )
     group.add_argument("--gpu-xid", type=int, help="report one XID error at start")
 
 
@@ -87,9 +186,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         settings = settings_from(args)
-    except (replica.ReplicaError, pydantic.ValidationError, ValueError) as exc:
+    except (
+        replica.ReplicaError,
+        pydantic.ValidationError,
+        ValueError,
+        catalog.UnknownGpu,
+        models.UnknownModel,
+    ) as exc:
         print(f"gpufleet sim: {exc}", file=sys.stderr)
         return 2
+    if args.gpu_uuids_file is not None:
+        list_gpus(args.gpu_uuids_file, settings)
     try:
         import uvloop
 
@@ -100,8 +207,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def list_gpus(path: Path, settings: server.SimSettings) -> None:
+    try:
+        scope.write(path, settings.gpu_uuids(), writer="gpufleet sim")
+    except OSError as exc:  # as the worker: the health agent then judges nothing
+        print(f"gpufleet sim: cannot list the GPUs in {path}: {exc}", file=sys.stderr)
+
+
 def settings_from(args: argparse.Namespace) -> server.SimSettings:
-    """Validated settings from parsed flags; raises ``ReplicaError``/``ValueError``."""
+    """Validated settings from parsed flags; raises ``ReplicaError``, ``ValueError``,
+    ``catalog.UnknownGpu`` or ``models.UnknownModel``."""
     if not args.gpu or not args.model:
         raise ValueError("--gpu and --model are required")
     if args.speed <= 0:
@@ -109,8 +224,8 @@ def settings_from(args: argparse.Namespace) -> server.SimSettings:
     if args.load_seconds is not None and args.load_seconds < 0:
         raise ValueError("--load-seconds must not be negative")
     spec = replica.ReplicaSpec(
-        model=args.model,
-        gpu=args.gpu,
+        model=models.resolve(args.model).name,
+        gpu=catalog.resolve(args.gpu).name,
         tensor_parallel_size=args.tp,
         dtype=args.dtype,
         kv_cache_dtype=args.kv_cache_dtype,
@@ -144,6 +259,8 @@ def settings_from(args: argparse.Namespace) -> server.SimSettings:
         eos_median_tokens=args.eos_median,
         legacy_metric_names=args.legacy_metric_names,
         faults=fault_config,
+        # Distinct per simulator on one host, stable across its restarts (a pod keeps its IP).
+        gpu_uuid_seed=f"{socket.gethostname()}/{args.host}:{args.port}",
     )
 
 

@@ -39,6 +39,7 @@ import pydantic
 import yaml
 
 from gpufleet import ports
+from gpufleet.hardware import catalog
 from gpufleet.sim import replica
 
 HOST = "127.0.0.1"
@@ -110,13 +111,23 @@ def _port(base: int, index: int) -> int:
     return ports.free_port(HOST) if base == 0 else base + index
 
 
+def _gpu_name(typed: str) -> str:
+    """The catalog name a fleet file's ``gpu`` means (any case, ``H100`` …); an unknown
+    one is a ``ReplicaError`` with the closest names."""
+    try:
+        return catalog.resolve(typed).name
+    except catalog.UnknownGpu as exc:
+        raise replica.ReplicaError(str(exc)) from None
+
+
 def plan(fleet: FleetFile) -> list[Member]:
     """Plan every replica; ``ReplicaError`` names the first that cannot run."""
     members: list[Member] = []
     for group in fleet.replicas:
+        gpu = _gpu_name(group.gpu)
         spec = replica.ReplicaSpec(
             model=fleet.model,
-            gpu=group.gpu,
+            gpu=gpu,
             tensor_parallel_size=group.tensor_parallel_size,
             dtype=group.dtype,
             max_model_len=fleet.max_model_len,
@@ -126,7 +137,7 @@ def plan(fleet: FleetFile) -> list[Member]:
             index = len(members)
             port = _port(fleet.base_port, index)
             argv = [
-                "sim", "--gpu", group.gpu, "--model", fleet.model, "--tp", str(tp),
+                "sim", "--gpu", gpu, "--model", fleet.model, "--tp", str(tp),
                 "--dtype", group.dtype, "--host", HOST, "--port", str(port),
                 "--speed", str(fleet.speed), "--seed", str(fleet.seed + index),
                 "--load-seconds", str(fleet.load_seconds),
@@ -135,7 +146,7 @@ def plan(fleet: FleetFile) -> list[Member]:
                 argv += ["--max-model-len", str(fleet.max_model_len)]
             if fleet.metrics_base_port is not None:
                 argv += ["--metrics-port", str(_port(fleet.metrics_base_port, index))]
-            members.append(Member(group.gpu, port, tp, (*argv, *group.args)))
+            members.append(Member(gpu, port, tp, (*argv, *group.args)))
     return members
 
 

@@ -15,12 +15,15 @@ DCGM fields follow dcgm-exporter's default counters (etc/default-counters.csv):
 ``DCGM_FI_DEV_ECC_SBE_VOL_TOTAL`` / ``DCGM_FI_DEV_ECC_DBE_VOL_TOTAL``,
 ``DCGM_FI_DEV_XID_ERRORS`` (last XID) and ``DCGM_FI_DEV_CLOCK_THROTTLE_REASONS`` (the
 names gpufleet's GPU health agent exports too), one series per GPU with
-the exporter's labels ``gpu``, ``UUID``, ``device``, ``modelName``, ``Hostname``.
+the exporter's labels ``gpu``, ``UUID``, ``device``, ``modelName``, ``Hostname``. A GPU's
+UUID is NVML's form (``GPU-`` and a UUID), derived from the simulator's seed (its host
+and address) and the GPU's index: stable across restarts, distinct between simulators.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -178,18 +181,28 @@ def gpu_states(base: GpuState, *, gpus: int, fault: GpuFault) -> list[GpuState]:
     return out
 
 
-def gpu_uuid(hostname: str, index: int) -> str:
-    return f"GPU-{hostname}-{index:04d}"
+_UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://gpufleet.io/sim/gpu")
+
+
+def gpu_uuid(seed: str, index: int) -> str:
+    """GPU ``index`` of the simulator ``seed`` as NVML names GPUs (``GPU-8-4-4-4-12`` hex)."""
+    return f"GPU-{uuid.uuid5(_UUID_NAMESPACE, f'{seed}/{index}')}"
 
 
 class DcgmCollector(Collector):
     """Collects DCGM fields at scrape time from ``read()``, one series per GPU."""
 
     def __init__(
-        self, *, product: str, hostname: str, read: Callable[[], Sequence[GpuState]]
+        self,
+        *,
+        product: str,
+        hostname: str,
+        read: Callable[[], Sequence[GpuState]],
+        uuid_seed: str = "",
     ) -> None:
         self._product = product
         self._hostname = hostname
+        self._seed = uuid_seed or hostname
         self._read = read
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
@@ -216,9 +229,9 @@ class DcgmCollector(Collector):
         for name, doc, value_of in fields:
             family = GaugeMetricFamily(name, doc, labels=labels)
             for state in states:
-                uuid = gpu_uuid(self._hostname, state.index)
                 family.add_metric(
-                    [str(state.index), uuid, f"nvidia{state.index}", self._product,
+                    [str(state.index), gpu_uuid(self._seed, state.index),
+                     f"nvidia{state.index}", self._product,
                      self._hostname],
                     float(value_of(state)),
                 )  # fmt: skip

@@ -56,6 +56,13 @@ class SimSettings:
     legacy_metric_names: bool = False
     faults: FaultConfig = dataclasses.field(default_factory=FaultConfig)
     hostname: str = dataclasses.field(default_factory=socket.gethostname)
+    # What the GPUs' UUIDs derive from (``metrics.gpu_uuid``); empty = the hostname.
+    gpu_uuid_seed: str = ""
+
+    def gpu_uuids(self) -> list[str]:
+        """The UUIDs of the replica's GPUs, by index."""
+        seed = self.gpu_uuid_seed or self.hostname
+        return [metrics.gpu_uuid(seed, i) for i in range(self.replica.tensor_parallel_size)]
 
 
 @dataclasses.dataclass(slots=True)
@@ -154,7 +161,12 @@ def create_dcgm_app(api_app: web.Application) -> web.Application:
         )
         return metrics.gpu_states(base, gpus=replica.tensor_parallel_size, fault=state.gpu_fault())
 
-    collector = metrics.DcgmCollector(product=product, hostname=state.settings.hostname, read=read)
+    collector = metrics.DcgmCollector(
+        product=product,
+        hostname=state.settings.hostname,
+        read=read,
+        uuid_seed=state.settings.gpu_uuid_seed,
+    )
     registry = metrics.dcgm_registry(collector)
 
     async def scrape(request: web.Request) -> web.Response:
@@ -176,12 +188,12 @@ def gpu_document(
 ) -> dict[str, object]:
     """``GET /sim/gpus``: each GPU in ``gpuagent.readings.GpuReading``'s field names, and
     the XID events kept."""
-    hostname = state.settings.hostname
+    seed = state.settings.gpu_uuid_seed or state.settings.hostname
     return {
         "gpus": [
             {
                 "index": s.index,
-                "uuid": metrics.gpu_uuid(hostname, s.index),
+                "uuid": metrics.gpu_uuid(seed, s.index),
                 "name": product,
                 "temperature_c": round(s.temperature_c, 1),
                 "memory_used_mib": s.fb_used_mib,

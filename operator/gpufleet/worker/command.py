@@ -6,7 +6,12 @@ given after ``--`` (``vllm serve …``, ``python -m vllm.entrypoints.openai.api_
 runs as given. Before it execs, the worker reads the GPUs through NVML, compares them
 with the pod's claim (``gpufleet.worker.claim``) and refuses to start on a mismatch, so
 a pod on the wrong GPU fails at once, naming what it found and what it asked for,
-instead of loading weights for minutes and running out of memory or crawling.
+instead of loading weights for minutes and running out of memory or crawling. When
+``GPUFLEET_GPU_UUIDS_FILE`` is set (the operator's pods, with the GPU health agent) it
+then writes the UUIDs of the GPUs it checked there (``gpufleet.gpuagent.scope``): they are
+exactly the GPUs the device plugin gave this container, and the agent sidecar, which
+NVML shows every GPU of the node, judges only those. A file that cannot be written is
+logged and serving goes on (the agent then judges nothing).
 
 Exit status: 2 when the claim cannot be read, 3 on a GPU mismatch, 4 when NVML cannot be
 read; otherwise the process becomes vLLM (``os.execvpe``).
@@ -19,10 +24,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import NoReturn
 
+from gpufleet import logsetup
+from gpufleet.controller import podspec
+from gpufleet.gpuagent import scope
 from gpufleet.worker import checks, claim
-from gpufleet.worker.inventory import Inventory, InventoryError
+from gpufleet.worker.inventory import Gpu, Inventory, InventoryError
 
 EXIT_CLAIM = 2
 EXIT_MISMATCH = 3
@@ -43,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="check the GPUs and print the NCCL environment, then exit instead of starting vLLM",
     )
+    logsetup.add_arguments(parser)
     parser.add_argument(
         "server",
         nargs=argparse.REMAINDER,
@@ -69,6 +79,21 @@ def vllm_flags(argv: Sequence[str]) -> list[str]:
 def _fail(code: int, message: str) -> int:
     print(f"gpufleet worker: {message}", file=sys.stderr)
     return code
+
+
+def list_gpus(gpus: Sequence[Gpu], env: Mapping[str, str]) -> Path | None:
+    """Write the checked GPUs' UUIDs where ``GPUFLEET_GPU_UUIDS_FILE`` says; the file
+    written, or None (no variable, or a failure, which is logged)."""
+    where = env.get(podspec.GPU_UUIDS_ENV, "").strip()
+    if not where:
+        return None
+    path = Path(where)
+    try:
+        scope.write(path, [g.uuid for g in gpus if g.uuid], writer="gpufleet worker")
+    except OSError as exc:
+        log.warning("cannot list this pod's GPUs for its health agent in %s: %s", path, exc)
+        return None
+    return path
 
 
 def _nvml() -> Inventory:
@@ -101,6 +126,7 @@ def main(
         log.warning("%s", warning)
     if not findings.ok:
         return _fail(EXIT_MISMATCH, "refusing to start vLLM: " + "; ".join(findings.mismatches))
+    list_gpus(gpus, env)
     nccl = checks.nccl_env(asked.gpu_count, env)
     log.info("%d x %s as asked; NCCL %s", len(gpus), asked.generation, nccl or "unchanged")
     if check_only:
@@ -111,5 +137,5 @@ def main(
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logsetup.configure(level=args.log_level, fmt=args.log_format)
     return main(args.server, check_only=args.check_only)
