@@ -110,6 +110,20 @@ def test_router_yaml_has_no_ca_file_or_keys_unless_configured() -> None:
     assert parsed.kubernetes is not None and parsed.kubernetes.source == "endpointslices"
 
 
+def test_router_yaml_names_each_routed_pools_served_model_for_scale_from_zero() -> None:
+    """Pools routed that exist get their spec.model.name; a named pool not created yet and
+    a pool of the namespace the policy does not route get none."""
+    models = {"a": "llama-3.1-8b-instruct", "other": "qwen"}
+    doc = policyrender.router_config(
+        REF, spec(), ("a", "b"), generation=1, discovery="pods", models=models
+    )
+    parsed = router_config.parse(doc)
+    assert parsed.kubernetes is not None
+    assert parsed.kubernetes.pool_models == {"a": "llama-3.1-8b-instruct"}
+    no_models = policyrender.router_config(REF, spec(), ("a",), generation=1, discovery="pods")
+    assert router_config.parse(no_models).kubernetes.pool_models == {}  # type: ignore[union-attr]
+
+
 def test_role_reads_only_tenant_secrets_and_its_own_config_map() -> None:
     role = kids(spec(admission={"tenants": TENANTS}))["Role"]
     by_resource = {tuple(r["resources"]): r for r in role["rules"]}

@@ -226,3 +226,23 @@ def test_price_per_token_uses_measured_speed_when_busy(
     variants = [h100, a100]
     speed = economics.speeds(variants, 0.8)
     assert economics.order(variants, speed, "cost")[0].name == cheapest
+
+
+@pytest.mark.parametrize(
+    ("target", "ttft", "running", "expected"),
+    [
+        (None, 4.0, 2, 1),  # no TTFT target: CALM is on target
+        (2.0, 4.0, 2, 2),  # p90 2x the target: twice the capacity asked for
+        (2.0, 1.0, 2, 1),  # under the target
+        (2.0, None, 2, 1),  # no TTFT samples in the last minute
+        (2.0, 4.0, 0, 1),  # nothing running or waiting: the last minute says nothing
+    ],
+)
+def test_a_ttft_target_over_its_p90_grows_the_pool(
+    target: float | None, ttft: float | None, running: int, expected: int
+) -> None:
+    signals = dataclasses.replace(CALM, running=running, ttft_p90_s=ttft)
+    policy = dataclasses.replace(NO_WINDOWS, target_ttft_s=target)
+    got = _decide(_a100(signals=signals), _h100(max_replicas=0), policy=policy)
+    assert got.desired()["a100"] == expected
+    assert model.Policy.from_spec(modelpool.Autoscaling(targetTtftSeconds=3)).target_ttft_s == 3

@@ -45,10 +45,15 @@ def test_series_map_to_ready_pods_by_instance_or_pod_and_sum_per_variant() -> No
         Q.waiting: [({"pod_ip": "10.0.0.1"}, 3.0), ({"pod_ip": "10.0.0.2"}, 1.0)],
         Q.running: [({"pod_ip": "10.0.0.1"}, 5.0)],
         Q.tokens_per_second: [({"instance": "10.0.0.2:8000"}, 250.0)],
+        Q.ttft_p90: [({"pod": "h-1"}, 0.4), ({"pod": "h-2"}, 1.5), ({"pod": "h-3"}, 9.0)],
     }  # fmt: skip
     got = scalinginputs.signals(results, PODS, Q)
     assert got == {"h100": model.Signals(kv_usage=0.4, waiting=4.0, running=5.0,
-                                         tokens_per_second=250.0)}  # fmt: skip
+                                         tokens_per_second=250.0, ttft_p90_s=1.5)}  # fmt: skip
+    assert Q.ttft_p90 == (
+        "histogram_quantile(0.9, rate(vllm:time_to_first_token_seconds_bucket[1m]))"
+    )
+    assert Q.ttft_p90 in Q.all() and len(Q.all()) == 5
     assert "a100" not in got, "a variant without a KV-cache series has no fresh signals"
 
 

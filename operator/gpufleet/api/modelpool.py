@@ -262,8 +262,10 @@ class Autoscaling(ApiModel):
         default=None,
         gt=0,
         le=600,
-        description="p90 time to first token to stay under; unset = none. Not yet acted "
-        "on: the autoscaler scales on KV-cache usage and waiting requests.",
+        description="p90 time to first token (each replica's, from vLLM's histogram over "
+        "a minute) to stay under while it has requests; unset = none. Prompt processing "
+        "counts in it, so a target below an idle replica's TTFT for your prompts scales "
+        "to maxReplicas.",
     )
     scale_up_stabilization_seconds: int = pydantic.Field(
         default=60,

@@ -45,12 +45,24 @@ def pool_labels(state: runtime.OperatorState, namespace: str) -> dict[str, dict[
     }
 
 
+def pool_models(state: runtime.OperatorState, namespace: str) -> dict[str, str]:
+    """Name → served model name (``spec.model.name``) of the ModelPools in ``namespace``."""
+    pools = state.kind(MODEL_POOL)
+    out = {}
+    for key in pools.keys_in(namespace):
+        model = (pools.objects[key].get("spec") or {}).get("model") or {}
+        if isinstance(model, dict) and isinstance(model.get("name"), str):
+            out[key[1]] = model["name"]
+    return out
+
+
 def _policy_reconciler(poller: routerstats.Poller) -> runtime.Reconcile:
     async def reconcile(state: runtime.OperatorState, key: Key) -> None:
         await policyreconciler.reconcile(
             key,
             cache=state.kind(ROUTING_POLICY),
             pools=pool_labels(state, key[0]),
+            models=pool_models(state, key[0]),
             client=state.client,
             poller=poller,
             config=state.config,

@@ -73,6 +73,7 @@ async def _apply(
     policy: RoutingPolicy,
     pools: tuple[str, ...],
     *,
+    models: Mapping[str, str],
     cache: Cache,
     client: kube.Kube,
     config: OperatorConfig,
@@ -83,6 +84,7 @@ async def _apply(
         ref,
         policy.spec,
         pools,
+        models=models,
         generation=meta.generation or 0,
         image=config.router_image,
         discovery=config.router_discovery,
@@ -99,6 +101,7 @@ async def _realise(
     key: Key,
     policy: RoutingPolicy,
     pools: Mapping[str, Mapping[str, str]],
+    models: Mapping[str, str],
     cache: Cache,
     client: kube.Kube,
     config: OperatorConfig,
@@ -112,7 +115,9 @@ async def _realise(
     resolved = policyrender.resolve_pools(spec, pools)
     if not problems:
         try:
-            await _apply(key, policy, resolved, cache=cache, client=client, config=config)
+            await _apply(
+                key, policy, resolved, models=models, cache=cache, client=client, config=config
+            )
         except kube.Rejected as exc:
             problems = (f"the API server rejected a router child: {exc}",)
     return spec, problems, resolved
@@ -129,11 +134,13 @@ async def reconcile(
     pools: Mapping[str, Mapping[str, str]],
     client: kube.Kube,
     poller: Poller,
+    models: Mapping[str, str] | None = None,
     config: OperatorConfig,
     clock: Callable[[], datetime.datetime],
 ) -> None:
     """Bring policy ``key``'s children to its spec and write its status; ``pools`` are the
-    labels of the ModelPools in its namespace, by name. No-op if the policy is gone."""
+    labels of the ModelPools in its namespace, by name, ``models`` their served model
+    names (for scale from zero). No-op if the policy is gone."""
     raw = cache.body(key)
     if raw is None:
         return
@@ -144,7 +151,9 @@ async def reconcile(
     if isinstance(policy, str):
         spec, problems, resolved = None, (policy,), ()
     else:
-        spec, problems, resolved = await _realise(key, policy, pools, cache, client, config)
+        spec, problems, resolved = await _realise(
+            key, policy, pools, models or {}, cache, client, config
+        )
     port = spec.router.port if spec is not None else 8080
     reports = await poller.poll(_routers(cache, key), port=port)
     await _report(key, raw, spec, resolved, problems, reports, cache, client, clock)

@@ -118,10 +118,17 @@ def router_config(
     *,
     generation: int,
     discovery: Discovery,
+    models: Mapping[str, str] | None = None,
 ) -> dict[str, bodies.Json]:
     """The router's configuration document (``gpufleet.router.config``): discovery of
     exactly ``pools``, the ConfigMap to watch, the whole spec, tenants' keys read from
-    their Secrets through the API, and the Prometheus CA file when one is mounted."""
+    their Secrets through the API, and the Prometheus CA file when one is mounted.
+
+    ``models`` (pool → ``spec.model.name``, the name its pods serve) becomes
+    ``kubernetes.poolModels`` for the routed pools that exist: the router then holds a
+    request for a pool with no ready pod (scale from zero) instead of answering 404."""
+    known = models or {}
+    pool_models: dict[str, bodies.Json] = {p: known[p] for p in pools if p in known}
     doc: dict[str, bodies.Json] = {
         "kubernetes": {
             "namespace": ref.namespace,
@@ -129,6 +136,7 @@ def router_config(
             "pools": list(pools),
             "configMap": contract.router_name(ref.name),
             "policyName": ref.name,
+            "poolModels": pool_models,
         },
         "policyGeneration": generation,
         "policy": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
@@ -225,11 +233,14 @@ def children(
     generation: int,
     image: str,
     discovery: Discovery,
+    models: Mapping[str, str] | None = None,
 ) -> list[bodies.Child]:
     """Every child in apply order (configuration and account before the pods that use
     them); ``image`` is the operator's router image, used unless ``spec.router.image``
     is set. Sidecar mode renders no Deployment, Service or PodDisruptionBudget."""
-    document = router_config(ref, spec, pools, generation=generation, discovery=discovery)
+    document = router_config(
+        ref, spec, pools, generation=generation, discovery=discovery, models=models
+    )
     out: list[bodies.Child] = [
         config_map(ref, document),
         service_account(ref),

@@ -1,15 +1,16 @@
 """The autoscaler's inputs for one ModelPool, from what the operator observes. Pure.
 
-``queries`` names the four Prometheus instant queries the autoscaler runs once per pass
-for every pool (vLLM's KV-cache usage, waiting and running requests, and generated
-tokens per second over a minute); ``signals`` maps their series to a pool's ready pods
-by pod IP or name (``gpufleet.promquery.series``) and sums them per variant (KV-cache
-usage is the mean). ``demand`` adds up what the routers' ``/stats`` say they queue and
-hold for a pool (``demand: {<pool>: {queued, held}}``; a router that does not report it
-counts 0). ``pool`` turns the ModelPool's planned variants, their Deployments and pods
-into ``scaling.model.Pool``: a variant the autoscaler may scale keeps its
-``minReplicas``..``maxReplicas``; any other feasible variant is pinned to the replicas
-the operator applies, so its capacity counts but its size does not change.
+``queries`` names the five Prometheus instant queries the autoscaler runs once per pass
+for every pool (vLLM's KV-cache usage, waiting and running requests, generated tokens
+per second and the p90 time to first token over a minute); ``signals`` maps their series
+to a pool's ready pods by pod IP or name (``gpufleet.promquery.series``) and sums them
+per variant (KV-cache usage is the mean, the p90 TTFT the worst pod's). ``demand`` adds
+up what the routers' ``/stats`` say they queue and hold for a pool (``demand: {<pool>:
+{queued, held}}``; a router that does not report it counts 0). ``pool`` turns the
+ModelPool's planned variants, their Deployments and pods into ``scaling.model.Pool``: a
+variant the autoscaler may scale keeps its ``minReplicas``..``maxReplicas``; any other
+feasible variant is pinned to the replicas the operator applies, so its capacity counts
+but its size does not change.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ class Queries:
     waiting: str
     running: str
     tokens_per_second: str
+    ttft_p90: str
 
     def all(self) -> tuple[str, ...]:
-        return (self.kv_usage, self.waiting, self.running, self.tokens_per_second)
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
 
 
 def queries(names: MetricNames | None = None) -> Queries:
@@ -46,6 +48,7 @@ def queries(names: MetricNames | None = None) -> Queries:
         waiting=names.requests_waiting,
         running=names.requests_running,
         tokens_per_second=series.generation_rate_query(names),
+        ttft_p90=series.ttft_quantile_query(names, 0.9),
     )
 
 
@@ -89,6 +92,7 @@ def signals(
     keys = _ready_keys(pods)
     per = {name: _by_pod(results.get(query, ()), keys) for name, query in _fields(q)}
     variant_of = {p.name: p.variant for p in pods if p.ready}
+    ttft = per["ttft_p90"]
     out: dict[str, model.Signals] = {}
     for variant in sorted(set(variant_of.values())):
         seen = [p for p, v in variant_of.items() if v == variant and p in per["kv_usage"]]
@@ -99,6 +103,7 @@ def signals(
             waiting=sum(per["waiting"].get(p, 0.0) for p in seen),
             running=sum(per["running"].get(p, 0.0) for p in seen),
             tokens_per_second=sum(per["tokens_per_second"].get(p, 0.0) for p in seen),
+            ttft_p90_s=max((ttft[p] for p in seen if p in ttft), default=None),
         )
     return out
 

@@ -27,6 +27,13 @@ def ttft_query(names: MetricNames) -> str:
     return f"rate({ttft}_sum[{RATE_WINDOW}]) / rate({ttft}_count[{RATE_WINDOW}])"
 
 
+def ttft_quantile_query(names: MetricNames, quantile: float) -> str:
+    """The ``quantile`` of time to first token over the last minute, per series (from
+    the histogram's buckets; NaN when idle)."""
+    bucket = f"{names.time_to_first_token}_bucket"
+    return f"histogram_quantile({quantile}, rate({bucket}[{RATE_WINDOW}]))"
+
+
 def generation_rate_query(names: MetricNames) -> str:
     """Generated tokens per second over the last minute, per series."""
     return f"rate({names.generation_tokens}[{RATE_WINDOW}])"

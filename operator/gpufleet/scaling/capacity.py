@@ -1,12 +1,15 @@
 """Load against the targets, in tokens per second of replica capacity. Pure.
 
-A variant's ready replicas are loaded ``u`` times their target: the larger of KV-cache
+A variant's ready replicas are loaded ``u`` times their target: the largest of KV-cache
 usage over ``targetKvCacheUsage`` and waiting requests per replica over
-``targetWaitingRequests`` (with a target of 0, any waiting request asks for room for
-all of them: ``1 + waiting / running``), as a HorizontalPodAutoscaler takes the largest
-of its metrics. The pool needs the sum over variants of ready replicas x speed x ``u``,
-plus room for the requests the routers queue or hold: one replica of the variant that
-would be started per ``targetWaitingRequests`` requests (at least one).
+``targetWaitingRequests`` (with a target of 0, any waiting request asks for room for all
+of them: ``1 + waiting / running``) and, with ``targetTtftSeconds``, the worst replica's
+p90 time to first token over the target — while the variant has requests running or
+waiting, since an idle replica's last minute says nothing about load — as a
+HorizontalPodAutoscaler takes the largest of its metrics. The pool needs the sum over
+variants of ready replicas x speed x ``u``, plus room for the requests the routers queue
+or hold: one replica of the variant that would be started per ``targetWaitingRequests``
+requests (at least one).
 
 Capacity is ready replicas plus coming ones (cold-start aware): pods still loading that
 started less than ``coldStartSeconds`` ago, and replicas asked for but without a pod yet
@@ -33,7 +36,15 @@ def utilisation(variant: model.Variant, policy: model.Policy) -> float:
         waiting = s.waiting / variant.ready / policy.target_waiting
     else:
         waiting = 1 + s.waiting / max(s.running, 1.0) if s.waiting > 0 else 0.0
-    return max(kv, waiting)
+    return max(kv, waiting, _ttft(s, policy))
+
+
+def _ttft(s: model.Signals, policy: model.Policy) -> float:
+    if policy.target_ttft_s is None or s.ttft_p90_s is None:
+        return 0.0
+    if s.running <= 0 and s.waiting <= 0:
+        return 0.0
+    return s.ttft_p90_s / policy.target_ttft_s
 
 
 def need(pool: model.Pool, speed: Mapping[str, float], *, started_speed: float) -> float:

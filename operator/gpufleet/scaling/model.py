@@ -25,6 +25,7 @@ class Signals:
     waiting: float  # requests queued in the engines, summed
     running: float  # requests being generated, summed
     tokens_per_second: float  # generated tokens per second, summed
+    ttft_p90_s: float | None = None  # worst replica's p90 time to first token; None: no data
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class Policy:
 
     target_kv_usage: float = 0.8
     target_waiting: int = 4
+    target_ttft_s: float | None = None
     preference: Preference = "cost"
     cold_start_s: float = 300.0
     up_window_s: float = 60.0
@@ -82,6 +84,7 @@ class Policy:
         return cls(
             target_kv_usage=spec.target_kv_cache_usage,
             target_waiting=spec.target_waiting_requests,
+            target_ttft_s=spec.target_ttft_seconds,
             preference=spec.scale_up_preference,
             cold_start_s=spec.cold_start_seconds,
             up_window_s=spec.scale_up_stabilization_seconds,
