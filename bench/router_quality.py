@@ -1,10 +1,15 @@
 """Routing quality on a simulated mixed fleet: round-robin vs least-request vs cost.
 
-Starts a fleet of ``gpufleet sim`` replicas (one model, several GPU generations) with
-``gpufleet sim fleet``, generates one seeded trace mixing short chat, code, long
-context and shared system prompts, and replays the identical trace through a fresh
-``gpufleet router`` per strategy. Prints goodput (requests within their class SLO),
-p99 TTFT, tokens/s and per-class goodput, writes bench/out/router_quality.json.
+Starts a fleet of ``gpufleet sim`` replicas (one model, several GPU generations, each
+priced per GPU-hour) with ``gpufleet sim fleet``, generates one trace per seed mixing
+short chat, code, long context, shared system prompts and multi-turn sessions (the
+load generator sends ``x-session-id``), and replays each trace through a fresh
+``gpufleet router`` per strategy: round-robin, least-request, and cost with each
+objective (``cost:balanced``, ``cost:cost``, ``cost:latency``), the router told the
+trace's class SLOs. Prints per strategy the mean and spread (min-max) over the seeds of
+goodput (requests within their class SLO), interactive SLO attainment, p99 TTFT,
+tokens/s and dollars per million completion tokens (the router's own accounting:
+GPU-seconds of each request x price), writes bench/out/router_quality.json.
 
 Then the same strategies on the same trace against a fleet with hidden per-replica
 variation the router is not told about: every replica's step time multiplied by a
@@ -14,11 +19,12 @@ same mix. ``--strategies`` limits the strategies run, ``--fleets`` the fleets
 (``clean``, ``hidden``). Each run also records every router's per-endpoint throughput
 weights and request counts every 5 s (``weights_over_time``: how learning moved them)
 and its SLO misses by the GPU generation that served and the bound missed (``misses``;
-the router's debug headers name the generation).
+the router's debug headers name the generation), and at the end each endpoint's learned
+SLO margin from /stats (``slo_margins``).
 
     .venv/bin/python bench/router_quality.py [--b200 1 --h100 2 --a100 4]
-        [--requests 300 --rate 12] [--seed 7] [--spread 0.1 --throttle 2 --warmup-s 60]
-        [--strategies cost,least-request] [--fleets clean,hidden] [--out PATH]
+        [--requests 300 --rate 12] [--seeds 7,8,9] [--spread 0.1 --throttle 2 --warmup-s 60]
+        [--strategies cost:cost,least-request] [--fleets clean,hidden] [--out PATH]
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import json
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,7 +52,16 @@ from gpufleet.loadgen import client, report, trace
 
 MODEL = "llama-3.1-8b"
 OUT = Path(__file__).parent / "out" / "router_quality.json"
-STRATEGIES = ("round-robin", "least-request", "cost")
+STRATEGIES = ("round-robin", "least-request", "cost:balanced", "cost:cost", "cost:latency")
+# $ per GPU-hour, round figures of the order of cloud on-demand prices (assumed, not
+# quoted): a B200 hour costs about twice an H100's and five times an A100-40GB's.
+PRICES = {"B200": 6.0, "H100-80GB": 2.9, "A100-40GB": 1.2}
+# The trace's class SLOs (gpufleet.loadgen.trace.DEFAULT_SLOS), told to the router.
+CLASSES = [
+    {"name": "interactive", "priority": 100, "slo": {"ttftMillis": 1000, "tpotMillis": 100}},
+    {"name": "batch", "priority": 10, "slo": {"endToEndSeconds": 120},
+     "preferredGenerations": ["A100-80GB", "A100-40GB", "L40S"]},
+]  # fmt: skip
 
 
 def _port() -> int:
@@ -87,7 +103,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def _router_config(backends: list[dict[str, Any]], strategy: str) -> dict[str, Any]:
     # Debug headers name the generation that served each answer (the misses by GPU).
-    return {"backends": backends, "policy": {"strategy": strategy}, "debugHeaders": True}
+    name, _, goal = strategy.partition(":")
+    policy: dict[str, Any] = {"strategy": name, "requestClasses": CLASSES}
+    if goal:
+        policy["objective"] = goal
+    priced = [b | {"costPerGpuHour": PRICES[b["gpu"]]} for b in backends]
+    return {"backends": priced, "policy": policy, "debugHeaders": True}
 
 
 def _stats(url: str) -> dict[str, Any]:
@@ -133,7 +154,7 @@ def run_strategy(
     work: Path,
     warmup: trace.Trace | None = None,
 ) -> dict[str, Any]:
-    cfg = work / f"router-{strategy}.yaml"
+    cfg = work / f"router-{strategy.replace(':', '-')}.yaml"
     cfg.write_text(yaml.safe_dump(_router_config(backends, strategy)))
     port = _port()
     url = f"http://127.0.0.1:{port}"
@@ -157,8 +178,12 @@ def run_strategy(
     summary = report.summarize(results, slos=loaded.slos, duration_s=duration)
     summary["router_generations"] = stats["generations"]
     summary["router_triggers"] = stats["routing"]["triggers"]
+    summary["dollars_per_million_tokens"] = _per_million(stats["cost"])
     summary["weights_over_time"] = timeline
     summary["misses"] = _misses(results, loaded.slos)
+    summary["slo_margins"] = {
+        e["id"]: e.get("slo_margin") for e in stats["endpoints"] if "slo_margin" in e
+    }
     return summary
 
 
@@ -169,43 +194,47 @@ def main() -> int:
     parser.add_argument("--a100", type=int, default=4)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--rate", type=float, default=12.0)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seeds", default="7,8,9", help="one trace per seed")
     parser.add_argument("--spread", type=float, default=0.1)
     parser.add_argument("--throttle", type=float, default=2.0)
     parser.add_argument("--warmup-s", type=float, default=60.0)
     parser.add_argument("--strategies", default="")
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--fleets", default="clean,hidden", help="clean, hidden or both")
+    parser.add_argument("--fleets", default="clean", help="clean, hidden or both")
     args = parser.parse_args()
-    spec = trace.TraceSpec(
-        seed=args.seed, requests=args.requests, rate=args.rate, arrival="poisson",
+    seeds = [int(s) for s in args.seeds.split(",")]
+    specs = [trace.TraceSpec(
+        seed=seed, requests=args.requests, rate=args.rate, arrival="poisson",
         mix={"chat": 0.6, "code": 0.2, "long": 0.2}, tenants=4, batch_share=0.2,
         system_prompts=4, session_share=0.3,
-    )  # fmt: skip
-    loaded = trace.generate(spec)
+    ) for seed in seeds]  # fmt: skip
+    traces = [trace.generate(spec) for spec in specs]
     warm_requests = max(1, int(args.rate * args.warmup_s))
-    warmup = trace.generate(dataclasses.replace(spec, seed=spec.seed + 1000,
+    warmup = trace.generate(dataclasses.replace(specs[0], seed=seeds[0] + 1000,
                                                 requests=warm_requests))  # fmt: skip
     strategies = tuple(args.strategies.split(",")) if args.strategies else STRATEGIES
     gpus = (("B200", args.b200), ("H100-80GB", args.h100), ("A100-40GB", args.a100))
     clean = [{"gpu": g, "count": n} for g, n in gpus if n]
-    varied = _varied(gpus, spread=args.spread, throttle=args.throttle, seed=args.seed)
+    varied = _varied(gpus, spread=args.spread, throttle=args.throttle, seed=seeds[0])
     fleets = args.fleets.split(",")
-    results = _run_fleet(clean, strategies, loaded, None) if "clean" in fleets else {}
-    hidden = _run_fleet(varied, strategies, loaded, warmup) if "hidden" in fleets else {}
-    print("clean fleet:")
+    results = _run_fleet(clean, strategies, traces, None) if "clean" in fleets else {}
+    hidden = _run_fleet(varied, strategies, traces, warmup) if "hidden" in fleets else {}
+    print(f"clean fleet, seeds {seeds}, mean [min-max]:")
     _print(results)
-    print(f"hidden variation (spread {args.spread}, one H100 x{args.throttle}, "
-          f"{args.warmup_s:.0f} s of learning first):")  # fmt: skip
-    _print(hidden)
-    kept = {s: round(hidden[s]["goodput_share"] / results[s]["goodput_share"], 3)
+    if hidden:
+        print(f"hidden variation (spread {args.spread}, one H100 x{args.throttle}, "
+              f"{args.warmup_s:.0f} s of learning first):")  # fmt: skip
+        _print(hidden)
+    kept = {s: round(hidden[s]["mean"]["goodput_share"] / results[s]["mean"]["goodput_share"], 3)
             for s in strategies if s in results and s in hidden
-            and results[s]["goodput_share"]}  # fmt: skip
-    print("SLO attainment kept (hidden / clean):", kept)
-    document = {"fleet": clean, "varied_fleet": varied, "trace": {"requests": args.requests,
-                "rate": args.rate, "seed": args.seed, "mix": spec.mix,
-                "warmup_s": args.warmup_s}, "results": results, "hidden": hidden,
-                "kept": kept, "ratios": _ratios(results)}  # fmt: skip
+            and results[s]["mean"]["goodput_share"]}  # fmt: skip
+    if kept:
+        print("SLO attainment kept (hidden / clean):", kept)
+    document = {"fleet": clean, "prices": PRICES, "varied_fleet": varied,
+                "trace": {"requests": args.requests, "rate": args.rate, "seeds": seeds,
+                          "mix": specs[0].mix, "warmup_s": args.warmup_s},
+                "results": results, "hidden": hidden, "kept": kept,
+                "ratios": _ratios(results)}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2))
     print(f"wrote {args.out}")
@@ -231,16 +260,62 @@ def _varied(
 def _run_fleet(
     replicas: list[dict[str, Any]],
     strategies: tuple[str, ...],
-    loaded: trace.Trace,
+    traces: list[trace.Trace],
     warmup: trace.Trace | None,
 ) -> dict[str, dict[str, Any]]:
+    """Per strategy: each seed's summary (``runs``) and their ``mean`` and ``spread``.
+    The seeds run in the outer loop, so a slow spell of the shared machine hits every
+    strategy of one seed rather than every seed of one strategy."""
+    runs: dict[str, list[dict[str, Any]]] = {s: [] for s in strategies}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         sims, backends = _start_fleet(replicas, work)
         try:
-            return {s: run_strategy(s, backends, loaded, work, warmup) for s in strategies}
+            for loaded in traces:
+                for s in strategies:
+                    runs[s].append(run_strategy(s, backends, loaded, work, warmup))
         finally:
             _stop(sims)
+    return {s: {"runs": r, "mean": _mean(r), "spread": _spread(r)} for s, r in runs.items()}
+
+
+FIGURES = ("goodput_per_s", "goodput_share", "interactive", "p99_ttft_s", "output_tokens_per_s",
+           "dollars_per_million_tokens")  # fmt: skip
+
+
+def _figures(summary: dict[str, Any]) -> dict[str, float | None]:
+    classes = summary["classes"]
+    return {
+        "goodput_per_s": summary["goodput_per_s"],
+        "goodput_share": summary["goodput_share"],
+        "interactive": classes.get("interactive", {}).get("goodput_share"),
+        "p99_ttft_s": summary["ttft_s"]["p99"],
+        "output_tokens_per_s": summary["output_tokens_per_s"],
+        "dollars_per_million_tokens": summary["dollars_per_million_tokens"],
+    }
+
+
+def _mean(runs: list[dict[str, Any]]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for name in FIGURES:
+        values = [v for r in runs if (v := _figures(r)[name]) is not None]
+        out[name] = round(statistics.fmean(values), 4) if values else None
+    return out
+
+
+def _spread(runs: list[dict[str, Any]]) -> dict[str, list[float] | None]:
+    out: dict[str, list[float] | None] = {}
+    for name in FIGURES:
+        values = [v for r in runs if (v := _figures(r)[name]) is not None]
+        out[name] = [round(min(values), 4), round(max(values), 4)] if values else None
+    return out
+
+
+def _per_million(cost: dict[str, dict[str, Any]]) -> float | None:
+    """Dollars per million completion tokens over every generation the router used."""
+    dollars = sum(row["dollars"] for row in cost.values())
+    tokens = sum(row["completion_tokens"] for row in cost.values())
+    return round(dollars / tokens * 1e6, 4) if tokens else None
 
 
 def _start_fleet(
@@ -288,35 +363,43 @@ def _misses(results: list[report.Result], slos: Any) -> dict[str, dict[str, int]
     return out
 
 
-def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    if not {"cost", "round-robin", "least-request"} <= results.keys():
+def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Each strategy's mean goodput/s and dollars per million tokens over
+    least-request's."""
+    base = results.get("least-request")
+    if base is None:
         return {}
-    cost = results["cost"]["goodput_per_s"]
-
-    def ratio(other: str) -> float | None:
-        base = results[other]["goodput_per_s"]
-        return round(cost / base, 3) if base else None
-
-    return {"cost_vs_round_robin": ratio("round-robin"),
-            "cost_vs_least_request": ratio("least-request")}  # fmt: skip
+    out = {}
+    for name, row in results.items():
+        mine, theirs = row["mean"], base["mean"]
+        out[name] = {
+            key: round(mine[key] / theirs[key], 3) if mine[key] and theirs[key] else None
+            for key in ("goodput_per_s", "dollars_per_million_tokens")
+        }
+    return out
 
 
 def _print(results: dict[str, dict[str, Any]]) -> None:
-    print(f"{'strategy':14s} {'goodput/s':>9s} {'goodput':>8s} {'p99 TTFT':>9s} "
-          f"{'tok/s':>8s} {'interactive':>11s} {'batch':>6s} {'errors':>6s}")  # fmt: skip
-    for name, s in results.items():
-        classes = s["classes"]
-        p99 = s["ttft_s"]["p99"]
-        print(
-            f"{name:14s} {s['goodput_per_s']:9.2f} {s['goodput_share']:8.1%} "
-            f"{(p99 or 0) * 1000:8.0f}ms {s['output_tokens_per_s']:8.0f} "
-            f"{classes.get('interactive', {}).get('goodput_share', 0):11.1%} "
-            f"{classes.get('batch', {}).get('goodput_share', 0):6.1%} "
-            f"{sum(s['errors'].values()):6d}"
-        )
-    print("ratios:", _ratios(results))
-    for name, s in results.items():
-        print(f"  {name} misses by generation:", s["misses"])
+    print(f"{'strategy':14s} {'goodput/s':>17s} {'goodput':>17s} {'interactive':>17s} "
+          f"{'p99 TTFT ms':>17s} {'tok/s':>17s} {'$/Mtok':>17s}")  # fmt: skip
+    for name, row in results.items():
+        cells = []
+        for key in FIGURES:
+            mean, spread = row["mean"][key], row["spread"][key]
+            scale = (
+                1000
+                if key == "p99_ttft_s"
+                else 100
+                if key in {"goodput_share", "interactive"}
+                else 1
+            )
+            if mean is None or spread is None:
+                cells.append(f"{'-':>17s}")
+                continue
+            low, high = (v * scale for v in spread)
+            cells.append(f"{mean * scale:7.2f} [{low:.1f}-{high:.1f}]".rjust(17))
+        print(f"{name:14s} " + " ".join(cells))
+    print("ratios over least-request (goodput/s, $/Mtok):", _ratios(results))
 
 
 if __name__ == "__main__":

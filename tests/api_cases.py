@@ -165,6 +165,12 @@ INVALID: tuple[Case, ...] = (
     _rp("no-target", "pools", ("spec.pools", DELETE)),
     _rp("two-targets", "pools", ("spec.poolSelector", {"matchLabels": {"a": "b"}})),
     _rp("strategy", "strategy", ("spec.strategy", "random")),
+    _rp(
+        "objective-needs-cost",
+        "objective",
+        ("spec.strategy", "least-request"),
+        ("spec.objective", "cost"),
+    ),
     _rp("default-class", "defaultClass", ("spec.defaultClass", "premium")),
     _rp(
         "pressure-over-absolute",
@@ -217,4 +223,21 @@ INVALID: tuple[Case, ...] = (
     ),
     _rp("retry-status", "onStatus", ("spec.failureHandling.retries", {"onStatus": [200]})),
     _rp("session-header", "header", ("spec.affinity.session", {"header": "x session"})),
+    _rp("spillover-gpu", "generations", ("spec.spillover.tiers", [{"generations": ["H100"]}])),
+    _rp(
+        "spillover-repeat",
+        "generations",
+        ("spec.spillover.tiers", [{"generations": ["H200", "H200"]}]),
+    ),
+    _rp(
+        "spillover-two-tiers",
+        "tiers",
+        ("spec.spillover.tiers", [{"generations": ["H200"]}, {"generations": ["B200", "H200"]}]),
+    ),
+    _rp(
+        "spillover-saturation",
+        "saturationPercent",
+        ("spec.spillover.tiers", [{"generations": ["H200"], "saturationPercent": 0}]),
+    ),
+    _rp("spillover-empty-tier", "generations", ("spec.spillover.tiers", [{"generations": []}])),
 )

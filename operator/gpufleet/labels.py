@@ -30,6 +30,9 @@ VARIANT = f"{common.GROUP}/variant"
 GPU = f"{common.GROUP}/gpu"
 MODEL = f"{common.GROUP}/model"
 TENSOR_PARALLEL_SIZE = f"{common.GROUP}/tensor-parallel-size"
+# ``spot`` on the pods of a variant with ``capacityType: spot``; absent = on-demand (so
+# the label's introduction rolled no existing pod).
+CAPACITY_TYPE = f"{common.GROUP}/capacity-type"
 # Labels of a RoutingPolicy's children and router pods.
 ROUTING_POLICY = f"{common.GROUP}/routing-policy"
 
@@ -37,6 +40,9 @@ ROUTING_POLICY = f"{common.GROUP}/routing-policy"
 MODEL_ANNOTATION = f"{common.GROUP}/model"  # the served name, verbatim
 CATALOG_MODEL_ANNOTATION = f"{common.GROUP}/catalog-model"  # planner catalog name, if any
 COST_ANNOTATION = f"{common.GROUP}/cost-per-gpu-hour"  # USD per GPU-hour, decimal
+# The pod's node is about to go away (a spot interruption notice, a scale-down): the
+# value says why. Any node-termination tool may set it; routers stop sending new work.
+INTERRUPTION_ANNOTATION = f"{common.GROUP}/interruption"
 # On every child: a digest of the operator's intent (drift detection).
 SPEC_HASH = f"{common.GROUP}/spec-hash"
 # On router pods: a digest of the configuration they were started with.
@@ -45,6 +51,9 @@ CONFIG_HASH = f"{common.GROUP}/config-hash"
 # The Kubernetes labels the router reads alongside ours.
 SERVICE_NAME = "kubernetes.io/service-name"  # EndpointSlice → Service
 POD_TEMPLATE_HASH = "pod-template-hash"  # pod → its ReplicaSet's name suffix
+# The pod condition Kubernetes sets before it evicts, preempts or (graceful node
+# shutdown) terminates a pod (PodDisruptionConditions, GA in 1.31).
+DISRUPTION_TARGET = "DisruptionTarget"
 
 # The GPU health agent's container port on model-server pods: routers find its /health
 # by this name (a container port name: at most 15 characters).

@@ -32,6 +32,7 @@ def _no_leak(stats: dict[str, Any]) -> None:
     for endpoint in stats["endpoints"]:
         assert endpoint["in_flight"] == 0, endpoint
         assert endpoint["pending_tokens"] == 0, endpoint
+        assert endpoint["prefill_tokens"] == endpoint["kv_tokens"] == 0, endpoint
 
 
 async def test_openai_client_streaming_and_not(sims: tuple[Sim, Sim]) -> None:

@@ -120,3 +120,13 @@ def test_gpu_names_match_the_hardware_catalog() -> None:
 
 def test_catalog_model_names_match_the_model_catalog() -> None:
     assert typing.get_args(common.CatalogModelName) == tuple(models.MODELS)
+
+
+def test_request_class_by_name() -> None:
+    spec = RoutingPolicySpec.model_validate(
+        {"pools": ["p"], "requestClasses": [{"name": "interactive", "slo": {"ttftMillis": 500}},
+                                            {"name": "batch"}], "defaultClass": "batch"}
+    )  # fmt: skip
+    found = spec.request_class("interactive")
+    assert found is not None and found.slo.ttft_millis == 500
+    assert spec.request_class("bulk") is None

@@ -162,6 +162,16 @@ def test_deployment_labels_owner_hash_and_replicas() -> None:
     assert render.spec_hash(render.deployment(POOL, s, d, replicas=2)) == render.spec_hash(dep)
 
 
+def test_a_spot_variant_labels_its_pods_and_on_demand_adds_nothing() -> None:
+    on_demand = render.deployment(POOL, spec(), only(spec()), replicas=1)
+    spot = spec(variants=[{"name": "h100", "gpu": "H100-80GB", "capacityType": "spot"}])
+    spot_dep = render.deployment(POOL, spot, only(spot), replicas=1)
+    assert contract.CAPACITY_TYPE not in on_demand["spec"]["template"]["metadata"]["labels"]
+    assert spot_dep["spec"]["template"]["metadata"]["labels"][contract.CAPACITY_TYPE] == "spot"
+    # The selector is immutable: the capacity type must stay out of it.
+    assert spot_dep["spec"]["selector"] == on_demand["spec"]["selector"]
+
+
 def test_service_and_budget_select_the_whole_pool() -> None:
     s = spec()
     svc = render.service(POOL, s)
@@ -234,6 +244,7 @@ def test_the_gpu_agent_sidecar_carries_the_pools_limits() -> None:
         "--host": "$(POD_IP)", "--port": "9400", "--hostname": "$(NODE_NAME)",
         "--max-temperature": "80", "--max-memory-percent": "95",
         "--max-uncorrectable-ecc": "0", "--xid-hold-seconds": "60",
+        "--gpu-uuids-file": podspec.GPU_UUIDS_FILE,
     }  # fmt: skip
     assert agent["ports"] == [{"name": contract.GPU_AGENT_PORT_NAME, "containerPort": 9400,
                                "protocol": "TCP"}]  # fmt: skip
@@ -248,7 +259,28 @@ def test_the_gpu_agent_sidecar_carries_the_pools_limits() -> None:
 
 def test_gpu_health_off_renders_no_sidecar_and_frees_its_port() -> None:
     s = spec(serving={"gpuHealth": {"enabled": False}, "port": 9400})
-    (only_server,) = podspec.pod_spec(s, only(s))["containers"]
+    pod = podspec.pod_spec(s, only(s))
+    (only_server,) = pod["containers"]
     assert only_server["ports"][0]["containerPort"] == 9400
+    assert podspec.GPU_UUIDS_VOLUME not in {v["name"] for v in pod["volumes"]}
+    assert podspec.GPU_UUIDS_ENV not in {e["name"] for e in only_server["env"]}
     with pytest.raises(ValueError, match="port must not be 9400, the GPU health agent's"):
         spec(serving={"port": 9400})
+
+
+def test_the_server_lists_its_gpus_where_only_the_agent_reads_them() -> None:
+    """The worker writes the pod's GPU UUIDs into a memory volume the agent mounts
+    read-only and names in --gpu-uuids-file: the agent sees the node's GPUs, judges the pod's."""
+    pod = podspec.pod_spec(spec(), only(spec()))
+    server, agent = pod["containers"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == podspec.GPU_UUIDS_VOLUME]
+    assert volume["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Mi"}
+    mounts = {c["name"]: [m for m in c["volumeMounts"] if m["name"] == podspec.GPU_UUIDS_VOLUME]
+              for c in (server, agent)}  # fmt: skip
+    assert mounts[server["name"]] == [{"name": "gpu-uuids", "mountPath": "/run/gpufleet"}]
+    assert mounts[agent["name"]] == [
+        {"name": "gpu-uuids", "mountPath": "/run/gpufleet", "readOnly": True}
+    ]
+    assert {"name": "GPUFLEET_GPU_UUIDS_FILE", "value": "/run/gpufleet/gpu-uuids"} in server["env"]
+    args = agent["args"]
+    assert args[args.index("--gpu-uuids-file") + 1] == "/run/gpufleet/gpu-uuids"

@@ -114,6 +114,34 @@ def test_pod_info(meta: dict[str, Any], expected: discovery.PodInfo | None) -> N
     assert discovery.pod_info({"metadata": meta}) == expected
 
 
+_DISRUPTED = {"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "conditions", "capacity", "interruption"),
+    [
+        ({}, {}, [], "on-demand", ""),
+        ({"gpufleet.io/capacity-type": "spot"}, {}, [], "spot", ""),
+        ({"gpufleet.io/capacity-type": "preemptible"}, {}, [], "on-demand", ""),
+        ({}, {"gpufleet.io/interruption": "spot-itn"}, [], "on-demand", "spot-itn"),
+        ({}, {"gpufleet.io/interruption": ""}, [], "on-demand", "marked"),
+        ({}, {}, [_DISRUPTED], "on-demand", "TerminationByKubelet"),
+        ({}, {}, [{**_DISRUPTED, "status": "False"}], "on-demand", ""),
+    ],
+)
+def test_pod_info_capacity_type_and_interruption(
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    conditions: list[dict[str, str]],
+    capacity: str,
+    interruption: str,
+) -> None:
+    meta = _owned({"gpufleet.io/gpu": "H200", **labels}, annotations=annotations)
+    info = discovery.pod_info({"metadata": meta, "status": {"conditions": conditions}})
+    assert info is not None
+    assert (info.capacity_type, info.interruption) == (capacity, interruption)
+
+
 def _pod(
     ip: str | None,
     *,

@@ -3,7 +3,8 @@
 The router (``gpufleet.router``) reads this spec as its configuration: targets and model
 aliases, the scoring strategy and weights, per-generation throughput weights, token
 estimation, request classes with SLOs, large-request triggers, affinity, admission,
-failure handling, the Prometheus source and the router Deployment's shape. Cross-field
+failure handling, spillover tiers, the Prometheus source and the router Deployment's
+shape. Cross-field
 rules are CEL on the type and repeated as pydantic validators.
 """
 
@@ -17,6 +18,7 @@ from gpufleet.api import common
 from gpufleet.api.admission import Admission
 from gpufleet.api.common import ApiModel, cel, rules
 from gpufleet.api.runtime import FailureHandling, PrometheusSource, Router
+from gpufleet.api.spillover import Spillover
 from gpufleet.api.traffic import (
     Affinity,
     ClassName,
@@ -48,7 +50,10 @@ _WEIGHT_SUM = " + ".join(
 _DEFAULT_CLASSES = (
     RequestClass(name="interactive", priority=100, slo=Slo(ttft_millis=2000, tpot_millis=100)),
     RequestClass(
-        name="batch", priority=10, preferred_generations=("A100-80GB", "A100-40GB", "L40S")
+        name="batch",
+        priority=10,
+        preferred_generations=("A100-80GB", "A100-40GB", "L40S"),
+        prefer_spot=True,
     ),
 )
 
@@ -77,6 +82,11 @@ class RoutingPolicySpec(ApiModel):
                 field_path=".admission.tenants",
             ),
             cel(
+                "self.objective == 'balanced' || self.strategy == 'cost'",
+                "objective cost or latency needs strategy cost",
+                field_path=".objective",
+            ),
+            cel(
                 f"self.strategy != 'cost' || {_WEIGHT_SUM} > 0.0",
                 "scorerWeights must not all be zero when strategy is cost",
                 field_path=".scorerWeights",
@@ -102,6 +112,16 @@ class RoutingPolicySpec(ApiModel):
         default="cost",
         description="round-robin, least-request, or cost (lowest expected completion cost).",
     )
+    objective: Literal["balanced", "cost", "latency"] = pydantic.Field(
+        default="balanced",
+        description=(
+            "What the cost strategy optimises. balanced: the weighted scorers alone; "
+            "cost: the lowest price per token (price x TP / predicted throughput) among "
+            "endpoints predicted to meet the request class's SLO, the best predicted "
+            "latency when none does; latency: the least predicted TTFT + decode time. "
+            "Needs strategy cost."
+        ),
+    )
     scorer_weights: ScorerWeights = pydantic.Field(
         default_factory=ScorerWeights,
         description="Weights of the cost strategy's scorers.",
@@ -120,7 +140,10 @@ class RoutingPolicySpec(ApiModel):
     request_classes: tuple[RequestClass, ...] = pydantic.Field(
         default=_DEFAULT_CLASSES,
         max_length=16,
-        description="Request classes; default interactive (priority 100) and batch (priority 10).",
+        description=(
+            "Request classes; default interactive (priority 100) and batch (priority 10, "
+            "preferSpot)."
+        ),
         json_schema_extra=common.list_map("name"),
     )
     default_class: ClassName = pydantic.Field(
@@ -149,6 +172,14 @@ class RoutingPolicySpec(ApiModel):
         description="Timeouts, retries, circuit breaker.",
         json_schema_extra=common.object_default(FailureHandling),
     )
+    spillover: Spillover = pydantic.Field(
+        default_factory=Spillover,
+        description=(
+            "GPU-generation tiers filled in order, each up to its saturation; "
+            "failureHandling.fallbackModel when all are saturated."
+        ),
+        json_schema_extra=common.object_default(Spillover),
+    )
     prometheus: PrometheusSource | None = pydantic.Field(
         default=None, description="Metrics source; unset = the router's own counters only."
     )
@@ -169,9 +200,15 @@ class RoutingPolicySpec(ApiModel):
             raise ValueError("defaultClass must name one of requestClasses")
         if any(t.default_class not in (None, *classes) for t in self.admission.tenants):
             raise ValueError("admission.tenants[].defaultClass must name one of requestClasses")
+        if self.objective != "balanced" and self.strategy != "cost":
+            raise ValueError(f"objective {self.objective} needs strategy cost")
         if self.strategy == "cost" and not any(self.scorer_weights.model_dump().values()):
             raise ValueError("scorerWeights must not all be zero when strategy is cost")
         return self
+
+    def request_class(self, name: str) -> RequestClass | None:
+        """The request class called ``name`` (None: the policy declares none by it)."""
+        return next((c for c in self.request_classes if c.name == name), None)
 
 
 class BackendStatus(ApiModel):

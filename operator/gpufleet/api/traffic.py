@@ -47,7 +47,11 @@ class ScorerWeights(ApiModel):
         default=1.0, description="Endpoint that served the session before."
     )
     cost: Weight = pydantic.Field(
-        default=0.0, description="Price per token of the endpoint's GPUs."
+        default=0.0,
+        description=(
+            "Price per token of the endpoint's GPUs (price per GPU-hour x TP / predicted "
+            "throughput), cheapest = 1."
+        ),
     )
     class_preference: Weight = pydantic.Field(
         default=1.0,
@@ -129,21 +133,18 @@ class TokenEstimation(ApiModel):
     )
 
 
-_SLO_LATER = "Not yet acted on: SLO-aware routing comes in a later release. "
-
-
 class Slo(ApiModel):
-    """Latency objectives of a request class (p90). Recorded, not yet acted on: the router
-    does not route or admit by SLO yet (a later release will)."""
+    """Latency objectives of a request class (p90). With ``objective: cost`` a request
+    goes to the cheapest endpoint predicted to meet every bound set."""
 
     ttft_millis: int | None = pydantic.Field(
-        default=None, ge=1, le=3_600_000, description=_SLO_LATER + "Time to first token."
+        default=None, ge=1, le=3_600_000, description="Time to first token."
     )
     tpot_millis: int | None = pydantic.Field(
-        default=None, ge=1, le=60_000, description=_SLO_LATER + "Time per output token."
+        default=None, ge=1, le=60_000, description="Time per output token."
     )
     end_to_end_seconds: int | None = pydantic.Field(
-        default=None, ge=1, le=86400, description=_SLO_LATER + "Whole request."
+        default=None, ge=1, le=86400, description="Whole request."
     )
 
 
@@ -156,11 +157,19 @@ class RequestClass(ApiModel):
     )
     slo: Slo = pydantic.Field(
         default_factory=Slo,
-        description="Latency objectives (p90); not yet acted on, SLO routing comes later.",
+        description="Latency objectives (p90): objective cost routes to meet them.",
         json_schema_extra=common.object_default(Slo),
     )
     preferred_generations: tuple[common.GpuName, ...] = pydantic.Field(
         default=(), max_length=8, description="Generations to send this class to first, in order."
+    )
+    prefer_spot: bool = pydantic.Field(
+        default=False,
+        description=(
+            "Send this class to endpoints of spot variants (capacityType: spot) whenever one "
+            "has room, within the spillover tier that serves: work that tolerates a retry "
+            "on cheaper, interruptible capacity."
+        ),
     )
     max_input_tokens: int | None = pydantic.Field(
         default=None,

@@ -109,6 +109,14 @@ class Variant(ApiModel):
             "(scorerWeights.cost) reads it from there."
         ),
     )
+    capacity_type: Literal["on-demand", "spot"] = pydantic.Field(
+        default="on-demand",
+        description=(
+            "spot: the variant runs on interruptible capacity (say so to the scheduler with "
+            "placement). Its pods are labelled gpufleet.io/capacity-type=spot; routers "
+            "prefer them for request classes with preferSpot (batch by default)."
+        ),
+    )
 
     @pydantic.field_validator("tensor_parallel_size")
     @classmethod

@@ -90,12 +90,17 @@ def with_hash(child: _C) -> _C:
 
 
 def variant_labels(pool: str, spec: ModelPoolSpec, decision: VariantDecision) -> dict[str, str]:
-    return contract.variant_selector(pool, decision.name) | {
-        contract.GPU: decision.gpu.name,
-        contract.MODEL: contract.label_value(spec.model.name),
-        contract.TENSOR_PARALLEL_SIZE: str(podspec.tensor_parallel_size(decision)),
-        contract.COMPONENT: "model-server",
-    }
+    spot = decision.variant.capacity_type == "spot"
+    return (
+        contract.variant_selector(pool, decision.name)
+        | {
+            contract.GPU: decision.gpu.name,
+            contract.MODEL: contract.label_value(spec.model.name),
+            contract.TENSOR_PARALLEL_SIZE: str(podspec.tensor_parallel_size(decision)),
+            contract.COMPONENT: "model-server",
+        }
+        | ({contract.CAPACITY_TYPE: "spot"} if spot else {})
+    )
 
 
 def _template_annotations(spec: ModelPoolSpec) -> dict[str, str]:

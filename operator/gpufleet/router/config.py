@@ -71,6 +71,9 @@ class Backend(_Model):
     cost_per_gpu_hour: float | None = pydantic.Field(
         default=None, ge=0, description="Dollars per GPU-hour (as a variant's costPerGpuHour)."
     )
+    capacity_type: Literal["on-demand", "spot"] = pydantic.Field(
+        default="on-demand", description="As a variant's capacityType."
+    )
 
 
 class KubernetesSource(_Model):

@@ -7,7 +7,11 @@
   that are ready and not terminating, of pods that their pool's own Deployment made
   (``labels.owned_by_pool``), are routable; a terminating one leaves the set (its
   requests in flight finish — the registry drains it). Pool, GPU generation, TP, served
-  model and price come from the pod's labels and annotations (``gpufleet.labels``), and
+  model, price and capacity type come from the pod's labels and annotations
+  (``gpufleet.labels``); the pod is marked for interruption (``Endpoint.interruption``,
+  the picker sends it nothing new while another endpoint can serve) by the
+  ``labels.INTERRUPTION_ANNOTATION`` annotation or Kubernetes' ``DisruptionTarget``
+  condition; and
   the URL of its GPU health agent's verdict from the container port named
   ``labels.GPU_AGENT_PORT_NAME`` (``Endpoint.gpu_health_url``; the health loop drains
   the endpoint while it answers 503);
@@ -60,6 +64,8 @@ def endpoint(
     pool: str = STATIC_POOL,
     cost_per_gpu_hour: float | None = None,
     gpu_health_url: str = "",
+    capacity_type: str = "on-demand",
+    interruption: str = "",
 ) -> Endpoint:
     return Endpoint(
         id=url,
@@ -72,6 +78,8 @@ def endpoint(
         pool=pool,
         cost_per_gpu_hour=cost_per_gpu_hour,
         gpu_health_url=gpu_health_url,
+        capacity_type=capacity_type,
+        interruption=interruption,
     )
 
 
@@ -95,7 +103,7 @@ def _from_backend(config: RouterConfig, backend: Backend) -> Endpoint:
     return endpoint(
         config, url=backend.url, model=backend.model, gpu=backend.gpu,
         tp=backend.tensor_parallel_size, kv_tokens=backend.kv_cache_tokens,
-        cost_per_gpu_hour=backend.cost_per_gpu_hour,
+        cost_per_gpu_hour=backend.cost_per_gpu_hour, capacity_type=backend.capacity_type,
     )  # fmt: skip
 
 
@@ -107,6 +115,8 @@ class PodInfo:
     pool: str = ""
     cost_per_gpu_hour: float | None = None
     gpu_agent_port: int | None = None
+    capacity_type: str = "on-demand"
+    interruption: str = ""
 
 
 GPU_HEALTH_PATH = "/health"
@@ -145,6 +155,7 @@ def _from_pod(config: RouterConfig, url: str, pod: PodInfo, *, address: str) -> 
     return endpoint(
         config, url=url, model=pod.model, gpu=pod.gpu, tp=pod.tp, pool=pod.pool,
         cost_per_gpu_hour=pod.cost_per_gpu_hour, gpu_health_url=gpu_health_url(address, pod),
+        capacity_type=pod.capacity_type, interruption=pod.interruption,
     )  # fmt: skip
 
 
@@ -199,8 +210,9 @@ def _container_port(ports: list[Mapping[str, Any]], name: str) -> int | None:
 
 
 def pod_info(pod: Mapping[str, Any]) -> PodInfo | None:
-    """Pool, GPU, TP, model and price of a raw pod (``to_dict()`` form); None without a
-    known GPU label or when not made by its pool's Deployment."""
+    """Pool, GPU, TP, model, price, capacity type and interruption of a raw pod
+    (``to_dict()`` form); None without a known GPU label or when not made by its pool's
+    Deployment."""
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
@@ -219,7 +231,23 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo | None:
         gpu=gpu, tp=max(1, tp), model=model, pool=str(labels[contract.POOL]),
         cost_per_gpu_hour=contract.parse_cost(annotations.get(contract.COST_ANNOTATION)),
         gpu_agent_port=int(agent[0]["container_port"]) if agent else None,
+        capacity_type="spot" if labels.get(contract.CAPACITY_TYPE) == "spot" else "on-demand",
+        interruption=interruption(pod),
     )  # fmt: skip
+
+
+def interruption(pod: Mapping[str, Any]) -> str:
+    """Why the pod's node is about to go away: the interruption annotation's value, else
+    the reason of a true ``DisruptionTarget`` condition; empty when neither is set."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    marked = annotations.get(contract.INTERRUPTION_ANNOTATION)
+    if marked is not None:
+        return str(marked) or "marked"
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        disrupted = condition.get("type") == contract.DISRUPTION_TARGET
+        if disrupted and condition.get("status") == "True":
+            return str(condition.get("reason") or contract.DISRUPTION_TARGET)
+    return ""
 
 
 def pools(config: RouterConfig, matched: Iterable[str]) -> list[str]:

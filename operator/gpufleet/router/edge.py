@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gpufleet import logsetup
 from gpufleet.router import appkeys, tracing
 from gpufleet.router.errors import (
     BadRequest,
@@ -37,8 +38,12 @@ def error_response(error: RouterError) -> web.Response:
 
 @web.middleware
 async def trace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request[appkeys.TRACE] = tracing.of(request.headers)
-    return await handler(request)
+    trace = request[appkeys.TRACE] = tracing.of(request.headers)
+    token = logsetup.REQUEST_ID.set(trace.request_id)  # on every log line while serving
+    try:
+        return await handler(request)
+    finally:
+        logsetup.REQUEST_ID.reset(token)
 
 
 @web.middleware

@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gpufleet.router import appkeys, body, edge, proxy, service, stats
+from gpufleet import logsetup
+from gpufleet.router import appkeys, body, edge, proxy, service, spending, stats
 from gpufleet.router.drain import Drain
 from gpufleet.router.errors import (
     PayloadTooLarge,
@@ -130,7 +131,8 @@ def _debug(
     router: service.Router, response: web.StreamResponse, outcome: proxy.Outcome
 ) -> web.StreamResponse:
     if router.config.debug_headers and outcome.decision and not response.prepared:
-        response.headers.update(proxy.debug_headers(outcome.decision.endpoint))
+        objective = router.policy.objective
+        response.headers.update(proxy.debug_headers(outcome.decision, objective=objective))
     return response
 
 
@@ -149,15 +151,41 @@ def _record(router: service.Router, job: service.Job | None, outcome: proxy.Outc
         metrics.completion_tokens.labels(job.tenant, model, gpu).inc(
             outcome.usage.completion_tokens
         )
+        spending.record(router, job, outcome)
     router.stats.outcomes[outcome.label] += 1
     if klass:
         router.stats.classes[klass] += 1
     if decision is not None:
         router.stats.generations[gpu] += 1
+        tiered, fallback = bool(router.policy.spillover.tiers), decision.endpoint.model != model
+        router.stats.routed(decision.tier, tiered=tiered, fallback=fallback)
+        if tiered or fallback:
+            tier = "" if not tiered else "overflow" if decision.tier is None else str(decision.tier)
+            metrics.tier_requests.labels(model, tier, str(fallback).lower()).inc()
         if decision.trigger:
             router.stats.triggers[decision.trigger] += 1
             router.metrics.triggers.labels(decision.trigger).inc()
-    log.debug("request class=%s endpoint=%s outcome=%s", klass, endpoint, outcome.label)
+    _log_outcome(router, job, outcome)
+
+
+def _log_outcome(router: service.Router, job: service.Job | None, outcome: proxy.Outcome) -> None:
+    """One INFO line per request: who asked for what, where it went, how it ended. No
+    prompt and no key: the job's tenant is the name the key maps to."""
+    decision = outcome.decision
+    fields: dict[str, object] = {
+        "model": job.model if job else "",
+        "tenant": job.tenant if job else "",
+        "class": job.klass if job else "",
+        "endpoint": decision.endpoint.id if decision else "",
+        "gpu": decision.endpoint.gpu if decision else "",
+        "status": outcome.code(),
+        "outcome": outcome.label,
+        "seconds": round(router.clock() - outcome.started, 3),
+    }
+    if outcome.usage is not None:
+        fields["prompt_tokens"] = outcome.usage.prompt_tokens
+        fields["completion_tokens"] = outcome.usage.completion_tokens
+    log.info("request %s", logsetup.kv(fields), extra={"fields": fields})
 
 
 async def models(request: web.Request) -> web.Response:
@@ -182,6 +210,8 @@ async def stats_json(request: web.Request) -> web.Response:
         queue_waiting=len(router.gate),
         config_state=router.config_state,
         demand=router.demand(),
+        tiers=router.policy.spillover,
+        spread=(router.spread, router.clock()),
     )
     return web.json_response(document)
 

@@ -1,10 +1,19 @@
-"""What the throughput learner is told: finished requests and the engines' counters.
+"""What the throughput learner and the performance predictor are told: finished
+requests and the engines' counters.
 
 Streams report their decode rate (``stream``); answers that are not streamed report
 their usage's completion tokens over the request's whole duration (``whole``). With a
 Prometheus source, each signal refresh also reads every engine's generated tokens per
 second and its mean running requests over the same one-minute window (``counter``).
 See ``gpufleet.routing.throughput`` for how the samples become weights.
+
+The predictor (``gpufleet.routing.performance``) gets each first token's delay with
+the prefill that was ahead of it (unless the endpoint's KV cache was too full to take
+the request at once: that delay is queueing, predicted apart by
+``gpufleet.routing.queueing``), each finished stream's seconds per token with the
+batch it ran in (the mean of the endpoint's requests in flight when it was sent and
+when it ended), and each busy counter read as a time per output token: mean running
+requests / generated tokens per second, at that batch.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ from collections.abc import Mapping
 from gpufleet.api.runtime import MetricNames
 from gpufleet.promquery import series
 from gpufleet.router import service
+from gpufleet.router.registry import Lease
+from gpufleet.routing import throughput
 
 
 def completion_tokens(body: bytes) -> int | None:
@@ -28,14 +39,40 @@ def completion_tokens(body: bytes) -> int | None:
     return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None
 
 
-def stream_finished(router: service.Router, endpoint: str, *, events: int, since: float) -> None:
-    """A stream ended normally: ``events`` SSE events after the first, since ``since``.
+def first_token(router: service.Router, lease: Lease, *, seconds: float, streamed: bool) -> None:
+    """The first token came ``seconds`` after the attempt was sent: a stream's first
+    chunk with output (``gpufleet.router.firsttoken``), or an answer that is not streamed,
+    which arrives whole and so is no first token's delay."""
+    lease.first_token()
+    if not streamed:
+        return
+    endpoint, now = lease.slot.endpoint.id, router.clock()
+    if lease.predicted is not None:  # the prediction included any wait for KV room
+        router.spread.observe(endpoint, "ttft", predicted=lease.predicted.ttft_s,
+                              observed=seconds, now=now)  # fmt: skip
+    if not lease.waited_for_kv:  # a wait for KV room is no prefill time
+        router.predictor.observe_ttft(
+            endpoint, prefill_tokens=lease.prefill_ahead, seconds=seconds, now=now
+        )
+
+
+def stream_finished(router: service.Router, lease: Lease, *, events: int, since: float) -> None:
+    """A stream ended normally: ``events`` SSE events after its first token's chunk,
+    which came at ``since``.
 
     The usage chunk and ``[DONE]`` count too; every endpoint's streams carry the same
-    two, and rates are only compared between endpoints.
+    two, and rates are only compared between endpoints (the predictor's seconds per
+    token leave them out).
     """
-    now = router.clock()
+    now, endpoint = router.clock(), lease.slot.endpoint.id
     router.learner.observe(endpoint, tokens=events, seconds=now - since, now=now)
+    if events > 2:
+        batch = (lease.batch + lease.slot.in_flight) / 2
+        tpot = (now - since) / (events - 2)
+        router.predictor.observe_tpot(endpoint, batch=batch, seconds=tpot, now=now)
+        if lease.predicted is not None:
+            router.spread.observe(endpoint, "tpot", predicted=lease.predicted.tpot_s,
+                                  observed=tpot, now=now)  # fmt: skip
 
 
 def answer_finished(router: service.Router, endpoint: str, *, body: bytes, since: float) -> None:
@@ -77,3 +114,7 @@ def counters_read(
         router.learner.observe_counter(
             endpoint, tokens_per_s=tokens_per_s, running=running, now=now
         )
+        if running >= throughput.COUNTER_MIN_RUNNING and tokens_per_s > 0:
+            router.predictor.observe_tpot(
+                endpoint, batch=running, seconds=running / tokens_per_s, now=now
+            )

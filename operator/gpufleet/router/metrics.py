@@ -173,6 +173,13 @@ class RouterMetrics:
             "gpufleet_router_routing_triggers", "Large-request triggers fired.", ["trigger"],
             registry=r,
         )  # fmt: skip
+        self.tier_requests = Counter(
+            "gpufleet_router_tier_requests",
+            "Requests per requested model by the spillover tier that served them (index "
+            "from 0; overflow: every tier was saturated) and whether the fallback model did.",
+            ["model", "tier", "fallback"],
+            registry=r,
+        )
         self.retries = Counter(
             "gpufleet_router_retries", "Attempts retried on another endpoint.", ["reason"],
             registry=r,
@@ -186,6 +193,31 @@ class RouterMetrics:
             "Router-measured time to the first response byte from the upstream, per attempt.",
             ["model", "gpu", "class"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        by_class = ["class", "gpu"]
+        self.class_tokens = Counter(
+            "gpufleet_router_class_tokens",
+            "Tokens of successful requests by class and generation; type prompt or completion.",
+            [*by_class, "type"],
+            registry=r,
+        )
+        self.gpu_seconds = Counter(
+            "gpufleet_router_gpu_seconds",
+            "GPU-seconds of successful requests: duration x TP / the batch they ran in.",
+            by_class,
+            registry=r,
+        )
+        self.dollars = Counter(
+            "gpufleet_router_dollars",
+            "Dollars of successful requests on priced endpoints: GPU-seconds x price / 3600.",
+            by_class,
+            registry=r,
+        )
+        self.slo_requests = Counter(
+            "gpufleet_router_slo_requests",
+            "Successful requests of classes with an SLO, by whether they met it (met).",
+            [*by_class, "met"],
             registry=r,
         )
         r.register(_Live(registry, signal_age))

@@ -39,10 +39,10 @@ import aiohttp
 from aiohttp import web
 
 from gpufleet.api.runtime import FailureHandling
-from gpufleet.router import appkeys, learning, service, usage
+from gpufleet.router import appkeys, explain, firsttoken, learning, service, usage
 from gpufleet.router.errors import RouterError, Unavailable, UpstreamFailed, UpstreamTimeout
 from gpufleet.router.registry import Lease, Slot
-from gpufleet.routing import breaker, picker
+from gpufleet.routing import accounting, breaker, picker
 from gpufleet.routing.model import Endpoint
 
 _HOP_HEADERS = {"content-type", "content-encoding", "x-request-id", "openai-processing-ms"}
@@ -70,13 +70,14 @@ class Outcome:
     """What happened, for metrics: ``label`` is the outcome, ``decision`` the endpoint
     chosen last (None when none was), ``status`` the HTTP status sent (None until one
     is), ``usage`` the tokens a served request used, ``started`` its arrival (router
-    clock)."""
+    clock), ``attempt`` the timing of the last attempt that got an answer."""
 
     label: str = "success"
     decision: picker.Decision | None = None
     status: int | None = None
     usage: usage.Usage | None = None
     started: float = 0.0
+    attempt: accounting.Attempt | None = None
 
     def code(self) -> int:
         """The status answered: 499 for a client gone before one, 500 for a failure."""
@@ -122,7 +123,12 @@ async def _tries(
     while True:
         decision = await _route(router, job, frozenset(tried), last, deadline)
         outcome.decision = decision
-        lease = router.registry.lease(decision.endpoint.id, job.estimate.cost)
+        estimate = job.estimate
+        lease = router.registry.lease(
+            decision.endpoint.id, estimate.cost, prefill=estimate.input_tokens,
+            kv=estimate.input_tokens + estimate.output_tokens,
+        )  # fmt: skip
+        lease.predicted = decision.prediction
         try:
             return await _attempt(router, http, job, request, lease, outcome, deadline)
         except _Retryable as failed:
@@ -205,13 +211,15 @@ async def _attempt(
         slot.breaker.on_failure(router.clock())
         raise _Retryable(UpstreamFailed("could not reach a model server"), _reason(exc)) from exc
     streaming = job.parsed.stream and upstream.status == 200
+    first_byte_s = router.clock() - started
+    marker = firsttoken.Marker(router, lease, sent=started)
     try:
         _judge(router, upstream.status, slot, streaming=streaming)
-        first_byte_s = router.clock() - started
         router.metrics.ttft.labels(job.model, slot.endpoint.gpu, job.klass).observe(first_byte_s)
         if streaming:
-            return await _stream(router, upstream, first, request, lease, outcome, deadline,
+            return await _stream(router, upstream, first, request, marker, outcome, deadline,
                                  job=job)  # fmt: skip
+        learning.first_token(router, lease, seconds=first_byte_s, streamed=False)
         outcome.label = _label(upstream.status)
         if upstream.status == 200:
             learning.answer_finished(router, slot.endpoint.id, body=first, since=started)
@@ -219,6 +227,10 @@ async def _attempt(
         return web.Response(body=first, status=upstream.status, headers=_down_headers(upstream))
     finally:
         upstream.close()
+        outcome.attempt = accounting.Attempt(
+            started, started + first_byte_s if marker.at is None else marker.at, router.clock(),
+            (lease.batch + slot.in_flight) / 2, streaming,
+        )  # fmt: skip
 
 
 def _connect_timeout(fh: FailureHandling) -> UpstreamTimeout:
@@ -286,9 +298,11 @@ def _judge(router: service.Router, status: int, slot: Slot, *, streaming: bool) 
         slot.breaker.on_success()
 
 
-def debug_headers(endpoint: Endpoint) -> dict[str, str]:
-    """Which endpoint and GPU generation served (``debugHeaders: true``)."""
-    return {"x-gpufleet-endpoint": endpoint.id, "x-gpufleet-gpu": endpoint.gpu}
+def debug_headers(decision: picker.Decision, *, objective: str) -> dict[str, str]:
+    """Which endpoint and GPU generation served, and why (``debugHeaders: true``)."""
+    endpoint = decision.endpoint
+    chosen = {"x-gpufleet-endpoint": endpoint.id, "x-gpufleet-gpu": endpoint.gpu}
+    return chosen | explain.header(decision, objective=objective)
 
 
 async def _stream(
@@ -296,27 +310,30 @@ async def _stream(
     upstream: aiohttp.ClientResponse,
     first: bytes,
     request: web.Request,
-    lease: Lease,
+    marker: firsttoken.Marker,
     outcome: Outcome,
     deadline: float,
     *,
     job: service.Job,
 ) -> web.StreamResponse:
+    lease = marker.lease
     if not first:
         lease.slot.breaker.on_failure(router.clock())
         raise _Retryable(UpstreamFailed("the model server ended the stream at once"), "empty")
     response = web.StreamResponse(status=200, headers=_down_headers(upstream))
     response.headers["Cache-Control"] = "no-cache"
-    if router.config.debug_headers:  # a stream's headers leave before the handler sees it
-        response.headers.update(debug_headers(lease.slot.endpoint))
+    # A stream's headers leave before the handler sees it.
+    if router.config.debug_headers and outcome.decision is not None:
+        objective = router.policy.objective
+        response.headers.update(debug_headers(outcome.decision, objective=objective))
     finished = False
     try:
         await response.prepare(request)
         outcome.status = response.status
         await response.write(first)
         lease.progress(first.count(b"data:"))
-        first_at = router.clock()
-        end = await _pump(router, upstream, response, lease, deadline)
+        marker.seen(first)
+        end = await _pump(router, upstream, response, marker, deadline)
         finished = end.error is None
         if finished:
             events = first.count(b"data:") + end.events
@@ -325,8 +342,8 @@ async def _stream(
                 chat=job.parsed.kind == "chat",
             )  # fmt: skip
             lease.slot.breaker.on_success()
-            endpoint = lease.slot.endpoint.id
-            learning.stream_finished(router, endpoint, events=end.events, since=first_at)
+            if marker.at is not None:
+                learning.stream_finished(router, lease, events=marker.events_after, since=marker.at)
         elif end.endpoint_at_fault:
             lease.slot.breaker.on_failure(router.clock())
             outcome.label = "upstream_error_mid_stream"
@@ -358,7 +375,7 @@ async def _pump(
     router: service.Router,
     upstream: aiohttp.ClientResponse,
     response: web.StreamResponse,
-    lease: Lease,
+    marker: firsttoken.Marker,
     deadline: float,
 ) -> _StreamEnd:
     """Copy chunks until the upstream ends, goes quiet for the idle timeout, or the
@@ -377,7 +394,8 @@ async def _pump(
                 tail.append(chunk)
                 count = chunk.count(b"data:")
                 events += count
-                lease.progress(count)
+                marker.lease.progress(count)
+                marker.seen(chunk)
                 limit.reschedule(min(loop.time() + idle, deadline))
     except TimeoutError:
         if loop.time() >= deadline:

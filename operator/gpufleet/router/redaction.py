@@ -7,6 +7,7 @@ reading a body can quote it. ``Redactor`` rewrites every record it sees: the mes
 and any traceback pass through ``redact`` (bearer tokens, ``sk-`` keys, values of
 key-like fields), and the exception of a record about a malformed request is reduced to
 its type, since its text holds request bytes no pattern can tell from a prompt.
+Structured ``fields`` (``gpufleet.logsetup``'s JSON) get the same rewriting.
 ``install`` puts it on the root logger's handlers (every record this process writes)
 and on the loggers that carry request data (so records also reach other handlers, such
 as a test's, already redacted).
@@ -49,6 +50,9 @@ class Redactor(logging.Filter):
         if getattr(record, "_redacted", False):
             return True
         record.msg, record.args = redact(record.getMessage()), None
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            record.fields = {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
         exc = record.exc_info[1] if record.exc_info else None
         if exc is not None:
             record.exc_text = (

@@ -12,13 +12,16 @@ admission queue's waiters try again: a held request's pool may have its first en
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Iterable
 
 from gpufleet.api.runtime import CircuitBreaker
-from gpufleet.routing import affinity, breaker
-from gpufleet.routing.model import Candidate, Endpoint, Load, Signals
+from gpufleet.routing import affinity, breaker, queueing
+from gpufleet.routing.model import Candidate, CircuitState, Endpoint, Load, Signals
+from gpufleet.routing.objective import Prediction
 
 Clock = Callable[[], float]
+log = logging.getLogger("gpufleet.router.breaker")
 
 
 @dataclasses.dataclass(slots=True)
@@ -29,6 +32,9 @@ class Slot:
     breaker: breaker.Breaker
     in_flight: int = 0
     pending_tokens: float = 0.0
+    prefill_tokens: float = 0.0
+    kv_tokens: float = 0.0
+    prefill_rate: queueing.Rate = dataclasses.field(default_factory=queueing.Rate)
     healthy: bool = True
     signals: Signals | None = None
     signals_at: float | None = None
@@ -37,16 +43,50 @@ class Slot:
 
 
 class Lease:
-    """One request's claim on an endpoint: its cost is pending until released."""
+    """One request's claim on an endpoint: its cost is pending and its ``kv`` tokens
+    (prompt + expected output) are held until released, and its prompt is prefill ahead
+    of later requests until its first token (``first_token``). ``prefill_ahead`` (its
+    own prompt included), ``batch`` and ``kv_ahead`` are what the endpoint had when it
+    was leased, the inputs of the performance prediction it is compared with;
+    ``predicted`` the prediction it was routed on (the ``cost`` strategy's), which the
+    router compares with what it observes (``gpufleet.routing.calibration``)."""
 
-    __slots__ = ("_probe", "_released", "cost", "slot")
+    __slots__ = (
+        "_kv", "_prefill", "_probe", "_released", "batch", "cost", "kv_ahead",
+        "predicted", "prefill_ahead", "slot",
+    )  # fmt: skip
 
-    def __init__(self, slot: Slot, cost: float, *, probe: float | None = None) -> None:
+    def __init__(
+        self,
+        slot: Slot,
+        cost: float,
+        *,
+        probe: float | None = None,
+        prefill: float = 0.0,
+        kv: float = 0.0,
+    ) -> None:
         self.slot, self.cost, self._released = slot, cost, False
-        self._probe = probe
+        self._probe, self._prefill, self._kv = probe, prefill, kv
         slot.in_flight += 1
         slot.pending_tokens += cost
+        slot.prefill_tokens += prefill
+        slot.kv_tokens += kv
         slot.requests += 1
+        self.prefill_ahead, self.batch = slot.prefill_tokens, slot.in_flight
+        self.kv_ahead = slot.kv_tokens
+        self.predicted: Prediction | None = None
+
+    @property
+    def waited_for_kv(self) -> bool:
+        """Whether the endpoint's KV cache was, by the router's count, too full to take
+        it at once: its first token then waited for room, not for prefill alone."""
+        capacity = self.slot.endpoint.kv_capacity_tokens
+        return bool(capacity) and self.kv_ahead > capacity
+
+    def first_token(self) -> None:
+        """Its prompt is prefilled: no longer ahead of anyone."""
+        self.slot.prefill_tokens = max(0.0, self.slot.prefill_tokens - self._prefill)
+        self._prefill = 0.0
 
     def progress(self, tokens: float) -> None:
         """``tokens`` of the request's cost have been served."""
@@ -60,9 +100,20 @@ class Lease:
         if self._released:
             return
         self._released = True
+        self.first_token()
         self.slot.breaker.release(self._probe)
         self.slot.in_flight -= 1
         self.slot.pending_tokens = max(0.0, self.slot.pending_tokens - self.cost)
+        self.slot.kv_tokens = max(0.0, self.slot.kv_tokens - self._kv)
+
+
+def _log_circuit(endpoint: str) -> Callable[[CircuitState], None]:
+    """An ``on_change`` that logs endpoint ``endpoint``'s circuit changes at INFO."""
+
+    def changed(state: CircuitState) -> None:
+        log.info("endpoint %s circuit is now %s", endpoint, state)
+
+    return changed
 
 
 class Registry:
@@ -84,7 +135,8 @@ class Registry:
         for endpoint in endpoints:
             old = self.slots.get(endpoint.id) or self.draining.pop(endpoint.id, None)
             if old is None:
-                fresh[endpoint.id] = Slot(endpoint, breaker.Breaker(self._policy))
+                circuit = breaker.Breaker(self._policy, on_change=_log_circuit(endpoint.id))
+                fresh[endpoint.id] = Slot(endpoint, circuit)
             else:
                 old.endpoint = endpoint
                 fresh[endpoint.id] = old
@@ -117,6 +169,9 @@ class Registry:
             Load(
                 in_flight=slot.in_flight,
                 pending_tokens=slot.pending_tokens,
+                prefill_tokens=slot.prefill_tokens,
+                kv_tokens=slot.kv_tokens,
+                prefill_per_s=slot.prefill_rate.per_second(now),
                 healthy=slot.healthy,
                 circuit=b.state(now),
                 probe_available=b.probe_available(now),
@@ -124,10 +179,16 @@ class Registry:
             ),
         )
 
-    def lease(self, endpoint_id: str, cost: float) -> Lease:
+    def lease(
+        self, endpoint_id: str, cost: float, *, prefill: float = 0.0, kv: float = 0.0
+    ) -> Lease:
+        """Claim ``endpoint_id`` for a request of ``cost``, ``prefill`` prompt tokens and
+        ``kv`` tokens of KV cache at its longest."""
         slot = self.slots[endpoint_id]
-        probe = slot.breaker.on_attempt(self._clock())
-        return Lease(slot, cost, probe=probe)
+        now = self._clock()
+        probe = slot.breaker.on_attempt(now)
+        slot.prefill_rate.add(prefill, now)
+        return Lease(slot, cost, probe=probe, prefill=prefill, kv=kv)
 
     def slot(self, endpoint_id: str) -> Slot | None:
         return self.slots.get(endpoint_id) or self.draining.get(endpoint_id)

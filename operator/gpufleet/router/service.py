@@ -3,9 +3,11 @@
 ``Router`` holds every component, built once by ``build`` (no module-level state).
 ``prepare`` turns an authenticated, parsed request into a ``Job`` (served model, class,
 priority, cost estimate); ``route`` asks the picker for an endpoint, switching to the
-fallback model when the requested one has no capacity, and otherwise waiting in the
-admission queue while all are saturated (queued) or while the routed pool that serves
-the model has no ready endpoint (held: scale from zero; ``wait_reason`` decides which).
+fallback model when the requested one has no capacity or every spillover tier is
+saturated (then, when the fallback has none either, routing over all tiers), and
+otherwise waiting in the admission queue while all are saturated (queued) or while the
+routed pool that serves the model has no ready endpoint (held: scale from zero;
+``wait_reason`` decides which).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from gpufleet.api.routingpolicy import RoutingPolicySpec
-from gpufleet.router import body
+from gpufleet.router import body, explain
 from gpufleet.router.config import RouterConfig
 from gpufleet.router.errors import BadRequest, NotFound, RateLimited, Unauthorized, Unavailable
 from gpufleet.router.gate import Gate
@@ -24,8 +26,17 @@ from gpufleet.router.liveconfig import ConfigState
 from gpufleet.router.metrics import RouterMetrics
 from gpufleet.router.registry import Registry
 from gpufleet.router.stats import Stats
-from gpufleet.routing import admission, affinity, cost, picker, retrybudget, throughput
-from gpufleet.routing.model import RoutingRequest
+from gpufleet.routing import (
+    admission,
+    affinity,
+    calibration,
+    cost,
+    performance,
+    picker,
+    retrybudget,
+    throughput,
+)
+from gpufleet.routing.model import Candidate, RoutingRequest
 
 log = logging.getLogger("gpufleet.router")
 Clock = Callable[[], float]
@@ -68,6 +79,8 @@ class Router:
     stats: Stats
     learner: throughput.Learner
     clock: Clock
+    predictor: performance.Predictor = dataclasses.field(default_factory=performance.Predictor)
+    spread: calibration.Spread = dataclasses.field(default_factory=calibration.Spread)
     turn: int = 0
     retry_budget: retrybudget.RetryBudget = dataclasses.field(
         default_factory=retrybudget.RetryBudget
@@ -157,7 +170,8 @@ def prepare(router: Router, parsed: body.Parsed, *, tenant: str, headers: Mappin
         kv_bytes=cost.kv_bytes_per_token(model),
         choices=parsed.n,
     )
-    limit = next((c.max_input_tokens for c in policy.request_classes if c.name == klass), None)
+    declared = policy.request_class(klass)
+    limit = declared.max_input_tokens if declared else None
     if limit is not None and est.input_tokens > limit:
         raise BadRequest(f"about {est.input_tokens} input tokens exceed class {klass}'s {limit}")
     session_cfg = policy.affinity.session
@@ -202,13 +216,15 @@ def admit(router: Router, job: Job) -> None:
 
 
 async def route(router: Router, job: Job, exclude: frozenset[str]) -> picker.Decision:
-    """An endpoint for ``job``: queued while saturated, fallback model when unavailable."""
+    """An endpoint for ``job``: the fallback model when the requested one has no capacity
+    or its spillover tiers are all saturated; queued while saturated."""
     outcome = _pick(router, job, job.model, exclude)
     fallback = router.policy.failure_handling.fallback_model
     if isinstance(outcome, picker.NoCapacity) and fallback and fallback != job.model:
         alternative = _pick(router, job, fallback, exclude)
         if isinstance(alternative, picker.Decision):
             return alternative
+    outcome = _overflow(router, job, exclude, outcome)
     waiting = _wait_reason(router, job.model, outcome)
     if waiting is not None:
         outcome = await _queued(router, job, exclude, waiting)
@@ -219,20 +235,55 @@ async def route(router: Router, job: Job, exclude: frozenset[str]) -> picker.Dec
     raise Unavailable(outcome.reason, retry_after_s=1)
 
 
+def _overflow(
+    router: Router, job: Job, exclude: frozenset[str], outcome: picker.Decision | picker.NoCapacity
+) -> picker.Decision | picker.NoCapacity:
+    """Every spillover tier saturated and no fallback took the request: a tier's
+    threshold is a preference, not a limit, so any endpoint with room serves it."""
+    if isinstance(outcome, picker.NoCapacity) and outcome.kind == "spilled":
+        return _pick(router, job, job.model, exclude, tiers=False)
+    return outcome
+
+
 def _pick(
-    router: Router, job: Job, model: str, exclude: frozenset[str]
+    router: Router, job: Job, model: str, exclude: frozenset[str], *, tiers: bool = True
 ) -> picker.Decision | picker.NoCapacity:
     now = router.clock()
     session = router.sessions.get(job.session, now) if job.session else None
     router.turn += 1
+    candidates = router.registry.candidates()
     inputs = picker.Inputs(
         router.policy, turn=router.turn, ring=router.registry.ring, session_target=session,
-        exclude=exclude,
+        exclude=exclude, curves=curves(router, candidates), explain=router.config.debug_headers,
+        tiers=tiers, margins=margins(router, candidates, now),
     )  # fmt: skip
-    outcome = picker.pick(job.routing_request(model), router.registry.candidates(), inputs)
+    outcome = picker.pick(job.routing_request(model), candidates, inputs)
+    if isinstance(outcome, picker.Decision):
+        explain.sample(outcome, objective=router.policy.objective, turn=router.turn)
     if isinstance(outcome, picker.Decision) and job.session:
         router.sessions.put(job.session, outcome.endpoint.id, now)
     return outcome
+
+
+def curves(router: Router, candidates: list[Candidate]) -> dict[str, performance.Curve]:
+    """Each candidate's learned performance curve; none (the priors) unless
+    ``generationWeights.mode`` is ``auto``, or for strategies that predict nothing."""
+    policy = router.policy
+    if policy.strategy != "cost" or policy.generation_weights.mode != "auto":
+        return {}
+    predictor = router.predictor
+    return {c.id: predictor.curve(c.id, performance.prior_of(c.endpoint)) for c in candidates}
+
+
+def margins(
+    router: Router, candidates: list[Candidate], now: float
+) -> dict[str, calibration.Margin]:
+    """How far each candidate's latency ran past its predictions lately; none (the
+    default margin) where ``curves`` gives none."""
+    policy = router.policy
+    if policy.strategy != "cost" or policy.generation_weights.mode != "auto":
+        return {}
+    return {c.id: router.spread.margin(c.id, now) for c in candidates}
 
 
 def wait_reason(
@@ -279,7 +330,7 @@ async def _queued(
     try:
         while True:
             await router.gate.wait(ticket, entered + queue.timeout_seconds)
-            outcome = _pick(router, job, job.model, exclude)
+            outcome = _overflow(router, job, exclude, _pick(router, job, job.model, exclude))
             now_waiting = _wait_reason(router, job.model, outcome)
             if now_waiting is None:
                 return outcome

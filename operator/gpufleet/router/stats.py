@@ -4,7 +4,13 @@ status — ``config`` (the policy generation applied, the error of a change that
 not be, when), ``backends`` (endpoints discovered and routable per pool and GPU) and
 ``effectiveWeights`` (throughput weight per GPU generation in use, per GPU) — and what
 the autoscaler reads: ``demand``, requests waiting per pool, ``held`` for a pool with no
-ready endpoint (scale from zero) and ``queued`` behind saturated endpoints.
+ready endpoint (scale from zero) and ``queued`` behind saturated endpoints. ``cost``
+gives per GPU generation the tokens, GPU-seconds and dollars of the requests it served
+and their dollars per million completion tokens; ``slo`` per class and generation the
+requests that met and missed the class's SLO; ``spillover`` the requests each spillover
+tier served (``overflow`` when all were saturated and no fallback took them), the
+requests the fallback model served, and per model each tier's utilisation now, whether
+it is saturated and which tier serves (None: all saturated).
 
 Counts live in ``Stats`` (updated on the request path, O(1)); ``document`` renders them
 with a snapshot of the registry.
@@ -17,10 +23,23 @@ import dataclasses
 import statistics
 from collections.abc import Mapping
 
+from gpufleet.api.spillover import Spillover
 from gpufleet.router.liveconfig import ConfigState
 from gpufleet.router.registry import Registry
-from gpufleet.routing import cost
+from gpufleet.router.usage import Usage
+from gpufleet.routing import accounting, calibration, cost, filters, spillover
 from gpufleet.routing.admission import Demand
+from gpufleet.routing.model import Candidate
+
+
+@dataclasses.dataclass(slots=True)
+class Spending:
+    """What one GPU generation's served requests used and cost."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    gpu_seconds: float = 0.0
+    dollars: float = 0.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -31,6 +50,28 @@ class Stats:
     generations: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     classes: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     retries: int = 0
+    spending: dict[str, Spending] = dataclasses.field(default_factory=dict)  # by GPU
+    # (class, GPU) -> [met, missed] of requests whose class has an SLO.
+    slo: dict[tuple[str, str], list[int]] = dataclasses.field(default_factory=dict)
+    # Spillover tier index (or "overflow") -> requests it served; fallback-model requests.
+    tiers: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    fallbacks: int = 0
+
+    def routed(self, tier: int | None, *, tiered: bool, fallback: bool) -> None:
+        """Count which spillover tier served a request and whether the fallback did."""
+        self.fallbacks += fallback
+        if tiered:
+            self.tiers["overflow" if tier is None else str(tier)] += 1
+
+    def spent(self, klass: str, gpu: str, used: Usage, spend: accounting.Spend) -> None:
+        """Count one served request's tokens, GPU time, dollars and SLO verdict."""
+        row = self.spending.setdefault(gpu, Spending())
+        row.prompt_tokens += used.prompt_tokens
+        row.completion_tokens += used.completion_tokens
+        row.gpu_seconds += spend.gpu_seconds
+        row.dollars += spend.dollars or 0.0
+        if spend.slo_met is not None:
+            self.slo.setdefault((klass, gpu), [0, 0])[not spend.slo_met] += 1
 
 
 def _share(part: int, whole: int) -> float:
@@ -47,6 +88,8 @@ def document(
     queue_waiting: int,
     config_state: ConfigState,
     demand: Mapping[str, Demand] | None = None,
+    tiers: Spillover | None = None,
+    spread: tuple[calibration.Spread, float] | None = None,
 ) -> dict[str, object]:
     routed = sum(stats.generations.values())
     large = sum(stats.triggers.values())
@@ -69,7 +112,7 @@ def document(
             g: {"requests": n, "percentage": _share(n, routed)}
             for g, n in sorted(stats.generations.items())
         },
-        "endpoints": _endpoints(registry),
+        "endpoints": _endpoints(registry, spread),
         "balance": _balance(registry),
         "signals": {
             "source": "prometheus" if registry.fresh_signals() else "local",
@@ -86,7 +129,61 @@ def document(
         "backends": backends(registry),
         "effectiveWeights": effective_weights(registry),
         "demand": _demand(demand or {}),
+        "cost": _cost(stats),
+        "slo": _slo(stats),
+        "spillover": _spillover(stats, registry, tiers or Spillover()),
     }
+
+
+def _spillover(stats: Stats, registry: Registry, tiers: Spillover) -> dict[str, object]:
+    by_model: dict[str, list[Candidate]] = collections.defaultdict(list)
+    for candidate in filters.healthy(registry.candidates()):
+        if candidate.load.circuit != "open":
+            by_model[candidate.endpoint.model].append(candidate)
+    models = {m: _tier_rows(tiers, c) for m, c in sorted(by_model.items())} if tiers.tiers else {}
+    return {"requests": dict(sorted(stats.tiers.items())), "fallbacks": stats.fallbacks,
+            "models": models}  # fmt: skip
+
+
+def _tier_rows(tiers: Spillover, candidates: list[Candidate]) -> dict[str, object]:
+    loads = spillover.loads(tiers, candidates)
+    serving = next((t.index for t in loads if not t.saturated), None)
+    return {"serving": serving, "tiers": [_tier_row(t) for t in loads]}
+
+
+def _tier_row(load: spillover.TierLoad) -> dict[str, object]:
+    return {
+        "generations": list(load.generations),
+        "saturationPercent": round(load.threshold * 100),
+        "endpoints": load.endpoints,
+        "utilisationPercent": round(load.utilisation * 100, 1),
+        "saturated": load.saturated,
+    }
+
+
+def _cost(stats: Stats) -> dict[str, dict[str, float | None]]:
+    """Per generation: tokens, GPU-seconds, dollars and dollars per million completion
+    tokens of the requests it served (None before any completion token, or unpriced)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for gpu, row in sorted(stats.spending.items()):
+        completion, dollars = row.completion_tokens, row.dollars
+        per_million = dollars / completion * 1e6 if completion and dollars else None
+        out[gpu] = {
+            "prompt_tokens": row.prompt_tokens, "completion_tokens": completion,
+            "gpu_seconds": round(row.gpu_seconds, 3), "dollars": round(dollars, 6),
+            "dollars_per_million_tokens": None if per_million is None else round(per_million, 4),
+        }  # fmt: skip
+    return out
+
+
+def _slo(stats: Stats) -> dict[str, dict[str, dict[str, float]]]:
+    """Class -> generation -> requests that met and missed the class's SLO, and the
+    percentage met."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for (klass, gpu), (met, missed) in sorted(stats.slo.items()):
+        row = {"met": met, "missed": missed, "attainment": _share(met, met + missed)}
+        out.setdefault(klass, {})[gpu] = row
+    return out
 
 
 def _demand(demand: Mapping[str, Demand]) -> dict[str, dict[str, int]]:
@@ -117,12 +214,15 @@ def effective_weights(registry: Registry) -> dict[str, float]:
     return {gpu: round(statistics.fmean(values), 4) for gpu, values in sorted(per.items())}
 
 
-def _endpoints(registry: Registry) -> list[dict[str, object]]:
+def _endpoints(
+    registry: Registry, spread: tuple[calibration.Spread, float] | None
+) -> list[dict[str, object]]:
     total = sum(s.requests for s in registry.slots.values()) or 1
     rows: list[dict[str, object]] = []
     for candidate in registry.candidates():
         slot = registry.slots[candidate.id]
         signals = candidate.load.signals
+        margin = _margin(candidate.id, spread)
         rows.append(
             {
                 "id": candidate.id,
@@ -130,21 +230,37 @@ def _endpoints(registry: Registry) -> list[dict[str, object]]:
                 "gpu": candidate.endpoint.gpu,
                 "pool": candidate.endpoint.pool,
                 "cost_per_gpu_hour": candidate.endpoint.cost_per_gpu_hour,
+                "capacity_type": candidate.endpoint.capacity_type,
+                "interruption": candidate.endpoint.interruption,
                 "tensor_parallel_size": candidate.endpoint.tensor_parallel_size,
                 "throughput_weight": round(candidate.endpoint.throughput, 4),
                 "healthy": candidate.load.healthy,
                 "circuit": candidate.load.circuit,
                 "in_flight": candidate.load.in_flight,
                 "pending_tokens": round(candidate.load.pending_tokens, 1),
+                "prefill_tokens": round(candidate.load.prefill_tokens, 1),
+                "kv_tokens": round(candidate.load.kv_tokens, 1),
+                "prefill_tokens_per_s": round(candidate.load.prefill_per_s, 1),
                 "requests": slot.requests,
                 "percentage": _share(slot.requests, total),
                 "signals": dataclasses.asdict(signals) if signals else None,
+                "slo_margin": margin,
             }
         )
     rows.extend(
         {"id": k, "draining": True, "in_flight": s.in_flight} for k, s in registry.draining.items()
     )
     return rows
+
+
+def _margin(
+    endpoint: str, spread: tuple[calibration.Spread, float] | None
+) -> dict[str, float | None]:
+    """How far the endpoint's streams ran past their predictions lately (the 90th
+    percentile of observed / predicted TTFT and TPOT); None until learned."""
+    learned, now = spread or (calibration.Spread(), 0.0)
+    factors = {m: learned.factor(endpoint, m, now) for m in ("ttft", "tpot")}
+    return {m: None if f is None else round(f, 3) for m, f in factors.items()}
 
 
 def _balance(registry: Registry) -> dict[str, object]:

@@ -9,12 +9,16 @@ attempt is ``release``d when over, so a probe without a verdict never keeps its 
 ``follows_request`` tells failures that follow a request from those of its endpoints:
 when every endpoint tried failed one request with the same status, the request is at
 fault (a poison request), and counting it would eject the whole fleet.
+
+``on_change`` (optional) hears every transition as it happens: ``open`` when failures
+open the circuit (again, after a failed probe), ``half-open`` when the first probe is
+sent, ``closed`` when a success closes it; the router logs them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gpufleet.api.runtime import CircuitBreaker as BreakerPolicy
 from gpufleet.routing.model import CircuitState
@@ -26,6 +30,8 @@ class Breaker:
     failures: int = 0
     opened_at: float | None = None
     probes: int = 0
+    on_change: Callable[[CircuitState], None] | None = None
+    announced: float | None = dataclasses.field(default=None, init=False, repr=False)
 
     def state(self, now: float) -> CircuitState:
         if self.opened_at is None:
@@ -46,6 +52,9 @@ class Breaker:
         (the opening it probes) to hand to ``release``, or None when it took no slot."""
         if self.state(now) != "half-open":
             return None
+        if self.announced != self.opened_at:  # once per opening, not per probe
+            self.announced = self.opened_at
+            self._changed("half-open")
         self.probes += 1
         return self.opened_at
 
@@ -57,14 +66,23 @@ class Breaker:
             self.probes -= 1
 
     def on_success(self) -> None:
+        was_open = self.opened_at is not None
         self.failures, self.opened_at, self.probes = 0, None, 0
+        if was_open:
+            self._changed("closed")
 
     def on_failure(self, now: float) -> None:
         """One failure; opens the circuit at the threshold or on a failed probe."""
         self.failures += 1
-        half_open = self.state(now) == "half-open"
-        if half_open or self.failures >= self.policy.consecutive_failures:
+        before = self.state(now)
+        if before == "half-open" or self.failures >= self.policy.consecutive_failures:
             self.opened_at, self.probes = now, 0
+            if before != "open":
+                self._changed("open")
+
+    def _changed(self, state: CircuitState) -> None:
+        if self.on_change is not None:
+            self.on_change(state)
 
 
 def follows_request(statuses: Sequence[int], *, served: bool) -> bool:

@@ -3,6 +3,8 @@
 Each filter keeps a subset of the candidates, in order. ``circuit`` never ejects every
 endpoint: when all circuits are open it keeps them all (panic mode, as Envoy does),
 since refusing everything is worse than trying an endpoint that may have recovered.
+``not_interrupted`` does the same for endpoints whose node is about to go away (they
+still answer until it does), and ``spot`` keeps the spot endpoints when there are any.
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ def circuit(candidates: Candidates) -> list[Candidate]:
         if c.load.circuit == "closed" or (c.load.circuit == "half-open" and c.load.probe_available)
     ]
     return allowed or list(candidates)
+
+
+def not_interrupted(candidates: Candidates) -> list[Candidate]:
+    """Endpoints whose node is not marked for interruption; all when every one is."""
+    staying = [c for c in candidates if not c.endpoint.interruption]
+    return staying or list(candidates)
+
+
+def spot(candidates: Candidates) -> list[Candidate]:
+    """The spot endpoints, or all when there is none."""
+    return [c for c in candidates if c.endpoint.capacity_type == "spot"] or list(candidates)
 
 
 def fits_kv(request: RoutingRequest, candidates: Candidates) -> list[Candidate]:

@@ -20,7 +20,8 @@ class Endpoint:
     learned figure in ``auto`` mode (A100-80GB x 1 = 1.0). ``pool`` is the ModelPool it
     belongs to (``static`` for configured backends); ``cost_per_gpu_hour`` its price
     when the pool's variant sets one; ``gpu_health_url`` its pod's GPU health agent's
-    ``/health`` (empty when the pod has none).
+    ``/health`` (empty when the pod has none); ``capacity_type`` ``spot`` or
+    ``on-demand``; ``interruption`` why its node is about to go away (empty: it is not).
     """
 
     id: str
@@ -33,6 +34,8 @@ class Endpoint:
     pool: str = ""
     cost_per_gpu_hour: float | None = None
     gpu_health_url: str = ""
+    capacity_type: str = "on-demand"
+    interruption: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,12 +60,20 @@ class Load:
     """The router's view of one endpoint at decision time.
 
     ``pending_tokens`` is the cost (in tokens, see ``cost.request_cost``) of the requests
-    in flight that has not been served yet; ``signals`` is None when Prometheus data is
-    missing or stale, and scorers then fall back to the local figures.
+    in flight that has not been served yet; ``prefill_tokens`` the prompt tokens of
+    those without a first token yet (prefill queued ahead of a new request);
+    ``kv_tokens`` the prompt and expected output tokens of the requests in flight (the
+    KV cache they will hold at their longest); ``prefill_per_s`` the prompt tokens per
+    second sent there lately (``gpufleet.routing.queueing.Rate``); ``signals`` is None
+    when Prometheus data is missing or stale, and scorers then fall back to the local
+    figures.
     """
 
     in_flight: int = 0
     pending_tokens: float = 0.0
+    prefill_tokens: float = 0.0
+    kv_tokens: float = 0.0
+    prefill_per_s: float = 0.0
     healthy: bool = True
     circuit: CircuitState = "closed"
     probe_available: bool = True

@@ -14,7 +14,10 @@ better; the cost strategy sums them with the RoutingPolicy's ``scorerWeights``.
   in ``load``, which divides by throughput, and a second "fastest first" bonus piled
   interactive traffic onto the fastest generation (bench/router_quality.py measured
   cost at 0.71x round-robin's goodput with it);
-- ``cost``: neutral 1 — no price source exists yet.
+- ``cost``: the cheapest price per token among the candidates over this one's
+  (``objective.price_scores``: price per GPU-hour x TP / predicted busy tokens per
+  second; GPU-seconds per token when no endpoint has a price); neutral 1 when the
+  picker gave no prices.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Context:
     prefix_target: str | None = None
     session_target: str | None = None
     preferred_generations: tuple[str, ...] = ()
+    price_scores: tuple[float, ...] = ()
 
 
 Scorer = Callable[[RoutingRequest, Sequence[Candidate], Context], list[float]]
@@ -115,6 +119,8 @@ def class_preference(
 
 
 def price(request: RoutingRequest, candidates: Sequence[Candidate], ctx: Context) -> list[float]:
+    if len(ctx.price_scores) == len(candidates):
+        return list(ctx.price_scores)
     return [1.0 for _ in candidates]
 
 
@@ -138,17 +144,24 @@ SCORERS: dict[str, Scorer] = {
 }
 
 
-def weighted(
+def breakdown(
     request: RoutingRequest,
     candidates: Sequence[Candidate],
     ctx: Context,
     weights: dict[str, float],
-) -> list[float]:
-    """Sum of clamped scores x weights per candidate (zero-weight scorers skipped)."""
-    totals = [0.0] * len(candidates)
-    for name, weight in weights.items():
-        if weight <= 0:
-            continue
-        for i, value in enumerate(SCORERS[name](request, candidates, ctx)):
-            totals[i] += weight * _clamp(value)
-    return totals
+) -> dict[str, list[float]]:
+    """Each weighted scorer's clamped values per candidate (zero-weight scorers skipped)."""
+    return {
+        name: [_clamp(v) for v in SCORERS[name](request, candidates, ctx)]
+        for name, weight in weights.items()
+        if weight > 0
+    }
+
+
+def totals(scores: dict[str, list[float]], weights: dict[str, float], n: int) -> list[float]:
+    """Σ weight x score per candidate over ``breakdown``'s scores."""
+    sums = [0.0] * n
+    for name, values in scores.items():
+        for i, value in enumerate(values):
+            sums[i] += weights[name] * value
+    return sums

@@ -1,0 +1,29 @@
+"""Accounting of served requests by class x GPU generation: tokens, GPU-seconds,
+dollars and SLO attainment, into ``/metrics`` and ``/stats`` (the figures come from
+``gpufleet.routing.accounting``)."""
+
+from __future__ import annotations
+
+from gpufleet.router import proxy, service
+from gpufleet.routing import accounting
+
+
+def record(router: service.Router, job: service.Job, outcome: proxy.Outcome) -> None:
+    """Count one request that ended in success with an answer and its usage."""
+    decision, attempt, used = outcome.decision, outcome.attempt, outcome.usage
+    if decision is None or attempt is None or used is None or outcome.label != "success":
+        return
+    klass = router.policy.request_class(job.klass)
+    spent = accounting.spend(
+        decision.endpoint, attempt, arrived=outcome.started,
+        completion_tokens=used.completion_tokens, slo=klass.slo if klass else None,
+    )  # fmt: skip
+    gpu, metrics = decision.endpoint.gpu, router.metrics
+    metrics.class_tokens.labels(job.klass, gpu, "prompt").inc(used.prompt_tokens)
+    metrics.class_tokens.labels(job.klass, gpu, "completion").inc(used.completion_tokens)
+    metrics.gpu_seconds.labels(job.klass, gpu).inc(spent.gpu_seconds)
+    if spent.dollars is not None:
+        metrics.dollars.labels(job.klass, gpu).inc(spent.dollars)
+    if spent.slo_met is not None:
+        metrics.slo_requests.labels(job.klass, gpu, str(spent.slo_met).lower()).inc()
+    router.stats.spent(job.klass, gpu, used, spent)

@@ -1,0 +1,142 @@
+"""What the ``cost`` strategy optimises (``objective``), from each candidate's predicted
+latency and price. Pure.
+
+``predict`` evaluates an endpoint's learned curve (``gpufleet.routing.performance``)
+for one request at what it would find queued there (``gpufleet.routing.queueing``):
+TTFT = the wait for a place in the batch + the prefill ahead of it and its own prompt,
+TPOT at the batch it would join, stretched by the prefill of the prompts sent after it,
+and what a token of it would cost there: price per GPU-hour x TP x that TPOT / that
+batch — the request's share of the replica, as the router's accounting charges it
+(``gpufleet.routing.accounting``). A replica already running a batch is cheaper per
+token than an idle one of the same generation, so ``cost`` packs requests onto busy
+replicas up to their SLO and leaves the rest idle for the autoscaler to remove. A
+candidate meets its class's SLO when each bound the class sets — TTFT, TPOT and end to
+end (TTFT + output tokens x TPOT) — holds for the predictions times the endpoint's
+``calibration.Margin``: the predictions are means, the SLOs bound the 90th percentile,
+and the margin is how far this endpoint's recent requests ran past their predictions
+at that percentile (``SLO_HEADROOM`` of the bound to spare until it has learned one).
+
+- ``cost``: among the candidates predicted to meet the SLO, the lowest price per token;
+  candidates within ``PRICE_BAND`` of it are equally cheap and the scorers' sum decides
+  between them (so load, KV and affinity still spread and place work within a
+  generation). When none meets it, the best predicted latency.
+- ``latency``: the least predicted TTFT + output tokens x TPOT, the scorers breaking
+  ties.
+- ``balanced``: the scorers' weighted sum alone, where the ``cost`` scorer is the
+  cheapest price per token over this candidate's.
+
+Unpriced endpoints: when no candidate has a price, GPU-seconds per token rank them;
+when some have one, an unpriced endpoint is dearer than any priced one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from gpufleet.api.traffic import Slo
+from gpufleet.routing import calibration, performance, queueing
+from gpufleet.routing.model import Candidate, RoutingRequest
+
+Objective = Literal["cost", "latency", "balanced"]
+SLO_HEADROOM = 1 / calibration.DEFAULT_FACTOR  # 0.8
+PRICE_BAND = 0.05
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prediction:
+    """One candidate's predicted latency for a request and its price per token.
+
+    ``dollars_per_million`` is None for an endpoint without a price;
+    ``gpu_seconds_per_token`` is this request's share of the GPU time of each of its
+    tokens at the batch it would join."""
+
+    ttft_s: float
+    tpot_s: float
+    gpu_seconds_per_token: float
+    dollars_per_million: float | None
+    meets_slo: bool
+
+    def latency_s(self, output_tokens: int) -> float:
+        return self.ttft_s + output_tokens * self.tpot_s
+
+
+def predict(
+    request: RoutingRequest,
+    candidate: Candidate,
+    curve: performance.Curve,
+    slo: Slo | None,
+    margin: calibration.Margin = calibration.DEFAULT,
+) -> Prediction:
+    endpoint = candidate.endpoint
+    found = queueing.queue(request, candidate, curve)
+    ttft, tpot = found.ttft(curve), found.tpot(curve)
+    gpu_s = endpoint.tensor_parallel_size * tpot / max(1.0, found.batch)
+    price = endpoint.cost_per_gpu_hour
+    dollars = None if price is None else price / 3600 * gpu_s * 1e6
+    fits = meets(slo, ttft * margin.ttft, tpot * margin.tpot, request.output_tokens, headroom=1.0)
+    return Prediction(ttft, tpot, gpu_s, dollars, fits)
+
+
+def meets(
+    slo: Slo | None,
+    ttft_s: float,
+    tpot_s: float,
+    output_tokens: int,
+    *,
+    headroom: float = SLO_HEADROOM,
+) -> bool:
+    """Whether every bound of ``slo`` holds within ``headroom`` x it (no SLO: yes)."""
+    if slo is None:
+        return True
+    bounds = (
+        (slo.ttft_millis, ttft_s * 1000),
+        (slo.tpot_millis, tpot_s * 1000),
+        (slo.end_to_end_seconds, ttft_s + output_tokens * tpot_s),
+    )
+    return all(bound is None or value <= bound * headroom for bound, value in bounds)
+
+
+def unit_costs(predictions: Sequence[Prediction]) -> list[float]:
+    """What a token costs on each candidate, comparable across them: dollars where any
+    is priced (inf for the unpriced), else GPU-seconds."""
+    if any(p.dollars_per_million is not None for p in predictions):
+        return [math.inf if p.dollars_per_million is None else p.dollars_per_million
+                for p in predictions]  # fmt: skip
+    return [p.gpu_seconds_per_token for p in predictions]
+
+
+def price_scores(predictions: Sequence[Prediction]) -> list[float]:
+    """The ``cost`` scorer: cheapest unit cost / this one's (0 for an unpriced one)."""
+    costs = unit_costs(predictions)
+    best = min(costs, default=math.inf)
+    return [best / c if math.isfinite(c) and c > 0 else 0.0 for c in costs]
+
+
+def choose(
+    objective: Literal["cost", "latency"],
+    request: RoutingRequest,
+    predictions: Sequence[Prediction],
+    scores: Sequence[float],
+) -> int:
+    """The index of the candidate ``objective`` picks; ``scores`` (the scorers' sums)
+    break ties."""
+    every = range(len(predictions))
+    if objective == "cost":
+        meeting = [i for i in every if predictions[i].meets_slo]
+        if meeting:
+            costs = unit_costs(predictions)
+            cheapest = min(costs[i] for i in meeting)
+            band = [i for i in meeting if costs[i] <= cheapest * (1 + PRICE_BAND)]
+            return max(band, key=lambda i: (scores[i], -i))
+    return min(every, key=lambda i: (predictions[i].latency_s(request.output_tokens),
+                                     -scores[i], i))  # fmt: skip
+
+
+def curves_for(
+    candidates: Sequence[Candidate], curves: Mapping[str, performance.Curve]
+) -> list[performance.Curve]:
+    """Each candidate's curve: the one given, else its prior (or the reference)."""
+    return [curves.get(c.id) or performance.prior_of(c.endpoint) for c in candidates]

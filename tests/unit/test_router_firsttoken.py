@@ -1,0 +1,33 @@
+"""A stream's first token is its first event with output, not its role-only opening."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpufleet.router import firsttoken
+
+ROLE = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
+TOKEN = b'data: {"choices":[{"index":0,"delta":{"content":" abcd"},"finish_reason":null}]}\n\n'
+
+
+@pytest.mark.parametrize(
+    ("chunk", "output"),
+    [
+        (ROLE, False),
+        (TOKEN, True),
+        (ROLE + TOKEN, True),  # both in one read
+        (b'data: {"choices":[{"index":0,"text":"x","finish_reason":null}]}\n\n', True),
+        (b'data: {"choices":[{"index":0,"text":"","finish_reason":null}]}\n\n', False),
+        (b'data: {"choices":[{"delta":{"reasoning_content":"hm"}}]}\n\n', True),
+        (b'data: {"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}\n\n', True),
+        (b'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\n', True),
+        (b'data: {"choices":[],"usage":{"prompt_tokens":3}}\n\n', False),
+        (b'data: {"error":{"message":"boom"}}\n\n', True),
+        (b"data: [DONE]\n\n", True),
+        (b'data: {"choices":[{"delta":{"ro', True),  # cut: cannot tell, so output
+        (b": keep-alive\n\n", False),
+        (b"", False),
+    ],
+)
+def test_carries_output(chunk: bytes, output: bool) -> None:
+    assert firsttoken.carries_output(chunk) is output
