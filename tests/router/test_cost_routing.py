@@ -6,10 +6,12 @@ class and generation in /stats and /metrics."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import aiohttp
 
+from gpufleet.routing import calibration
 from tests.router.peers import Sim, chat, router_config, serve_router, stream_events
 
 # Per GPU-hour: the A100-40GB is the cheaper per token (its prior is about 0.57x the
@@ -66,3 +68,20 @@ async def test_a_tight_slo_spills_to_the_faster_generation(sims: tuple[Sim, Sim]
         async with request as r:
             gpu = r.headers["x-gpufleet-gpu"]
     assert gpu == "H100-80GB"
+
+
+async def test_missed_slos_tighten_their_class_and_show_in_stats(sims: tuple[Sim, Sim]) -> None:
+    # A 1 ms TTFT bound no engine meets: every answer is a miss, and each miss raises
+    # the class's tightening by exp(STEP x TARGET_ATTAINMENT).
+    classes = [{"name": "interactive", "slo": {"ttftMillis": 1}}, {"name": "batch"}]
+    config = _config(sims, requestClasses=classes)
+    async with serve_router(config) as (url, _), aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.post(url + "/v1/chat/completions", json=chat(max_tokens=4)) as r:
+                assert r.status == 200
+        async with session.get(url + "/stats") as r:
+            document = await r.json()
+    expected = math.exp(3 * calibration.STEP * calibration.TARGET_ATTAINMENT)
+    assert document["slo_tightening"] == {"interactive": round(expected, 3)}
+    missed = sum(row["missed"] for row in document["slo"]["interactive"].values())
+    assert missed == 3

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import random
+import statistics
+
 import pytest
 
 from gpufleet.routing import calibration
@@ -49,3 +53,48 @@ def test_meaningless_samples_are_ignored(predicted: float, observed: float) -> N
     for _ in range(20):
         spread.observe("e", "tpot", predicted=predicted, observed=observed, now=0.0)
     assert spread.factor("e", "tpot", 0.0) is None
+
+
+def test_a_class_tightens_on_misses_and_relaxes_on_requests_that_met_it() -> None:
+    attainment = calibration.Attainment()
+    assert attainment.factor("interactive") == 1.0
+    attainment.observe("interactive", met=False)
+    up = math.exp(calibration.STEP * calibration.TARGET_ATTAINMENT)
+    assert attainment.factor("interactive") == pytest.approx(up)
+    attainment.observe("interactive", met=True)
+    down = math.exp(-calibration.STEP * (1 - calibration.TARGET_ATTAINMENT))
+    assert attainment.factor("interactive") == pytest.approx(up * down)
+    assert attainment.factor("batch") == 1.0  # classes apart
+    assert attainment.factors() == {"interactive": pytest.approx(up * down)}
+
+
+def test_tightening_stays_within_one_and_its_bound() -> None:
+    attainment = calibration.Attainment()
+    for _ in range(100):
+        attainment.observe("a", met=False)
+        attainment.observe("b", met=True)
+    assert attainment.factor("a") == calibration.MAX_TIGHTENING
+    assert attainment.factor("b") == 1.0
+
+
+def test_tightening_settles_where_the_target_share_meets_the_slo() -> None:
+    # A world where a request misses its SLO with a probability that falls as the
+    # class is tightened (fewer requests placed at the SLO's edge): 40 % untightened,
+    # none at 2x. The factor settles where about 5 % miss.
+    rng = random.Random(7)
+    attainment = calibration.Attainment()
+    outcomes, factors = [], []
+    for _ in range(20_000):
+        miss_chance = max(0.0, 0.4 * (2.0 - attainment.factor("interactive")))
+        missed = rng.random() < miss_chance
+        attainment.observe("interactive", met=not missed)
+        outcomes.append(missed)
+        factors.append(attainment.factor("interactive"))
+    late = outcomes[5_000:]
+    assert sum(late) / len(late) == pytest.approx(1 - calibration.TARGET_ATTAINMENT, abs=0.01)
+    # 5 % missing is a factor of 1.875 in this world; each miss moves it by 10 %.
+    assert statistics.fmean(factors[5_000:]) == pytest.approx(1.875, abs=0.05)
+
+
+def test_a_tightened_margin_scales_both_measures() -> None:
+    assert calibration.Margin(1.5, 2.0).tightened(2.0) == calibration.Margin(3.0, 4.0)

@@ -212,6 +212,7 @@ async def stats_json(request: web.Request) -> web.Response:
         demand=router.demand(),
         tiers=router.policy.spillover,
         spread=(router.spread, router.clock()),
+        tightening=router.attainment.factors(),
     )
     return web.json_response(document)
 

@@ -81,6 +81,7 @@ class Router:
     clock: Clock
     predictor: performance.Predictor = dataclasses.field(default_factory=performance.Predictor)
     spread: calibration.Spread = dataclasses.field(default_factory=calibration.Spread)
+    attainment: calibration.Attainment = dataclasses.field(default_factory=calibration.Attainment)
     turn: int = 0
     retry_budget: retrybudget.RetryBudget = dataclasses.field(
         default_factory=retrybudget.RetryBudget
@@ -255,7 +256,7 @@ def _pick(
     inputs = picker.Inputs(
         router.policy, turn=router.turn, ring=router.registry.ring, session_target=session,
         exclude=exclude, curves=curves(router, candidates), explain=router.config.debug_headers,
-        tiers=tiers, margins=margins(router, candidates, now),
+        tiers=tiers, margins=margins(router, candidates, now, job.klass),
     )  # fmt: skip
     outcome = picker.pick(job.routing_request(model), candidates, inputs)
     if isinstance(outcome, picker.Decision):
@@ -276,14 +277,16 @@ def curves(router: Router, candidates: list[Candidate]) -> dict[str, performance
 
 
 def margins(
-    router: Router, candidates: list[Candidate], now: float
+    router: Router, candidates: list[Candidate], now: float, klass: str
 ) -> dict[str, calibration.Margin]:
-    """How far each candidate's latency ran past its predictions lately; none (the
-    default margin) where ``curves`` gives none."""
+    """How far each candidate's latency ran past its predictions lately, tightened by
+    how ``klass``'s requests met their SLO lately (``calibration.Attainment``); none
+    (the default margin) where ``curves`` gives none."""
     policy = router.policy
     if policy.strategy != "cost" or policy.generation_weights.mode != "auto":
         return {}
-    return {c.id: router.spread.margin(c.id, now) for c in candidates}
+    tightening = router.attainment.factor(klass)
+    return {c.id: router.spread.margin(c.id, now).tightened(tightening) for c in candidates}
 
 
 def wait_reason(

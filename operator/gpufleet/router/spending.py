@@ -1,6 +1,7 @@
 """Accounting of served requests by class x GPU generation: tokens, GPU-seconds,
 dollars and SLO attainment, into ``/metrics`` and ``/stats`` (the figures come from
-``gpufleet.routing.accounting``)."""
+``gpufleet.routing.accounting``); each SLO verdict also steers its class's tightening
+(``gpufleet.routing.calibration.Attainment``)."""
 
 from __future__ import annotations
 
@@ -26,4 +27,5 @@ def record(router: service.Router, job: service.Job, outcome: proxy.Outcome) -> 
         metrics.dollars.labels(job.klass, gpu).inc(spent.dollars)
     if spent.slo_met is not None:
         metrics.slo_requests.labels(job.klass, gpu, str(spent.slo_met).lower()).inc()
+        router.attainment.observe(job.klass, met=spent.slo_met)
     router.stats.spent(job.klass, gpu, used, spent)

@@ -90,6 +90,7 @@ def document(
     demand: Mapping[str, Demand] | None = None,
     tiers: Spillover | None = None,
     spread: tuple[calibration.Spread, float] | None = None,
+    tightening: Mapping[str, float] | None = None,
 ) -> dict[str, object]:
     routed = sum(stats.generations.values())
     large = sum(stats.triggers.values())
@@ -131,6 +132,7 @@ def document(
         "demand": _demand(demand or {}),
         "cost": _cost(stats),
         "slo": _slo(stats),
+        "slo_tightening": {k: round(f, 3) for k, f in sorted((tightening or {}).items())},
         "spillover": _spillover(stats, registry, tiers or Spillover()),
     }
 

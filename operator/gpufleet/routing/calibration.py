@@ -15,6 +15,18 @@ predicted of its last ``WINDOW`` requests younger than ``MAX_AGE_S``; ``margin``
 then the endpoint's predicted 90th percentile. Until an endpoint has ``MIN_SAMPLES``
 ratios of a measure, its margin is ``DEFAULT_FACTOR`` (a prediction must leave a fifth
 of the bound to spare).
+
+A margin learned from the last two minutes lags a queue that builds in seconds, and a
+request placed at the SLO's edge misses on any error the ratios did not see. So
+``Attainment`` closes the loop on what the SLO is about: per request class, a
+*tightening* factor (at least 1, at most ``MAX_TIGHTENING``) on every margin, steered
+by the class's served requests as the router's accounting judges them
+(``gpufleet.routing.accounting``). Each miss multiplies it by
+``exp(STEP x TARGET_ATTAINMENT)``, each request that met the SLO by
+``exp(-STEP x (1 - TARGET_ATTAINMENT))``, so it settles where
+``TARGET_ATTAINMENT`` of the class's requests meet their SLO — above the 90 % a p90
+bound asks for, to keep some cushion — and relaxes again as they do (from the bound
+to 1 within ~280 requests that met it).
 """
 
 from __future__ import annotations
@@ -32,6 +44,9 @@ QUANTILE = 0.9
 DEFAULT_FACTOR = 1.25
 MIN_FACTOR = 0.8
 MAX_FACTOR = 4.0
+TARGET_ATTAINMENT = 0.95
+STEP = 0.1
+MAX_TIGHTENING = 4.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,6 +55,10 @@ class Margin:
 
     ttft: float = DEFAULT_FACTOR
     tpot: float = DEFAULT_FACTOR
+
+    def tightened(self, factor: float) -> Margin:
+        """Both factors times ``factor`` (a class's ``Attainment.factor``)."""
+        return Margin(self.ttft * factor, self.tpot * factor)
 
 
 DEFAULT = Margin()
@@ -82,3 +101,24 @@ class Spread:
         return Margin(
             DEFAULT_FACTOR if ttft is None else ttft, DEFAULT_FACTOR if tpot is None else tpot
         )
+
+
+@dataclasses.dataclass(slots=True)
+class Attainment:
+    """A tightening factor per request class (see the module docstring)."""
+
+    _factors: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def observe(self, klass: str, *, met: bool) -> None:
+        """One served request of ``klass`` met its SLO, or not."""
+        missed = 0.0 if met else 1.0
+        moved = self.factor(klass) * math.exp(STEP * (missed - (1 - TARGET_ATTAINMENT)))
+        self._factors[klass] = min(MAX_TIGHTENING, max(1.0, moved))
+
+    def factor(self, klass: str) -> float:
+        """``klass``'s tightening: 1 until its requests miss."""
+        return self._factors.get(klass, 1.0)
+
+    def factors(self) -> dict[str, float]:
+        """Every class's tightening, by name."""
+        return dict(sorted(self._factors.items()))
