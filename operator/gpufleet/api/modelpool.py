@@ -307,8 +307,9 @@ class Autoscaling(ApiModel):
         default=600,
         ge=0,
         le=86400,
-        description="A pool idle this long (no request running, waiting or held by the router) "
-        "stops the replicas of its variants whose minReplicas is 0.",
+        description="A pool idle this long (no request running, waiting or held by the router, "
+        "no token generated in the last minute) stops the replicas of its variants whose "
+        "minReplicas is 0.",
     )
     cold_start_seconds: int = pydantic.Field(
         default=300,
