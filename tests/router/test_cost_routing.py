@@ -5,12 +5,16 @@ class and generation in /stats and /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
 
+from gpufleet.router import appkeys
 from gpufleet.routing import calibration
 from tests.router.peers import Sim, chat, router_config, serve_router, stream_events
 
@@ -72,16 +76,41 @@ async def test_a_tight_slo_spills_to_the_faster_generation(sims: tuple[Sim, Sim]
 
 async def test_missed_slos_tighten_their_class_and_show_in_stats(sims: tuple[Sim, Sim]) -> None:
     # A 1 ms TTFT bound no engine meets: every answer is a miss, and each miss raises
-    # the class's tightening by exp(STEP x TARGET_ATTAINMENT).
+    # the class's tightening by exp(STEP x TARGET_ATTAINMENT) once — a stream's at its
+    # first token, an answer that is not streamed when it arrives.
     classes = [{"name": "interactive", "slo": {"ttftMillis": 1}}, {"name": "batch"}]
     config = _config(sims, requestClasses=classes)
-    async with serve_router(config) as (url, _), aiohttp.ClientSession() as session:
-        for _ in range(3):
-            async with session.post(url + "/v1/chat/completions", json=chat(max_tokens=4)) as r:
-                assert r.status == 200
+    async with serve_router(config) as (url, app), aiohttp.ClientSession() as session:
+        router = app[appkeys.ROUTER]
+        async with session.post(url + "/v1/chat/completions", json=chat(max_tokens=4)) as r:
+            assert r.status == 200
+        for _ in range(2):
+            body = chat(max_tokens=200, stream=True, stream_options={"include_usage": True})
+            async with session.post(url + "/v1/chat/completions", json=body) as r:
+                while b'"content"' not in await r.content.readline():  # the role event first
+                    pass
+                told = await _settled(lambda: router.attainment.factor("interactive"))
+                judged = sum(sum(v) for v in router.stats.slo.values())  # met + missed
+                await stream_events(r)
         async with session.get(url + "/stats") as r:
             document = await r.json()
-    expected = math.exp(3 * calibration.STEP * calibration.TARGET_ATTAINMENT)
-    assert document["slo_tightening"] == {"interactive": round(expected, 3)}
+    step = math.exp(calibration.STEP * calibration.TARGET_ATTAINMENT)
+    # The second stream's miss was told at its first token, before the stream ended and
+    # was accounted (two requests judged by then), and counted once.
+    assert told == pytest.approx(step**3)
+    assert judged == 2
+    assert document["slo_tightening"] == {"interactive": round(step**3, 3)}
     missed = sum(row["missed"] for row in document["slo"]["interactive"].values())
     assert missed == 3
+
+
+async def _settled(read: Callable[[], float]) -> float:
+    """``read()`` once it has stopped changing: the router handles a chunk's first token
+    right after writing it to the client, so the client may see it a moment earlier."""
+    value = read()
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+        value, before = read(), value
+        if value == before:
+            break
+    return value

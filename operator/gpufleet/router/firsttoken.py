@@ -16,6 +16,7 @@ is timed by its first byte as before.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from gpufleet.router import learning, service
 from gpufleet.router.registry import Lease
@@ -57,16 +58,24 @@ def _choice_output(choice: object) -> bool:
 
 class Marker:
     """Follows one streamed attempt's chunks until the first that carries output, then
-    tells the lease and the performance learner (``learning.first_token``) once.
+    tells the lease and the performance learner (``learning.first_token``) once, and
+    ``then`` (with the time) when given.
 
     ``at`` is when that was (router clock; None until then); ``events_after`` the SSE
     events that followed it, the stream's TPOT sample.
     """
 
-    __slots__ = ("_clock", "_router", "_sent", "at", "events", "lease", "through")
+    __slots__ = ("_clock", "_router", "_sent", "_then", "at", "events", "lease", "through")
 
-    def __init__(self, router: service.Router, lease: Lease, *, sent: float) -> None:
-        self._router, self._clock, self._sent = router, router.clock, sent
+    def __init__(
+        self,
+        router: service.Router,
+        lease: Lease,
+        *,
+        sent: float,
+        then: Callable[[float], None] | None = None,
+    ) -> None:
+        self._router, self._clock, self._sent, self._then = router, router.clock, sent, then
         self.lease = lease
         self.at: float | None = None
         self.events = 0
@@ -79,6 +88,8 @@ class Marker:
             self.at, self.through = self._clock(), self.events
             seconds = self.at - self._sent
             learning.first_token(self._router, self.lease, seconds=seconds, streamed=True)
+            if self._then is not None:
+                self._then(self.at)
 
     @property
     def events_after(self) -> int:

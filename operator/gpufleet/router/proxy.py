@@ -39,7 +39,7 @@ import aiohttp
 from aiohttp import web
 
 from gpufleet.api.runtime import FailureHandling
-from gpufleet.router import appkeys, explain, firsttoken, learning, service, usage
+from gpufleet.router import appkeys, explain, firsttoken, learning, service, spending, usage
 from gpufleet.router.errors import RouterError, Unavailable, UpstreamFailed, UpstreamTimeout
 from gpufleet.router.registry import Lease, Slot
 from gpufleet.routing import accounting, breaker, picker
@@ -78,6 +78,7 @@ class Outcome:
     usage: usage.Usage | None = None
     started: float = 0.0
     attempt: accounting.Attempt | None = None
+    slo_told: bool = False  # a late first token already steered the class's tightening
 
     def code(self) -> int:
         """The status answered: 499 for a client gone before one, 500 for a failure."""
@@ -212,7 +213,13 @@ async def _attempt(
         raise _Retryable(UpstreamFailed("could not reach a model server"), _reason(exc)) from exc
     streaming = job.parsed.stream and upstream.status == 200
     first_byte_s = router.clock() - started
-    marker = firsttoken.Marker(router, lease, sent=started)
+
+    def late(at: float) -> None:
+        if not outcome.slo_told:
+            outcome.slo_told = spending.first_token(router, job.klass, arrived=outcome.started,
+                                                    at=at)  # fmt: skip
+
+    marker = firsttoken.Marker(router, lease, sent=started, then=late)
     try:
         _judge(router, upstream.status, slot, streaming=streaming)
         router.metrics.ttft.labels(job.model, slot.endpoint.gpu, job.klass).observe(first_byte_s)

@@ -5,8 +5,26 @@ dollars and SLO attainment, into ``/metrics`` and ``/stats`` (the figures come f
 
 from __future__ import annotations
 
-from gpufleet.router import proxy, service
+from typing import TYPE_CHECKING
+
+from gpufleet.router import service
 from gpufleet.routing import accounting
+
+if TYPE_CHECKING:  # proxy calls ``first_token``
+    from gpufleet.router import proxy
+
+
+def first_token(router: service.Router, klass: str, *, arrived: float, at: float) -> bool:
+    """A stream's first token came at ``at`` (router clock) for a request that arrived
+    at ``arrived``. When that already breaks the class's TTFT bound, the miss steers
+    the class's tightening now rather than when the stream ends (nothing later can mend
+    it); True then, and ``record`` does not count the request again."""
+    found = router.policy.request_class(klass)
+    bound = found.slo.ttft_millis if found is not None else None
+    if bound is None or (at - arrived) * 1000 <= bound:
+        return False
+    router.attainment.observe(klass, met=False)
+    return True
 
 
 def record(router: service.Router, job: service.Job, outcome: proxy.Outcome) -> None:
@@ -27,5 +45,6 @@ def record(router: service.Router, job: service.Job, outcome: proxy.Outcome) -> 
         metrics.dollars.labels(job.klass, gpu).inc(spent.dollars)
     if spent.slo_met is not None:
         metrics.slo_requests.labels(job.klass, gpu, str(spent.slo_met).lower()).inc()
-        router.attainment.observe(job.klass, met=spent.slo_met)
+        if not outcome.slo_told:
+            router.attainment.observe(job.klass, met=spent.slo_met)
     router.stats.spent(job.klass, gpu, used, spent)
