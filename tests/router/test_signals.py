@@ -91,8 +91,15 @@ async def test_signals_from_prometheus_then_stale(
             assert r.status == 200
 
         def all_fresh(stats: dict[str, Any]) -> bool:
+            # Each signal is its own query: a scrape may land between two of them, so
+            # wait for every one the assertions read.
             rows = [e.get("signals") or {} for e in stats["endpoints"]]
-            return all(r.get("kv_usage") is not None and r.get("gpu_memory_percent") for r in rows)
+            return all(
+                r.get("kv_usage") is not None
+                and r.get("waiting") is not None
+                and r.get("gpu_memory_percent")
+                for r in rows
+            )
 
         stats = await _stats_until(session, url, all_fresh)
         assert stats["signals"]["source"] == "prometheus"
