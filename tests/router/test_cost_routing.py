@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gpufleet.router import appkeys
+from gpufleet.router import appkeys, service
 from gpufleet.routing import calibration
 from tests.router.peers import Sim, chat, router_config, serve_router, stream_events
 
@@ -114,3 +114,18 @@ async def _settled(read: Callable[[], float]) -> float:
         if value == before:
             break
     return value
+
+
+async def test_tightening_holds_without_learned_curves(sims: tuple[Sim, Sim]) -> None:
+    # generationWeights.mode catalog: no learned curves or margins, but a class that
+    # missed its SLO still leaves more to spare (the feedback is on outcomes).
+    config = _config(sims, generationWeights={"mode": "catalog"})
+    async with serve_router(config) as (_, app):
+        router = app[appkeys.ROUTER]
+        candidates = router.registry.candidates()
+        untouched = service.margins(router, candidates, router.clock(), "interactive")
+        router.attainment.observe("interactive", met=False)
+        tightened = service.margins(router, candidates, router.clock(), "interactive")
+    step = math.exp(calibration.STEP * calibration.TARGET_ATTAINMENT)
+    assert set(untouched.values()) == {calibration.DEFAULT}
+    assert set(tightened.values()) == {calibration.DEFAULT.tightened(step)}

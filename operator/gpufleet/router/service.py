@@ -279,14 +279,21 @@ def curves(router: Router, candidates: list[Candidate]) -> dict[str, performance
 def margins(
     router: Router, candidates: list[Candidate], now: float, klass: str
 ) -> dict[str, calibration.Margin]:
-    """How far each candidate's latency ran past its predictions lately, tightened by
-    how ``klass``'s requests met their SLO lately (``calibration.Attainment``); none
-    (the default margin) where ``curves`` gives none."""
+    """How far each candidate's latency ran past its predictions lately (the default
+    margin where ``curves`` gives no learned curve), tightened by how ``klass``'s
+    requests met their SLO lately (``calibration.Attainment``): that feedback is on
+    outcomes, not on the curves, so it holds whatever ``generationWeights.mode``."""
     policy = router.policy
-    if policy.strategy != "cost" or policy.generation_weights.mode != "auto":
+    if policy.strategy != "cost":
         return {}
+    learned = policy.generation_weights.mode == "auto"
     tightening = router.attainment.factor(klass)
-    return {c.id: router.spread.margin(c.id, now).tightened(tightening) for c in candidates}
+    return {
+        c.id: (router.spread.margin(c.id, now) if learned else calibration.DEFAULT).tightened(
+            tightening
+        )
+        for c in candidates
+    }
 
 
 def wait_reason(
