@@ -35,6 +35,7 @@ from gpufleet.api import modelpool
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.controller import bodies, config
 from gpufleet.controller.variants import VariantDecision
+from gpufleet.gpuagent import scope
 from gpufleet.hardware import catalog
 from gpufleet.planning import batching
 
@@ -45,7 +46,7 @@ DEFAULT_AGENT_IMAGE = config.DEFAULT_ROUTER_IMAGE
 # Where the worker lists the GPUs the device plugin gave the server, for the agent
 # (``gpufleet.gpuagent.scope``): a memory emptyDir, writable by the server, read-only
 # for the agent.
-GPU_UUIDS_ENV = "GPUFLEET_GPU_UUIDS_FILE"
+GPU_UUIDS_ENV = scope.ENV
 GPU_UUIDS_VOLUME = "gpu-uuids"
 GPU_UUIDS_DIR = "/run/gpufleet"
 GPU_UUIDS_FILE = f"{GPU_UUIDS_DIR}/gpu-uuids"

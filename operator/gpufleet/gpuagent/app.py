@@ -73,12 +73,12 @@ class AgentState:
         *,
         pod_gpus: frozenset[str] | None = None,
     ) -> None:
-        """Take one successful read and judge it: every GPU and XID event read, or only
-        those of the UUIDs ``pod_gpus``."""
+        """Take one successful read and judge ``gpus`` (already only the pod's when
+        scoped: ``scope.scoped``). Every XID event read is kept, since the pod's list may
+        come later; with ``pod_gpus`` only those GPUs' events are judged."""
         self._keep_xids(xids, now)
-        mine = gpus if pod_gpus is None else tuple(g for g in gpus if g.uuid in pod_gpus)
         self.gpus = tuple(
-            dataclasses.replace(g, last_xid=self.last_xid.get(g.uuid, 0)) for g in mine
+            dataclasses.replace(g, last_xid=self.last_xid.get(g.uuid, 0)) for g in gpus
         )
         events = self.xids if pod_gpus is None else [e for e in self.xids if e.gpu_uuid in pod_gpus]
         self.verdict = verdict.judge(self.gpus, events, now=now, limits=self.settings.limits)
@@ -175,13 +175,13 @@ def take(state: AgentState, snapshot: Snapshot, now: float) -> None:
         state.waiting(snapshot.xids, now, f"waiting for the model server to list its GPUs in "
                                           f"{path} (gpufleet worker writes it)")  # fmt: skip
         return
-    missing = scope.scoped(snapshot, pod_gpus).missing
-    if missing:
+    found = scope.scoped(snapshot, pod_gpus)
+    if found.missing:
         state.waiting(snapshot.xids, now, f"{path} lists GPU(s) this agent cannot read: "
-                                          + ", ".join(missing))  # fmt: skip
+                                          + ", ".join(found.missing))  # fmt: skip
         state.read_errors += 1
         return
-    state.record(snapshot.gpus, snapshot.xids, now, pod_gpus=pod_gpus)
+    state.record(found.snapshot.gpus, snapshot.xids, now, pod_gpus=pod_gpus)
 
 
 def health_body(state: AgentState) -> tuple[int, dict[str, object]]:

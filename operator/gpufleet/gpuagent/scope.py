@@ -3,8 +3,8 @@
 The agent sidecar requests no GPU (that would take one from vLLM), so NVML shows it
 every GPU of the node, other pods' included. Only the model-server container knows its
 own: the device plugin mounted exactly those into it. So ``gpufleet worker`` (and, in
-the twin, the simulator) writes their UUIDs to the file its ``GPUFLEET_GPU_UUIDS_FILE``
-names (``controller.podspec``), in a volume both containers mount, and the agent judges
+the twin, the simulator) writes their UUIDs to the file its ``ENV`` variable names
+(set by ``controller.podspec``), in a volume both containers mount, and the agent judges
 and exports only the GPUs listed there (``scoped``); until the file exists it judges
 nothing.
 
@@ -22,6 +22,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gpufleet.gpuagent.readings import Snapshot
+
+# The variable that names the file to the model server (``gpufleet worker``); the
+# operator sets it (``controller.podspec``) and passes the same path to the agent.
+ENV = "GPUFLEET_GPU_UUIDS_FILE"
 
 
 def parse(text: str) -> frozenset[str]:

@@ -15,9 +15,9 @@ better; the cost strategy sums them with the RoutingPolicy's ``scorerWeights``.
   interactive traffic onto the fastest generation (bench/router_quality.py measured
   cost at 0.71x round-robin's goodput with it);
 - ``cost``: the cheapest price per token among the candidates over this one's
-  (``objective.price_scores``: price per GPU-hour x TP / predicted busy tokens per
-  second; GPU-seconds per token when no endpoint has a price); neutral 1 when the
-  picker gave no prices.
+  (``objective.price_scores``: price per GPU-hour x TP x predicted TPOT / the batch the
+  request would join; GPU-seconds per token when no endpoint has a price); neutral 1
+  when the picker gave no prices.
 """
 
 from __future__ import annotations

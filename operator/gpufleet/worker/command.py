@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import NoReturn
 
 from gpufleet import logsetup
-from gpufleet.controller import podspec
 from gpufleet.gpuagent import scope
 from gpufleet.worker import checks, claim
 from gpufleet.worker.inventory import Gpu, Inventory, InventoryError
@@ -84,7 +83,7 @@ def _fail(code: int, message: str) -> int:
 def list_gpus(gpus: Sequence[Gpu], env: Mapping[str, str]) -> Path | None:
     """Write the checked GPUs' UUIDs where ``GPUFLEET_GPU_UUIDS_FILE`` says; the file
     written, or None (no variable, or a failure, which is logged)."""
-    where = env.get(podspec.GPU_UUIDS_ENV, "").strip()
+    where = env.get(scope.ENV, "").strip()
     if not where:
         return None
     path = Path(where)
