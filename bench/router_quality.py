@@ -4,9 +4,11 @@ Starts a fleet of ``gpufleet sim`` replicas (one model, several GPU generations,
 priced per GPU-hour) with ``gpufleet sim fleet``, generates one trace per seed mixing
 short chat, code, long context, shared system prompts and multi-turn sessions (the
 load generator sends ``x-session-id``), and replays each trace through a fresh
-``gpufleet router`` per strategy: round-robin, least-request, and cost with each
-objective (``cost:balanced``, ``cost:cost``, ``cost:latency``), the router told the
-trace's class SLOs. Prints per strategy the mean and spread (min-max) over the seeds of
+``gpufleet router`` per strategy, each on a fresh fleet (the simulators keep their
+prefix caches, so a strategy that replayed a trace after another on the same fleet
+would find its shared prompts and sessions cached): round-robin, least-request, and
+cost with each objective (``cost:balanced``, ``cost:cost``, ``cost:latency``), the
+router told the trace's class SLOs. Prints per strategy the mean and spread (min-max) over the seeds of
 goodput (requests within their class SLO), interactive SLO attainment, p99 TTFT,
 tokens/s and dollars per million completion tokens (the router's own accounting:
 GPU-seconds of each request x price), writes bench/out/router_quality.json.
@@ -269,13 +271,19 @@ def _run_fleet(
     runs: dict[str, list[dict[str, Any]]] = {s: [] for s in strategies}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        sims, backends = _start_fleet(replicas, work)
-        try:
-            for loaded in traces:
-                for s in strategies:
+        for n, loaded in enumerate(traces, 1):
+            for s in strategies:
+                # A fresh fleet per run: the simulators keep their prefix caches, so a
+                # strategy replaying a trace after another would find its shared
+                # prompts and sessions already cached.
+                started = time.monotonic()
+                sims, backends = _start_fleet(replicas, work)
+                try:
                     runs[s].append(run_strategy(s, backends, loaded, work, warmup))
-        finally:
-            _stop(sims)
+                finally:
+                    _stop(sims)
+                print(f"trace {n}/{len(traces)} {s}: {time.monotonic() - started:.0f} s",
+                      file=sys.stderr, flush=True)  # fmt: skip
     return {s: {"runs": r, "mean": _mean(r), "spread": _spread(r)} for s, r in runs.items()}
 
 
