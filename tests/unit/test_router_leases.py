@@ -43,3 +43,19 @@ def test_kv_tokens_are_held_until_release_and_prompts_make_a_rate() -> None:
     assert registry.candidates()[0].load.kv_tokens == 0
     now[0] = 300.0
     assert registry.candidates()[0].load.prefill_per_s < 1e-6
+
+
+def test_a_request_with_a_tpot_bound_is_a_resident_that_counts_later_prompts() -> None:
+    registry = _registry()
+    bounded = registry.lease("http://a", 10.0, prefill=300, tpot=(0.1, 40))
+    registry.lease("http://a", 10.0, prefill=200)  # no TPOT bound: no resident
+    later = registry.lease("http://a", 10.0, prefill=500, tpot=(0.05, 8))
+    residents = sorted(registry.candidates()[0].load.residents, key=lambda r: r.output_tokens)
+    # Its own prompt is not a stall on itself; every prompt sent after it is.
+    assert [(r.tpot_bound_s, r.output_tokens, r.prompt_tokens_since) for r in residents] == [
+        (0.05, 8, 0.0), (0.1, 40, 700.0),
+    ]  # fmt: skip
+    bounded.release()
+    bounded.release()  # idempotent
+    later.release()
+    assert registry.candidates()[0].load.residents == ()

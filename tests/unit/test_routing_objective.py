@@ -9,7 +9,7 @@ import pytest
 from gpufleet.api.routingpolicy import RoutingPolicySpec
 from gpufleet.api.traffic import RequestClass, ScorerWeights, Slo
 from gpufleet.routing import calibration, objective, performance, picker
-from gpufleet.routing.model import Candidate, Endpoint, Load, RoutingRequest
+from gpufleet.routing.model import Candidate, Endpoint, Load, Resident, RoutingRequest
 
 MODEL = "llama-3.1-8b"
 # $ per GPU-hour: the A100 is the cheapest per token, the B200 the dearest.
@@ -140,3 +140,45 @@ def test_a_learned_margin_moves_cost_off_an_endpoint_that_runs_past_its_predicti
     margins = {a100.id: calibration.Margin(ttft=1.0, tpot=1.6)}
     moved = picker.pick(request, [a100, h100], picker.Inputs(_policy("cost"), margins=margins))
     assert isinstance(moved, picker.Decision) and moved.endpoint.gpu == "H100-80GB"
+
+
+# The A100-40GB prior prefills about 84 us per prompt token: a 4,096-token prompt holds
+# the steps of the sequences running beside it for about 0.34 s.
+@pytest.mark.parametrize(
+    ("residents", "prompt", "spared"),
+    [
+        ((), 30_000, True),
+        # 2 tokens x (100 - 15 ms) = 0.17 s to spare: a 1,000-token prompt fits ...
+        ((Resident(0.1, 2, 0.0),), 1_000, True),
+        # ... a 4,096-token one does not ...
+        ((Resident(0.1, 2, 0.0),), 4_096, False),
+        # ... nor a 1,000-token one after 1,500 tokens of prompts sent since it started.
+        ((Resident(0.1, 2, 1_500.0),), 1_000, False),
+        # A long answer has the time to spare; every resident must keep its bound.
+        ((Resident(0.1, 400, 0.0),), 4_096, True),
+        ((Resident(0.1, 400, 0.0), Resident(0.1, 2, 0.0)), 4_096, False),
+    ],
+)
+def test_spares(residents: tuple[Resident, ...], prompt: int, spared: bool) -> None:
+    curve = performance.prior(MODEL, "A100-40GB", 1)
+    assert curve is not None
+    margin = calibration.Margin(ttft=1.0, tpot=1.0)
+    stall = prompt * curve.prefill_s_per_token
+    assert objective.spares(residents, stall, 0.015, curve, margin) is spared
+
+
+def test_cost_places_a_long_prompt_away_from_short_answers_it_would_stall() -> None:
+    # The A100 is the cheaper while it decodes two short interactive answers; a long
+    # prompt there would hold their tokens past the 100 ms TPOT bound, so it goes to the
+    # H100, where its prefill is shorter; a short prompt still joins the A100's batch.
+    slo = Slo(ttft_millis=5_000, tpot_millis=100)
+    residents = (Resident(0.1, 3, 0.0), Resident(0.1, 50, 0.0))
+    a100 = _candidate("A100-40GB", in_flight=2)
+    a100 = Candidate(a100.endpoint, dataclasses.replace(a100.load, residents=residents))
+    h100 = _candidate("H100-80GB", in_flight=2)
+    margins = {c.id: calibration.Margin(1.0, 1.0) for c in (a100, h100)}
+    inputs = picker.Inputs(_policy("cost", slo), margins=margins)
+    for prompt, expected in ((500, "A100-40GB"), (8_000, "H100-80GB")):
+        request = RoutingRequest(MODEL, prompt, 100, klass="interactive")
+        decision = picker.pick(request, [a100, h100], inputs)
+        assert isinstance(decision, picker.Decision) and decision.endpoint.gpu == expected

@@ -107,6 +107,14 @@ async def forward(
         _charge(router, failed_with, served=served)
 
 
+def _tpot_bound(router: service.Router, klass: str, output_tokens: int) -> tuple[float, int] | None:
+    """(the class's TPOT bound in seconds, the request's output tokens) when its class
+    bounds TPOT: what the ``cost`` objective protects when it places later prompts."""
+    found = router.policy.request_class(klass)
+    bound = found.slo.tpot_millis if found is not None else None
+    return None if bound is None else (bound / 1000, output_tokens)
+
+
 async def _tries(
     router: service.Router,
     http: aiohttp.ClientSession,
@@ -128,6 +136,7 @@ async def _tries(
         lease = router.registry.lease(
             decision.endpoint.id, estimate.cost, prefill=estimate.input_tokens,
             kv=estimate.input_tokens + estimate.output_tokens,
+            tpot=_tpot_bound(router, job.klass, estimate.output_tokens),
         )  # fmt: skip
         lease.predicted = decision.prediction
         try:

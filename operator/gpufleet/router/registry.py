@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 
 from gpufleet.api.runtime import CircuitBreaker
 from gpufleet.routing import affinity, breaker, queueing
-from gpufleet.routing.model import Candidate, CircuitState, Endpoint, Load, Signals
+from gpufleet.routing.model import Candidate, CircuitState, Endpoint, Load, Resident, Signals
 from gpufleet.routing.objective import Prediction
 
 Clock = Callable[[], float]
@@ -40,6 +40,14 @@ class Slot:
     signals_at: float | None = None
     requests: int = 0
     failures: int = 0
+    # Prompt tokens ever sent here, and per lease in flight with a TPOT bound: (bound,
+    # output tokens, prompt_tokens_sent when it was leased) — see ``Resident``.
+    prompt_tokens_sent: float = 0.0
+    residents: dict[int, tuple[float, int, float]] = dataclasses.field(default_factory=dict)
+
+    def resident_view(self) -> tuple[Resident, ...]:
+        sent = self.prompt_tokens_sent
+        return tuple(Resident(b, n, sent - at) for b, n, at in self.residents.values())
 
 
 class Lease:
@@ -49,7 +57,9 @@ class Lease:
     own prompt included), ``batch`` and ``kv_ahead`` are what the endpoint had when it
     was leased, the inputs of the performance prediction it is compared with;
     ``predicted`` the prediction it was routed on (the ``cost`` strategy's), which the
-    router compares with what it observes (``gpufleet.routing.calibration``)."""
+    router compares with what it observes (``gpufleet.routing.calibration``). With
+    ``tpot`` (its class's TPOT bound in seconds, its expected output tokens) it is one of
+    the endpoint's ``Resident`` requests until released."""
 
     __slots__ = (
         "_kv", "_prefill", "_probe", "_released", "batch", "cost", "kv_ahead",
@@ -64,6 +74,7 @@ class Lease:
         probe: float | None = None,
         prefill: float = 0.0,
         kv: float = 0.0,
+        tpot: tuple[float, int] | None = None,
     ) -> None:
         self.slot, self.cost, self._released = slot, cost, False
         self._probe, self._prefill, self._kv = probe, prefill, kv
@@ -72,6 +83,9 @@ class Lease:
         slot.prefill_tokens += prefill
         slot.kv_tokens += kv
         slot.requests += 1
+        slot.prompt_tokens_sent += prefill
+        if tpot is not None:
+            slot.residents[id(self)] = (*tpot, slot.prompt_tokens_sent)
         self.prefill_ahead, self.batch = slot.prefill_tokens, slot.in_flight
         self.kv_ahead = slot.kv_tokens
         self.predicted: Prediction | None = None
@@ -103,6 +117,7 @@ class Lease:
         self.first_token()
         self.slot.breaker.release(self._probe)
         self.slot.in_flight -= 1
+        self.slot.residents.pop(id(self), None)
         self.slot.pending_tokens = max(0.0, self.slot.pending_tokens - self.cost)
         self.slot.kv_tokens = max(0.0, self.slot.kv_tokens - self._kv)
 
@@ -176,19 +191,26 @@ class Registry:
                 circuit=b.state(now),
                 probe_available=b.probe_available(now),
                 signals=slot.signals if fresh else None,
+                residents=slot.resident_view(),
             ),
         )
 
     def lease(
-        self, endpoint_id: str, cost: float, *, prefill: float = 0.0, kv: float = 0.0
+        self,
+        endpoint_id: str,
+        cost: float,
+        *,
+        prefill: float = 0.0,
+        kv: float = 0.0,
+        tpot: tuple[float, int] | None = None,
     ) -> Lease:
         """Claim ``endpoint_id`` for a request of ``cost``, ``prefill`` prompt tokens and
-        ``kv`` tokens of KV cache at its longest."""
+        ``kv`` tokens of KV cache at its longest; ``tpot`` as ``Lease`` takes it."""
         slot = self.slots[endpoint_id]
         now = self._clock()
         probe = slot.breaker.on_attempt(now)
         slot.prefill_rate.add(prefill, now)
-        return Lease(slot, cost, probe=probe, prefill=prefill, kv=kv)
+        return Lease(slot, cost, probe=probe, prefill=prefill, kv=kv, tpot=tpot)
 
     def slot(self, endpoint_id: str) -> Slot | None:
         return self.slots.get(endpoint_id) or self.draining.get(endpoint_id)

@@ -56,6 +56,17 @@ class Signals:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Resident:
+    """A request in flight on an endpoint whose class bounds its time per output token:
+    the bound, its expected output tokens, and the prompt tokens sent to the endpoint
+    since it was (their prefill runs in the steps its tokens wait for)."""
+
+    tpot_bound_s: float
+    output_tokens: int
+    prompt_tokens_since: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Load:
     """The router's view of one endpoint at decision time.
 
@@ -64,7 +75,8 @@ class Load:
     those without a first token yet (prefill queued ahead of a new request);
     ``kv_tokens`` the prompt and expected output tokens of the requests in flight (the
     KV cache they will hold at their longest); ``prefill_per_s`` the prompt tokens per
-    second sent there lately (``gpufleet.routing.queueing.Rate``); ``signals`` is None
+    second sent there lately (``gpufleet.routing.queueing.Rate``); ``residents`` the
+    requests in flight with a TPOT bound (``Resident``); ``signals`` is None
     when Prometheus data is missing or stale, and scorers then fall back to the local
     figures.
     """
@@ -78,6 +90,7 @@ class Load:
     circuit: CircuitState = "closed"
     probe_available: bool = True
     signals: Signals | None = None
+    residents: tuple[Resident, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -15,6 +15,11 @@ end (TTFT + output tokens x TPOT) — holds for the predictions times the endpoi
 ``calibration.Margin``: the predictions are means, the SLOs bound the 90th percentile,
 and the margin is how far this endpoint's recent requests ran past their predictions
 at that percentile (``SLO_HEADROOM`` of the bound to spare until it has learned one).
+It also spares the requests already running there (``spares``): vLLM prefills a new
+prompt in the steps that decode theirs, so each of their tokens waits for it, and a
+short answer on a slow generation misses its TPOT bound when a long prompt lands
+beside it; the candidate meets the SLO only when every resident with a TPOT bound
+keeps it, counting the prompts sent there since it was placed.
 
 - ``cost``: among the candidates predicted to meet the SLO, the lowest price per token;
   candidates within ``PRICE_BAND`` of it are equally cheap and the scorers' sum decides
@@ -38,7 +43,7 @@ from typing import Literal
 
 from gpufleet.api.traffic import Slo
 from gpufleet.routing import calibration, performance, queueing
-from gpufleet.routing.model import Candidate, RoutingRequest
+from gpufleet.routing.model import Candidate, Resident, RoutingRequest
 
 Objective = Literal["cost", "latency", "balanced"]
 SLO_HEADROOM = 1 / calibration.DEFAULT_FACTOR  # 0.8
@@ -77,7 +82,28 @@ def predict(
     price = endpoint.cost_per_gpu_hour
     dollars = None if price is None else price / 3600 * gpu_s * 1e6
     fits = meets(slo, ttft * margin.ttft, tpot * margin.tpot, request.output_tokens, headroom=1.0)
+    stall_s = request.input_tokens * curve.prefill_s_per_token * margin.ttft
+    fits = fits and spares(candidate.load.residents, stall_s, tpot * margin.tpot, curve, margin)
     return Prediction(ttft, tpot, gpu_s, dollars, fits)
+
+
+def spares(
+    residents: Sequence[Resident],
+    stall_s: float,
+    tpot_s: float,
+    curve: performance.Curve,
+    margin: calibration.Margin,
+) -> bool:
+    """Whether every resident still meets its TPOT bound when a new prompt's prefill
+    (``stall_s``) runs in the steps its tokens wait for, at the batch's ``tpot_s``: its
+    output tokens x (bound - ``tpot_s``) is the time its tokens can wait in all, and
+    the prompts sent since it was placed (``Resident.prompt_tokens_since``) took their
+    share of that already."""
+    for r in residents:
+        spent = r.prompt_tokens_since * curve.prefill_s_per_token * margin.ttft
+        if stall_s + spent > r.output_tokens * (r.tpot_bound_s - tpot_s):
+            return False
+    return True
 
 
 def meets(
