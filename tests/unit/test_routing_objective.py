@@ -157,6 +157,8 @@ def test_a_learned_margin_moves_cost_off_an_endpoint_that_runs_past_its_predicti
         # A long answer has the time to spare; every resident must keep its bound.
         ((Resident(0.1, 400, 0.0),), 4_096, True),
         ((Resident(0.1, 400, 0.0), Resident(0.1, 2, 0.0)), 4_096, False),
+        # One output token: no TPOT to keep.
+        ((Resident(0.1, 1, 0.0),), 30_000, True),
     ],
 )
 def test_spares(residents: tuple[Resident, ...], prompt: int, spared: bool) -> None:

@@ -98,8 +98,10 @@ def spares(
     (``stall_s``) runs in the steps its tokens wait for, at the batch's ``tpot_s``: its
     output tokens x (bound - ``tpot_s``) is the time its tokens can wait in all, and
     the prompts sent since it was placed (``Resident.prompt_tokens_since``) took their
-    share of that already."""
+    share of that already. An answer of one token has no time per output token."""
     for r in residents:
+        if r.output_tokens < 2:
+            continue
         spent = r.prompt_tokens_since * curve.prefill_s_per_token * margin.ttft
         if stall_s + spent > r.output_tokens * (r.tpot_bound_s - tpot_s):
             return False
