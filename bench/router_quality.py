@@ -8,10 +8,11 @@ load generator sends ``x-session-id``), and replays each trace through a fresh
 prefix caches, so a strategy that replayed a trace after another on the same fleet
 would find its shared prompts and sessions cached): round-robin, least-request, and
 cost with each objective (``cost:balanced``, ``cost:cost``, ``cost:latency``), the
-router told the trace's class SLOs. Prints per strategy the mean and spread (min-max) over the seeds of
-goodput (requests within their class SLO), interactive SLO attainment, p99 TTFT,
-tokens/s and dollars per million completion tokens (the router's own accounting:
-GPU-seconds of each request x price), writes bench/out/router_quality.json.
+router told the trace's class SLOs. Prints per strategy the mean and spread (min-max)
+over the seeds of goodput (requests within their class SLO), interactive SLO
+attainment, p99 TTFT, tokens/s and dollars per million completion tokens (the router's
+own accounting: GPU-seconds of each request x price), writes
+bench/out/router_quality.json.
 
 Then the same strategies on the same trace against a fleet with hidden per-replica
 variation the router is not told about: every replica's step time multiplied by a
