@@ -149,24 +149,30 @@ def test_a_learned_margin_moves_cost_off_an_endpoint_that_runs_past_its_predicti
     [
         ((), 30_000, True),
         # 2 tokens x (100 - 15 ms) = 0.17 s to spare: a 1,000-token prompt fits ...
-        ((Resident(0.1, 2, 0.0),), 1_000, True),
+        (((0.1, 2, 0.0),), 1_000, True),
         # ... a 4,096-token one does not ...
-        ((Resident(0.1, 2, 0.0),), 4_096, False),
+        (((0.1, 2, 0.0),), 4_096, False),
         # ... nor a 1,000-token one after 1,500 tokens of prompts sent since it started.
-        ((Resident(0.1, 2, 1_500.0),), 1_000, False),
+        (((0.1, 2, 1_500.0),), 1_000, False),
         # A long answer has the time to spare; every resident must keep its bound.
-        ((Resident(0.1, 400, 0.0),), 4_096, True),
-        ((Resident(0.1, 400, 0.0), Resident(0.1, 2, 0.0)), 4_096, False),
+        (((0.1, 400, 0.0),), 4_096, True),
+        (((0.1, 400, 0.0), (0.1, 2, 0.0)), 4_096, False),
         # One output token: no TPOT to keep.
-        ((Resident(0.1, 1, 0.0),), 30_000, True),
+        (((0.1, 1, 0.0),), 30_000, True),
     ],
 )
-def test_spares(residents: tuple[Resident, ...], prompt: int, spared: bool) -> None:
+def test_spares(residents: tuple[tuple[float, int, float], ...], prompt: int, spared: bool) -> None:
+    # Each resident is (TPOT bound, output tokens, prompt tokens sent there since it).
     curve = performance.prior(MODEL, "A100-40GB", 1)
     assert curve is not None
+    sent = 10_000.0
+    load = Load(
+        residents=tuple(Resident(b, n, sent - since) for b, n, since in residents),
+        prompt_tokens_sent=sent,
+    )
     margin = calibration.Margin(ttft=1.0, tpot=1.0)
     stall = prompt * curve.prefill_s_per_token
-    assert objective.spares(residents, stall, 0.015, curve, margin) is spared
+    assert objective.spares(load, stall, 0.015, curve, margin) is spared
 
 
 def test_cost_places_a_long_prompt_away_from_short_answers_it_would_stall() -> None:

@@ -40,14 +40,9 @@ class Slot:
     signals_at: float | None = None
     requests: int = 0
     failures: int = 0
-    # Prompt tokens ever sent here, and per lease in flight with a TPOT bound: (bound,
-    # output tokens, prompt_tokens_sent when it was leased) — see ``Resident``.
+    # Prompt tokens ever sent here, and each lease in flight with a TPOT bound.
     prompt_tokens_sent: float = 0.0
-    residents: dict[int, tuple[float, int, float]] = dataclasses.field(default_factory=dict)
-
-    def resident_view(self) -> tuple[Resident, ...]:
-        sent = self.prompt_tokens_sent
-        return tuple(Resident(b, n, sent - at) for b, n, at in self.residents.values())
+    residents: dict[int, Resident] = dataclasses.field(default_factory=dict)
 
 
 class Lease:
@@ -85,7 +80,7 @@ class Lease:
         slot.requests += 1
         slot.prompt_tokens_sent += prefill
         if tpot is not None:
-            slot.residents[id(self)] = (*tpot, slot.prompt_tokens_sent)
+            slot.residents[id(self)] = Resident(*tpot, slot.prompt_tokens_sent)
         self.prefill_ahead, self.batch = slot.prefill_tokens, slot.in_flight
         self.kv_ahead = slot.kv_tokens
         self.predicted: Prediction | None = None
@@ -191,7 +186,8 @@ class Registry:
                 circuit=b.state(now),
                 probe_available=b.probe_available(now),
                 signals=slot.signals if fresh else None,
-                residents=slot.resident_view(),
+                residents=tuple(slot.residents.values()),
+                prompt_tokens_sent=slot.prompt_tokens_sent,
             ),
         )
 

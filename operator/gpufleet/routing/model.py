@@ -58,12 +58,13 @@ class Signals:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Resident:
     """A request in flight on an endpoint whose class bounds its time per output token:
-    the bound, its expected output tokens, and the prompt tokens sent to the endpoint
-    since it was (their prefill runs in the steps its tokens wait for)."""
+    the bound, its expected output tokens, and the endpoint's ``Load.prompt_tokens_sent``
+    when it was placed there (the prompts sent after it are prefilled in the steps its
+    tokens wait for)."""
 
     tpot_bound_s: float
     output_tokens: int
-    prompt_tokens_since: float
+    sent_before: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -76,7 +77,8 @@ class Load:
     ``kv_tokens`` the prompt and expected output tokens of the requests in flight (the
     KV cache they will hold at their longest); ``prefill_per_s`` the prompt tokens per
     second sent there lately (``gpufleet.routing.queueing.Rate``); ``residents`` the
-    requests in flight with a TPOT bound (``Resident``); ``signals`` is None
+    requests in flight with a TPOT bound (``Resident``) and ``prompt_tokens_sent`` the
+    prompt tokens ever sent there; ``signals`` is None
     when Prometheus data is missing or stale, and scorers then fall back to the local
     figures.
     """
@@ -91,6 +93,7 @@ class Load:
     probe_available: bool = True
     signals: Signals | None = None
     residents: tuple[Resident, ...] = ()
+    prompt_tokens_sent: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from typing import Literal
 
 from gpufleet.api.traffic import Slo
 from gpufleet.routing import calibration, performance, queueing
-from gpufleet.routing.model import Candidate, Resident, RoutingRequest
+from gpufleet.routing.model import Candidate, Load, RoutingRequest
 
 Objective = Literal["cost", "latency", "balanced"]
 SLO_HEADROOM = 1 / calibration.DEFAULT_FACTOR  # 0.8
@@ -83,12 +83,12 @@ def predict(
     dollars = None if price is None else price / 3600 * gpu_s * 1e6
     fits = meets(slo, ttft * margin.ttft, tpot * margin.tpot, request.output_tokens, headroom=1.0)
     stall_s = request.input_tokens * curve.prefill_s_per_token * margin.ttft
-    fits = fits and spares(candidate.load.residents, stall_s, tpot * margin.tpot, curve, margin)
+    fits = fits and spares(candidate.load, stall_s, tpot * margin.tpot, curve, margin)
     return Prediction(ttft, tpot, gpu_s, dollars, fits)
 
 
 def spares(
-    residents: Sequence[Resident],
+    load: Load,
     stall_s: float,
     tpot_s: float,
     curve: performance.Curve,
@@ -97,12 +97,14 @@ def spares(
     """Whether every resident still meets its TPOT bound when a new prompt's prefill
     (``stall_s``) runs in the steps its tokens wait for, at the batch's ``tpot_s``: its
     output tokens x (bound - ``tpot_s``) is the time its tokens can wait in all, and
-    the prompts sent since it was placed (``Resident.prompt_tokens_since``) took their
-    share of that already. An answer of one token has no time per output token."""
-    for r in residents:
+    the prompts sent since it was placed (``Load.prompt_tokens_sent`` - its
+    ``Resident.sent_before``) took their share of that already. An answer of one token
+    has no time per output token."""
+    for r in load.residents:
         if r.output_tokens < 2:
             continue
-        spent = r.prompt_tokens_since * curve.prefill_s_per_token * margin.ttft
+        since = load.prompt_tokens_sent - r.sent_before
+        spent = since * curve.prefill_s_per_token * margin.ttft
         if stall_s + spent > r.output_tokens * (r.tpot_bound_s - tpot_s):
             return False
     return True
