@@ -25,7 +25,7 @@ def _candidate(
     in_flight: int = 0,
     *,
     kv: float | None = None,
-    pending: float = 0.0,
+    kv_tokens: float = 0.0,
     capacity: int = 0,
     slots: int = 10,
 ) -> Candidate:
@@ -34,7 +34,7 @@ def _candidate(
         f"http://{name}", MODEL, gpu, 1, 1.0, kv_capacity_tokens=capacity, max_in_flight=slots
     )
     signals = None if kv is None else Signals(kv_usage=kv)
-    return Candidate(endpoint, Load(in_flight=in_flight, pending_tokens=pending, signals=signals))
+    return Candidate(endpoint, Load(in_flight=in_flight, kv_tokens=kv_tokens, signals=signals))
 
 
 @pytest.mark.parametrize(
@@ -43,9 +43,9 @@ def _candidate(
         (_candidate("H200", 3), 0.3),  # slots
         (_candidate("H200", 3, kv=0.9), 0.9),  # vLLM's KV figure when fuller
         (_candidate("H200", 8, kv=0.1), 0.8),
-        (_candidate("H200", 1, pending=600, capacity=1000), 0.6),  # router's KV estimate
-        (_candidate("H200", 1, pending=600), 0.1),  # capacity unknown: slots only
-        (_candidate("H200", 1, kv=0.2, pending=900, capacity=1000), 0.2),  # metric wins
+        (_candidate("H200", 1, kv_tokens=600, capacity=1000), 0.6),  # router's KV estimate
+        (_candidate("H200", 1, kv_tokens=600), 0.1),  # capacity unknown: slots only
+        (_candidate("H200", 1, kv=0.2, kv_tokens=900, capacity=1000), 0.2),  # metric wins
     ],
 )
 def test_utilisation_is_the_fuller_resource(candidate: Candidate, expected: float) -> None:

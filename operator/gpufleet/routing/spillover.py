@@ -3,9 +3,9 @@ Pure.
 
 An endpoint's utilisation is the larger of the two resources a vLLM engine runs out of:
 sequence slots (requests in flight / the router's per-endpoint request limit) and KV
-cache (vLLM's ``kv_cache_usage`` when Prometheus has a fresh figure, else the router's
-own pending tokens over the endpoint's planned KV capacity — the estimate the
-``kv_cache`` scorer falls back on). A tier's utilisation is the mean over its routable
+cache (vLLM's ``kv_cache_usage`` when Prometheus has a fresh figure, else the KV the
+router's own requests in flight will hold at their longest — prompt + expected output —
+over the endpoint's planned KV capacity). A tier's utilisation is the mean over its routable
 endpoints, and the tier is saturated when that reaches its ``saturationPercent`` or it
 has no routable endpoint. The mean, not the least-loaded endpoint, so that a tier spills
 when it is full as a whole, not when one replica happens to be idle for an instant; the
@@ -59,13 +59,14 @@ def utilisation(candidate: Candidate) -> float:
 
 
 def kv_use(candidate: Candidate) -> float:
-    """KV-cache use in [0, 1+]: vLLM's figure, else pending tokens over the capacity
-    (0 when the capacity is unknown)."""
+    """KV-cache use in [0, 1+]: vLLM's figure, else the router's count of the KV its
+    requests in flight will hold (prompt + expected output) over the capacity (0 when
+    the capacity is unknown)."""
     signals = candidate.load.signals
     if signals is not None and signals.kv_usage is not None:
         return signals.kv_usage
     capacity = candidate.endpoint.kv_capacity_tokens
-    return candidate.load.pending_tokens / capacity if capacity else 0.0
+    return candidate.load.kv_tokens / capacity if capacity else 0.0
 
 
 def tiers_of(spec: Spillover, candidates: Sequence[Candidate]) -> list[tuple[str, ...]]:
