@@ -56,19 +56,22 @@ def first_token(router: service.Router, lease: Lease, *, seconds: float, streame
         )
 
 
-def stream_finished(router: service.Router, lease: Lease, *, events: int, since: float) -> None:
-    """A stream ended normally: ``events`` SSE events after its first token's chunk,
-    which came at ``since``.
+def stream_finished(
+    router: service.Router, lease: Lease, *, events: int, tokens: int, since: float
+) -> None:
+    """A stream of ``tokens`` completion tokens ended normally: ``events`` SSE events
+    after its first token's chunk, which came at ``since``.
 
-    The usage chunk and ``[DONE]`` count too; every endpoint's streams carry the same
-    two, and rates are only compared between endpoints (the predictor's seconds per
-    token leave them out).
+    The learner's rate counts the events (a usage chunk and ``[DONE]`` too; every
+    endpoint's streams carry the same, and rates are only compared between endpoints);
+    the seconds per token are the ``tokens - 1`` intervals after the first, as the
+    router's accounting judges TPOT.
     """
     now, endpoint = router.clock(), lease.slot.endpoint.id
     router.learner.observe(endpoint, tokens=events, seconds=now - since, now=now)
-    if events > 2:
+    if tokens > 1:
         batch = (lease.batch + lease.slot.in_flight) / 2
-        tpot = (now - since) / (events - 2)
+        tpot = (now - since) / (tokens - 1)
         router.predictor.observe_tpot(endpoint, batch=batch, seconds=tpot, now=now)
         if lease.predicted is not None:
             router.spread.observe(endpoint, "tpot", predicted=lease.predicted.tpot_s,

@@ -359,7 +359,10 @@ async def _stream(
             )  # fmt: skip
             lease.slot.breaker.on_success()
             if marker.at is not None:
-                learning.stream_finished(router, lease, events=marker.events_after, since=marker.at)
+                learning.stream_finished(
+                    router, lease, events=marker.events_after,
+                    tokens=outcome.usage.completion_tokens, since=marker.at,
+                )  # fmt: skip
         elif end.endpoint_at_fault:
             lease.slot.breaker.on_failure(router.clock())
             outcome.label = "upstream_error_mid_stream"
