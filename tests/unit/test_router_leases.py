@@ -62,3 +62,17 @@ def test_a_request_with_a_tpot_bound_is_a_resident_that_counts_later_prompts() -
     bounded.release()  # idempotent
     later.release()
     assert registry.candidates()[0].load.residents == ()
+
+
+def test_an_endpoint_gone_for_good_is_forgotten_once_its_requests_end() -> None:
+    registry = _registry()
+    forgotten: list[str] = []
+    registry.forgetters.append(forgotten.append)
+    lease = registry.lease("http://a", 10.0)
+    registry.replace([Endpoint("http://b", "m", "H100-80GB", 1, 1.0)])
+    assert forgotten == []  # still draining its request
+    lease.release()
+    registry.replace([Endpoint("http://b", "m", "H100-80GB", 1, 1.0)])
+    assert forgotten == ["http://a"]
+    registry.replace([])  # no request in flight: gone at once
+    assert forgotten == ["http://a", "http://b"]

@@ -30,6 +30,8 @@ def test_the_margin_is_the_ninetieth_percentile_of_observed_over_predicted() -> 
     spread = _fed([1.0] * 17 + [1.5, 2.0, 3.0])
     assert spread.factor("e", "ttft", 0.0) == pytest.approx(1.5)
     assert spread.margin("e", 0.0) == calibration.Margin(ttft=1.5)
+    spread.forget("e")  # the endpoint is gone: its address may come back as another pod
+    assert spread.margin("e", 0.0) == calibration.DEFAULT
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,7 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
         ),
     )
     registry.listeners.append(router.gate.wake)
+    registry.forgetters.append(router.forget)
     return router
 
 

@@ -138,6 +138,10 @@ class Registry:
         self.ring = affinity.Ring(())
         self.version = 0
         self.listeners: list[Callable[[], None]] = []
+        # Called with each endpoint id that is gone for good (not routable, not
+        # draining): what was learned about it is forgotten (its address may come back
+        # as another pod).
+        self.forgetters: list[Callable[[str], None]] = []
 
     def replace(self, endpoints: Iterable[Endpoint]) -> None:
         """Make ``endpoints`` the routable set, keeping the state of those that stay."""
@@ -152,7 +156,11 @@ class Registry:
                 fresh[endpoint.id] = old
         for gone in set(self.slots) - set(fresh):
             self.draining[gone] = self.slots[gone]
+        known = set(self.draining)
         self.draining = {k: s for k, s in self.draining.items() if s.in_flight > 0}
+        for forgotten in sorted(known - set(self.draining)):
+            for forget in self.forgetters:
+                forget(forgotten)
         changed = set(fresh) != set(self.slots)
         self.slots = fresh
         if changed:

@@ -97,6 +97,12 @@ class Router:
     def policy(self) -> RoutingPolicySpec:
         return self.config.policy
 
+    def forget(self, endpoint: str) -> None:
+        """Drop what was learned about an endpoint that is gone (``Registry.forgetters``)."""
+        self.learner.forget(endpoint)
+        self.predictor.forget(endpoint)
+        self.spread.forget(endpoint)
+
     def signal_age(self) -> float | None:
         return None if self.signals_at is None else self.clock() - self.signals_at
 
@@ -253,10 +259,11 @@ def _pick(
     session = router.sessions.get(job.session, now) if job.session else None
     router.turn += 1
     candidates = router.registry.candidates()
+    serving = [c for c in candidates if c.endpoint.model == model and c.id not in exclude]
     inputs = picker.Inputs(
         router.policy, turn=router.turn, ring=router.registry.ring, session_target=session,
-        exclude=exclude, curves=curves(router, candidates), explain=router.config.debug_headers,
-        tiers=tiers, margins=margins(router, candidates, now, job.klass),
+        exclude=exclude, curves=curves(router, serving), explain=router.config.debug_headers,
+        tiers=tiers, margins=margins(router, serving, now, job.klass),
     )  # fmt: skip
     outcome = picker.pick(job.routing_request(model), candidates, inputs)
     if isinstance(outcome, picker.Decision):

@@ -95,6 +95,10 @@ class Spread:
         value = ordered[min(len(ordered) - 1, math.ceil(QUANTILE * len(ordered)) - 1)]
         return min(MAX_FACTOR, max(MIN_FACTOR, value))
 
+    def forget(self, endpoint: str) -> None:
+        for measure in ("ttft", "tpot"):
+            self._ratios.pop((endpoint, measure), None)
+
     def margin(self, endpoint: str, now: float) -> Margin:
         """The endpoint's factors, ``DEFAULT_FACTOR`` for a measure not yet learned."""
         ttft, tpot = self.factor(endpoint, "ttft", now), self.factor(endpoint, "tpot", now)
