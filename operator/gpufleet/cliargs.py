@@ -1,7 +1,8 @@
 """What every ``gpufleet`` command line shares: its help layout and its number types.
 
 ``HelpFormatter`` appends ``(default: …)`` to each option's help unless the help already
-says its default or there is none to say (None, False, an empty list). The number types
+says its default or there is none to say (a flag that takes no value, None, an empty
+string or list). The number types
 reject a value outside their range with an ``argparse.ArgumentTypeError``, so argparse
 exits 2 naming the flag: ``argument --gpus-per-node: must be at least 1, got 0``.
 ``format_all`` gives a parser and all its subcommands' parsers one formatter, since
@@ -19,11 +20,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if not action.option_strings or "default" in text.lower():
+        if not action.option_strings or action.nargs == 0 or "default" in text.lower():
             return text
-        if action.default is None or action.default is False or action.default == []:
-            return text
-        if action.default == argparse.SUPPRESS:
+        if action.default in (None, "", [], argparse.SUPPRESS):
             return text
         return f"{text} (default: %(default)s)".lstrip()
 
@@ -59,7 +58,6 @@ def at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
         return value
 
-    parse.__name__ = f"integer >= {minimum}"
     return parse
 
 

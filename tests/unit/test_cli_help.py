@@ -36,7 +36,17 @@ def test_defaults_are_shown_once(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["plan", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert out.count("(default: the model's context)") == 1
-    assert "(default: None)" not in out and "(default: False)" not in out
+
+
+def test_no_help_shows_a_default_that_says_nothing() -> None:
+    # A flag that takes no value (--no-prometheus: "default: True" read as "on"), None,
+    # an empty string or list: nothing to say.
+    parser, _ = cli.build_parser(every=True)
+    for each in cliargs.parsers(parser):
+        text = " ".join(each.format_help().split())
+        for empty in ("(default: None)", "(default: False)", "(default: True)", "(default: )",
+                      "(default: [])"):  # fmt: skip
+            assert empty not in text, (each.prog, empty)
 
 
 def test_top_level_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--interval", type=cliargs.positive_float, default=2.0, help="seconds between reads"
     )
-    parser.add_argument("--hostname", default="", help="the Hostname label (the node's name)")
+    parser.add_argument(
+        "--hostname", default="", help="the Hostname label (default: this machine's hostname)"
+    )
     parser.add_argument(
         "--source",
         choices=("nvml", "twin"),
