@@ -108,9 +108,7 @@ def render(
     options: dict[str, tuple[planner.VariantPlan, ...]],
     output: str,
 ) -> str:
-    """The plans in the ``output`` format (table, json or yaml)."""
-    if output == "table":
-        return report.table(plans, options)
+    """The plans in the ``output`` format (json or yaml; a table is ``_show``'s)."""
     documents = [report.as_json(p, options[p.gpu]) for p in plans]
     if output == "json":
         return json.dumps(documents, indent=2)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gpufleet import tables
 from gpufleet.planning.planner import VariantPlan
 
 
@@ -65,12 +64,6 @@ def sections(
     reasons = [f"{p.gpu}: {p.reason}" for p in plans if not p.feasible]
     notes = ["", "KV tokens (full sequences) at every feasible TP:", *sizes] if sizes else []
     return heading, rows, notes + (["", *reasons] if reasons else [])
-
-
-def table(plans: Sequence[VariantPlan], options: Mapping[str, Sequence[VariantPlan]]) -> str:
-    """``sections`` as plain text: the heading, the aligned rows, then the notes."""
-    heading, rows, notes = sections(plans, options)
-    return "\n".join([heading, "", *tables.aligned(rows), *notes]) if plans else ""
 
 
 def _sizes(gpu: str, options: Sequence[VariantPlan], width: int) -> str:

@@ -219,10 +219,6 @@ def settings_from(args: argparse.Namespace) -> server.SimSettings:
     ``catalog.UnknownGpu`` or ``models.UnknownModel``."""
     if not args.gpu or not args.model:
         raise ValueError("--gpu and --model are required")
-    if args.speed <= 0:
-        raise ValueError("--speed must be positive")
-    if args.load_seconds is not None and args.load_seconds < 0:
-        raise ValueError("--load-seconds must not be negative")
     spec = replica.ReplicaSpec(
         model=models.resolve(args.model).name,
         gpu=catalog.resolve(args.gpu).name,
