@@ -284,3 +284,16 @@ def test_the_server_lists_its_gpus_where_only_the_agent_reads_them() -> None:
     assert {"name": "GPUFLEET_GPU_UUIDS_FILE", "value": "/run/gpufleet/gpu-uuids"} in server["env"]
     args = agent["args"]
     assert args[args.index("--gpu-uuids-file") + 1] == "/run/gpufleet/gpu-uuids"
+
+
+def test_with_vllms_own_image_the_agent_judges_every_gpu_it_reads() -> None:
+    """Plain ``vllm serve`` lists no GPUs: the agent gets no list to wait for (it would
+    wait for ever and judge nothing) and so judges the GPUs NVML shows it."""
+    s = spec(serving={"image": "vllm/vllm-openai:v0.14.1"})
+    pod = podspec.pod_spec(s, only(s))
+    server, agent = pod["containers"]
+    assert server["command"] == ["vllm", "serve"]
+    assert "--gpu-uuids-file" not in agent["args"]
+    assert podspec.GPU_UUIDS_VOLUME not in {v["name"] for v in pod["volumes"]}
+    assert podspec.GPU_UUIDS_ENV not in {e["name"] for e in server["env"]}
+    assert agent["volumeMounts"] == []

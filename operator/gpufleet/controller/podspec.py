@@ -170,9 +170,18 @@ def claim_env(gpu: catalog.GpuSpec) -> list[bodies.EnvVar]:
     ]
 
 
+def lists_gpus(spec: ModelPoolSpec) -> bool:
+    """Whether the server lists the pod's GPUs for the health agent: the agent runs and
+    the server is ``gpufleet worker``. vLLM's own image runs plain ``vllm serve``, which
+    lists nothing; its agent judges every GPU NVML shows it rather than wait for a list
+    that never comes."""
+    health = spec.serving.gpu_health.enabled
+    return health and server_command(spec.serving.image) == WORKER_COMMAND
+
+
 def gpu_uuids_env(spec: ModelPoolSpec) -> list[bodies.EnvVar]:
     """Where ``gpufleet worker`` lists the pod's GPUs for the health agent (when it runs)."""
-    if not spec.serving.gpu_health.enabled:
+    if not lists_gpus(spec):
         return []
     return [bodies.EnvVar(name=GPU_UUIDS_ENV, value=GPU_UUIDS_FILE)]
 
@@ -252,7 +261,7 @@ def volumes(spec: ModelPoolSpec, tp: int) -> tuple[list[bodies.Volume], list[bod
         bodies.VolumeMount(name="model-cache", mountPath=CACHE_DIR),
         bodies.VolumeMount(name="tmp", mountPath="/tmp"),
     ]
-    if spec.serving.gpu_health.enabled:
+    if lists_gpus(spec):
         vols.append(
             bodies.Volume(name=GPU_UUIDS_VOLUME, emptyDir={"medium": "Memory", "sizeLimit": "1Mi"})
         )
@@ -306,8 +315,10 @@ def _field_env(name: str, path: str) -> bodies.EnvVar:
     return bodies.EnvVar(name=name, valueFrom={"fieldRef": {"fieldPath": path}})
 
 
-def agent_args(health: modelpool.GpuHealth) -> list[str]:
-    """``gpufleet gpu-agent``'s arguments: the pod's address and the pool's limits."""
+def agent_args(health: modelpool.GpuHealth, *, listed: bool = True) -> list[str]:
+    """``gpufleet gpu-agent``'s arguments: the pod's address, the pool's limits and, when
+    the server lists the pod's GPUs (``listed``), where."""
+    scope = ["--gpu-uuids-file", GPU_UUIDS_FILE] if listed else []
     return [
         "--host", "$(POD_IP)",
         "--port", str(modelpool.GPU_AGENT_PORT),
@@ -316,7 +327,7 @@ def agent_args(health: modelpool.GpuHealth) -> list[str]:
         "--max-memory-percent", f"{health.max_memory_percent:g}",
         "--max-uncorrectable-ecc", str(health.max_uncorrectable_ecc_errors),
         "--xid-hold-seconds", str(health.xid_hold_seconds),
-        "--gpu-uuids-file", GPU_UUIDS_FILE,
+        *scope,
     ]  # fmt: skip
 
 
@@ -333,17 +344,20 @@ def agent_container(spec: ModelPoolSpec, *, image: str) -> bodies.Container:
     """The GPU health sidecar. It requests no GPU (that would take one from vLLM): NVIDIA's
     container runtime gives it NVML (``utility``, no compute) for the GPUs
     ``NVIDIA_VISIBLE_DEVICES`` names, which are the node's, so it judges only those the
-    server listed in ``GPU_UUIDS_FILE`` (docs/operator.md, "GPU health"). Its probes are
+    server listed in ``GPU_UUIDS_FILE`` (docs/operator.md, "GPU health"; with vLLM's own
+    image, which lists none, every GPU it reads — ``lists_gpus``). Its probes are
     on ``/healthz`` (the process), never on the verdict: a hot GPU drains the pod at the
     routers without making it unready, so rollouts and PDBs keep counting it."""
     agent_port = bodies.ContainerPort(
         name=labels.GPU_AGENT_PORT_NAME, containerPort=modelpool.GPU_AGENT_PORT, protocol="TCP"
     )
+    listed = lists_gpus(spec)
+    mount = bodies.VolumeMount(name=GPU_UUIDS_VOLUME, mountPath=GPU_UUIDS_DIR, readOnly=True)
     return bodies.Container(
         name=AGENT_CONTAINER,
         image=image,
         command=["gpufleet", "gpu-agent"],
-        args=agent_args(spec.serving.gpu_health),
+        args=agent_args(spec.serving.gpu_health, listed=listed),
         env=[
             _field_env("POD_IP", "status.podIP"),
             _field_env("NODE_NAME", "spec.nodeName"),
@@ -354,9 +368,7 @@ def agent_container(spec: ModelPoolSpec, *, image: str) -> bodies.Container:
         resources=bodies.ResourceRequirements(
             requests={"cpu": "50m", "memory": "96Mi"}, limits={"memory": "192Mi"}
         ),
-        volumeMounts=[
-            bodies.VolumeMount(name=GPU_UUIDS_VOLUME, mountPath=GPU_UUIDS_DIR, readOnly=True)
-        ],
+        volumeMounts=[mount] if listed else [],
         startupProbe=_agent_probe(period=2, failures=30),
         readinessProbe=_agent_probe(period=10, failures=3),
         livenessProbe=_agent_probe(period=15, failures=4),
