@@ -24,10 +24,17 @@ BATCH_BUDGET = 16384
 _LARGE_DEFAULT = 8192
 
 
+def vllm_large_gpu(gpu: catalog.GpuSpec) -> bool:
+    """Whether vLLM V1 gives ``gpu`` its larger batching defaults: at least 70 GiB and
+    not an A100 (vllm/engine/arg_utils.py; larger budgets lowered A100 throughput in
+    vLLM's measurements)."""
+    return gpu.memory_mib >= 70 * 1024 and not gpu.name.startswith("A100")
+
+
 def vllm_default_budget(gpu: catalog.GpuSpec) -> int:
-    """vLLM V1's default ``max_num_batched_tokens`` for its OpenAI server on ``gpu``."""
-    large = gpu.memory_mib >= 70 * 1024 and not gpu.name.startswith("A100")
-    return _LARGE_DEFAULT if large else INTERACTIVE_BUDGET
+    """vLLM V1's default ``max_num_batched_tokens`` for its OpenAI server on ``gpu``:
+    8192 on a ``vllm_large_gpu``, 2048 otherwise (EngineArgs._set_default_args_v1)."""
+    return _LARGE_DEFAULT if vllm_large_gpu(gpu) else INTERACTIVE_BUDGET
 
 
 def batched_tokens(workload: WorkloadClass, gpu: catalog.GpuSpec) -> int | None:

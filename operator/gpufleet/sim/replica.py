@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from gpufleet.hardware import catalog
-from gpufleet.planning import ModelArch, VariantPlan, get_model, plan_variant
+from gpufleet.planning import ModelArch, VariantPlan, batching, get_model, plan_variant
 from gpufleet.sim import perfmodel
 from gpufleet.sim.engine import Engine, EngineConfig
 
@@ -69,7 +69,7 @@ class Replica:
             max_model_len=self.plan.max_model_len,
             max_num_seqs=self.spec.max_num_seqs,
             max_num_batched_tokens=self.spec.max_num_batched_tokens
-            or default_max_num_batched_tokens(catalog.get(self.spec.gpu)),
+            or batching.vllm_default_budget(catalog.get(self.spec.gpu)),
             enable_prefix_caching=self.spec.enable_prefix_caching,
         )
 
@@ -77,27 +77,15 @@ class Replica:
         return Engine(self.engine_config(), self.perf)
 
 
-def default_max_num_batched_tokens(gpu: catalog.GpuSpec) -> int:
-    """vLLM V1's default chunked-prefill budget for its OpenAI server on ``gpu``.
-
-    vllm/engine/arg_utils.py (EngineArgs._set_default_args_v1): 8192 on GPUs with at
-    least 70 GiB that are not A100s, 2048 otherwise (larger budgets lowered A100 throughput
-    in vLLM's measurements).
-    """
-    big = gpu.memory_mib >= 70 * 1024 and not gpu.name.startswith("A100")
-    return 8192 if big else 2048
-
-
 def offline_engine_limits(gpu: catalog.GpuSpec) -> tuple[int, int]:
     """vLLM V1's defaults for its offline ``LLM`` class on ``gpu``: (max_num_seqs,
     max_num_batched_tokens).
 
     vllm/engine/arg_utils.py (EngineArgs.get_batch_defaults): 1024 sequences and 16384
-    tokens on GPUs with at least 70 GiB that are not A100s, 256 and 8192 otherwise.
-    Offline benchmarks (MLPerf's reference harness) run on this class, not the server.
+    tokens on a ``batching.vllm_large_gpu``, 256 and 8192 otherwise. Offline benchmarks
+    (MLPerf's reference harness) run on this class, not the server.
     """
-    big = gpu.memory_mib >= 70 * 1024 and not gpu.name.startswith("A100")
-    return (1024, 16384) if big else (256, 8192)
+    return (1024, 16384) if batching.vllm_large_gpu(gpu) else (256, 8192)
 
 
 def load_seconds(
