@@ -181,7 +181,7 @@ def take(state: AgentState, snapshot: Snapshot, now: float) -> None:
                                           + ", ".join(found.missing))  # fmt: skip
         state.read_errors += 1
         return
-    state.record(found.snapshot.gpus, snapshot.xids, now, pod_gpus=pod_gpus)
+    state.record(found.gpus, snapshot.xids, now, pod_gpus=pod_gpus)
 
 
 def health_body(state: AgentState) -> tuple[int, dict[str, object]]:

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from gpufleet.gpuagent.readings import Snapshot
+from gpufleet.gpuagent.readings import GpuReading, Snapshot
 
 # The variable that names the file to the model server (``gpufleet worker``); the
 # operator sets it (``controller.podspec``) and passes the same path to the agent.
@@ -41,18 +41,18 @@ def render(uuids: Iterable[str], *, writer: str) -> str:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Scoped:
-    """A read narrowed to the pod's GPUs, and the pod's GPUs the source did not show."""
+    """The pod's GPUs among a read, and those the source did not show. (XID events are
+    narrowed by the agent, which keeps every one read: the list may come later.)"""
 
-    snapshot: Snapshot
+    gpus: tuple[GpuReading, ...]
     missing: tuple[str, ...] = ()
 
 
 def scoped(snapshot: Snapshot, uuids: frozenset[str]) -> Scoped:
-    """Only the GPUs (and XID events) of ``uuids``; those not read are ``missing``."""
+    """Only the GPUs of ``uuids``; those not read are ``missing``."""
     gpus = tuple(g for g in snapshot.gpus if g.uuid in uuids)
-    xids = tuple(e for e in snapshot.xids if e.gpu_uuid in uuids)
     seen = {g.uuid for g in gpus}
-    return Scoped(Snapshot(gpus=gpus, xids=xids), tuple(sorted(uuids - seen)))
+    return Scoped(gpus, tuple(sorted(uuids - seen)))
 
 
 def read(path: Path) -> frozenset[str] | None:
