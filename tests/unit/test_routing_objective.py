@@ -98,11 +98,11 @@ def test_learned_curves_override_the_prior() -> None:
     [
         (None, 9.0, 9.0, True),
         (Slo(), 9.0, 9.0, True),
-        (Slo(ttft_millis=1000), 0.79, 1.0, True),
-        (Slo(ttft_millis=1000), 0.81, 0.001, False),  # headroom: 80 % of the bound
-        (Slo(tpot_millis=100), 0.1, 0.081, False),
-        (Slo(end_to_end_seconds=10), 1.0, 0.03, True),  # 1 + 200 x 0.03 = 7 s
-        (Slo(end_to_end_seconds=10), 1.0, 0.04, False),  # 9 s > 8 s
+        (Slo(ttft_millis=1000), 1.0, 1.0, True),  # at the bound
+        (Slo(ttft_millis=1000), 1.01, 0.001, False),
+        (Slo(tpot_millis=100), 0.1, 0.101, False),
+        (Slo(end_to_end_seconds=10), 1.0, 0.04, True),  # 1 + 200 x 0.04 = 9 s
+        (Slo(end_to_end_seconds=10), 1.0, 0.05, False),  # 11 s
     ],
 )
 def test_meets(slo: Slo | None, ttft_s: float, tpot_s: float, meets: bool) -> None:

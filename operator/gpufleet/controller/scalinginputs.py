@@ -37,7 +37,7 @@ class Queries:
     ttft_p90: str
 
     def all(self) -> tuple[str, ...]:
-        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+        return tuple(query for _, query in _fields(self))
 
 
 def queries(names: MetricNames | None = None) -> Queries:

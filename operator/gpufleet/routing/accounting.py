@@ -73,5 +73,5 @@ def met(
     elapsed = attempt.ended - arrived
     on_time = slo.end_to_end_seconds is None or elapsed <= slo.end_to_end_seconds
     return on_time and objective.meets(
-        Slo(ttft_millis=slo.ttft_millis, tpot_millis=slo.tpot_millis), ttft, tpot, 0, headroom=1.0
+        Slo(ttft_millis=slo.ttft_millis, tpot_millis=slo.tpot_millis), ttft, tpot, 0
     )

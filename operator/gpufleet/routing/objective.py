@@ -14,7 +14,8 @@ candidate meets its class's SLO when each bound the class sets — TTFT, TPOT an
 end (TTFT + output tokens x TPOT) — holds for the predictions times the endpoint's
 ``calibration.Margin``: the predictions are means, the SLOs bound the 90th percentile,
 and the margin is how far this endpoint's recent requests ran past their predictions
-at that percentile (``SLO_HEADROOM`` of the bound to spare until it has learned one).
+at that percentile (``calibration.DEFAULT_FACTOR``, a fifth of the bound to spare,
+until it has learned one).
 It also spares the requests already running there (``spares``): vLLM prefills a new
 prompt in the steps that decode theirs, so each of their tokens waits for it, and a
 short answer on a slow generation misses its TPOT bound when a long prompt lands
@@ -46,7 +47,6 @@ from gpufleet.routing import calibration, performance, queueing
 from gpufleet.routing.model import Candidate, Load, RoutingRequest
 
 Objective = Literal["cost", "latency", "balanced"]
-SLO_HEADROOM = 1 / calibration.DEFAULT_FACTOR  # 0.8
 PRICE_BAND = 0.05
 
 
@@ -81,7 +81,7 @@ def predict(
     gpu_s = endpoint.tensor_parallel_size * tpot / max(1.0, found.batch)
     price = endpoint.cost_per_gpu_hour
     dollars = None if price is None else price / 3600 * gpu_s * 1e6
-    fits = meets(slo, ttft * margin.ttft, tpot * margin.tpot, request.output_tokens, headroom=1.0)
+    fits = meets(slo, ttft * margin.ttft, tpot * margin.tpot, request.output_tokens)
     stall_s = request.input_tokens * curve.prefill_s_per_token * margin.ttft
     fits = fits and spares(candidate.load, stall_s, tpot * margin.tpot, curve, margin)
     return Prediction(ttft, tpot, gpu_s, dollars, fits)
@@ -110,15 +110,9 @@ def spares(
     return True
 
 
-def meets(
-    slo: Slo | None,
-    ttft_s: float,
-    tpot_s: float,
-    output_tokens: int,
-    *,
-    headroom: float = SLO_HEADROOM,
-) -> bool:
-    """Whether every bound of ``slo`` holds within ``headroom`` x it (no SLO: yes)."""
+def meets(slo: Slo | None, ttft_s: float, tpot_s: float, output_tokens: int) -> bool:
+    """Whether every bound of ``slo`` holds (no SLO: yes); any margin is the caller's,
+    in the figures it passes."""
     if slo is None:
         return True
     bounds = (
@@ -126,7 +120,7 @@ def meets(
         (slo.tpot_millis, tpot_s * 1000),
         (slo.end_to_end_seconds, ttft_s + output_tokens * tpot_s),
     )
-    return all(bound is None or value <= bound * headroom for bound, value in bounds)
+    return all(bound is None or value <= bound for bound, value in bounds)
 
 
 def unit_costs(predictions: Sequence[Prediction]) -> list[float]:
