@@ -24,10 +24,18 @@ TOKEN = b'data: {"choices":[{"index":0,"delta":{"content":" abcd"},"finish_reaso
         (b'data: {"choices":[],"usage":{"prompt_tokens":3}}\n\n', False),
         (b'data: {"error":{"message":"boom"}}\n\n', True),
         (b"data: [DONE]\n\n", True),
-        (b'data: {"choices":[{"delta":{"ro', True),  # cut: cannot tell, so output
         (b": keep-alive\n\n", False),
         (b"", False),
     ],
 )
 def test_carries_output(chunk: bytes, output: bool) -> None:
     assert firsttoken.carries_output(chunk) is output
+
+
+def test_an_event_cut_between_reads_is_judged_whole() -> None:
+    # A role event split across reads is still no output (judged in pieces, its first
+    # half failed to parse and counted as the first token); a token split the same way
+    # counts once its line ends.
+    lines = firsttoken.Lines()
+    reads = [ROLE[:30], ROLE[30:] + TOKEN[:25], TOKEN[25:]]
+    assert [firsttoken.carries_output(lines.complete(r)) for r in reads] == [False, False, True]

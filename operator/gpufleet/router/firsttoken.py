@@ -10,7 +10,8 @@ prefilled, and count the prefill into its time per output token — the performa
 curves would then see no queue at all. So a stream's first token is the first event
 with content, reasoning, tool calls, text or a finish reason (``carries_output``);
 an event that is not JSON counts as output, so a server whose events cannot be read
-is timed by its first byte as before.
+is timed by its first byte as before. Events are judged whole: a read may end inside
+one (``Lines`` keeps that part for the next read), and a cut role event is no output.
 """
 
 from __future__ import annotations
@@ -32,6 +33,20 @@ def carries_output(chunk: bytes) -> bool:
         if payload.startswith(_DATA) and _event_output(payload[len(_DATA) :].strip()):
             return True
     return False
+
+
+class Lines:
+    """Whole lines of a stream read in arbitrary pieces: ``complete`` returns what ends
+    with a newline and keeps the rest for the next piece."""
+
+    __slots__ = ("_rest",)
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def complete(self, chunk: bytes) -> bytes:
+        whole, newline, self._rest = (self._rest + chunk).rpartition(b"\n")
+        return whole + newline
 
 
 def _event_output(payload: bytes) -> bool:
@@ -65,7 +80,9 @@ class Marker:
     events that followed it, the stream's TPOT sample.
     """
 
-    __slots__ = ("_clock", "_router", "_sent", "_then", "at", "events", "lease", "through")
+    __slots__ = (
+        "_clock", "_lines", "_router", "_sent", "_then", "at", "events", "lease", "through",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -80,11 +97,12 @@ class Marker:
         self.at: float | None = None
         self.events = 0
         self.through = 0  # events up to and including the first token's chunk
+        self._lines = Lines()
 
     def seen(self, chunk: bytes) -> None:
         """One chunk of the stream, in order."""
         self.events += chunk.count(_DATA)
-        if self.at is None and carries_output(chunk):
+        if self.at is None and carries_output(self._lines.complete(chunk)):
             self.at, self.through = self._clock(), self.events
             seconds = self.at - self._sent
             learning.first_token(self._router, self.lease, seconds=seconds, streamed=True)
