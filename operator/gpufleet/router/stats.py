@@ -139,10 +139,13 @@ def document(
 
 def _spillover(stats: Stats, registry: Registry, tiers: Spillover) -> dict[str, object]:
     by_model: dict[str, list[Candidate]] = collections.defaultdict(list)
-    for candidate in filters.healthy(registry.candidates()):
-        if candidate.load.circuit != "open":
-            by_model[candidate.endpoint.model].append(candidate)
-    models = {m: _tier_rows(tiers, c) for m, c in sorted(by_model.items())} if tiers.tiers else {}
+    for candidate in registry.candidates():
+        by_model[candidate.endpoint.model].append(candidate)
+    models = (
+        {m: _tier_rows(tiers, filters.routable(c)) for m, c in sorted(by_model.items())}
+        if tiers.tiers
+        else {}
+    )
     return {"requests": dict(sorted(stats.tiers.items())), "fallbacks": stats.fallbacks,
             "models": models}  # fmt: skip
 

@@ -41,6 +41,11 @@ def not_interrupted(candidates: Candidates) -> list[Candidate]:
     return staying or list(candidates)
 
 
+def routable(candidates: Candidates) -> list[Candidate]:
+    """Those a request may be sent to at all: healthy, by ``circuit``, not interrupted."""
+    return not_interrupted(circuit(healthy(candidates)))
+
+
 def spot(candidates: Candidates) -> list[Candidate]:
     """The spot endpoints, or all when there is none."""
     return [c for c in candidates if c.endpoint.capacity_type == "spot"] or list(candidates)

@@ -99,7 +99,7 @@ def pick(
 ) -> Decision | NoCapacity:
     """Choose an endpoint for ``request``; never raises for lack of capacity."""
     pool = [c for c in filters.serves_model(request, candidates) if c.id not in inputs.exclude]
-    pool = filters.not_interrupted(filters.circuit(filters.healthy(pool)))
+    pool = filters.routable(pool)
     if not pool:
         return NoCapacity("unavailable", f"no healthy endpoint serves model {request.model}")
     fitting = filters.fits_kv(request, pool)
