@@ -43,3 +43,15 @@ def test_slo_is_judged_as_the_client_saw_it(
 ) -> None:
     attempt = accounting.Attempt(0.1, 0.9, 3.9, 1, streamed)
     assert accounting.met(slo, attempt, arrived=arrived, completion_tokens=101) is met
+    # A stream's TTFT miss, told at its first token, agrees with the verdict at its end.
+    early = accounting.ttft_missed(slo, arrived=arrived, first_token=attempt.first_byte)
+    assert not early or met is False
+
+
+@pytest.mark.parametrize(
+    ("slo", "first_token", "missed"),
+    [(None, 9.0, False), (Slo(), 9.0, False), (Slo(ttft_millis=1000), 1.0, False),
+     (Slo(ttft_millis=1000), 1.001, True), (Slo(tpot_millis=1), 9.0, False)],
+)  # fmt: skip
+def test_ttft_missed_at_the_first_token(slo: Slo | None, first_token: float, missed: bool) -> None:
+    assert accounting.ttft_missed(slo, arrived=0.0, first_token=first_token) is missed

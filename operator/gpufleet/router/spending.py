@@ -20,8 +20,8 @@ def first_token(router: service.Router, klass: str, *, arrived: float, at: float
     the class's tightening now rather than when the stream ends (nothing later can mend
     it); True then, and ``record`` does not count the request again."""
     found = router.policy.request_class(klass)
-    bound = found.slo.ttft_millis if found is not None else None
-    if bound is None or (at - arrived) * 1000 <= bound:
+    slo = found.slo if found is not None else None
+    if not accounting.ttft_missed(slo, arrived=arrived, first_token=at):
         return False
     router.attainment.observe(klass, met=False)
     return True

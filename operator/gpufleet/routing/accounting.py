@@ -60,6 +60,13 @@ def spend(
     )
 
 
+def ttft_missed(slo: Slo | None, *, arrived: float, first_token: float) -> bool:
+    """Whether a first token at ``first_token`` already broke ``slo``'s TTFT bound, as
+    ``met`` will judge it (so nothing later can mend the request's verdict)."""
+    bound = slo.ttft_millis if slo is not None else None
+    return bound is not None and (first_token - arrived) * 1000 > bound
+
+
 def met(
     slo: Slo | None, attempt: Attempt, *, arrived: float, completion_tokens: int
 ) -> bool | None:
