@@ -81,6 +81,18 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def between(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number from ``low`` to ``high``."""
+
+    def parse(text: str) -> float:
+        value = _number(float, text, "a number")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {text}")
+        return value
+
+    return parse
+
+
 def fraction(text: str) -> float:
     """An argparse type: a share above 0 and at most 1."""
     value = _number(float, text, "a number")

@@ -90,6 +90,9 @@ _LOAD = ["bench", "load", "--target", "http://127.0.0.1:9", "--model", "m"]
         ([*_PLAN, "--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization"),
         ([*_PLAN, "--max-model-len", "many"], "--max-model-len"),
         (["sim", "--gpu", "L4", "--model", "llama-3.1-8b", "--tp", "0"], "--tp"),
+        # The fault model's bounds, refused by argparse rather than in a pydantic dump.
+        (["sim", "--gpu", "L4", "--model", "llama-3.1-8b", "--slowdown", "0.5"], "--slowdown"),
+        (["sim", "--gpu", "L4", "--model", "llama-3.1-8b", "--hang", "5000"], "--hang"),
         ([*_LOAD, "--concurrency", "0"], "--concurrency"),
         (["bench", "trace", "--out", "t.json", "--batch-share", "2"], "--batch-share"),
         (["router", "--config", "c.yaml", "--port", "70000"], "--port"),

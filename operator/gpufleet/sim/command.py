@@ -139,7 +139,7 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
         help="share answered 500 as a CUDA out of memory",
     )
     group.add_argument(
-        "--hang", type=cliargs.non_negative_float, default=0.0, help="seconds before headers"
+        "--hang", type=cliargs.between(0, 3600), default=0.0, help="seconds before headers"
     )
     group.add_argument(
         "--die-after-chunks",
@@ -148,7 +148,7 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--slowdown",
-        type=cliargs.positive_float,
+        type=cliargs.between(1, 1000),
         default=1.0,
         help="step time multiplier (1 to 1000)",
     )
@@ -162,7 +162,9 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="GPU the GPU faults hit",
     )
-    group.add_argument("--gpu-temperature", type=float, help="°C the GPU reads (overheat)")
+    group.add_argument(
+        "--gpu-temperature", type=cliargs.between(0, 150), help="°C the GPU reads (overheat)"
+    )
     group.add_argument(
         "--gpu-ecc-uncorrected",
         type=cliargs.non_negative_int,
