@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 import sys
 from collections.abc import Sequence
 from typing import Protocol
@@ -40,6 +39,19 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+class _Version(argparse.Action):
+    """``--version``: reads the package metadata only when asked (importing
+    ``importlib.metadata`` costs every command ~30 ms of start-up)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and exit")  # fmt: skip
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"{parser.prog} {version()}")
+        parser.exit()
+
+
 class _Command(Protocol):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
 
@@ -52,7 +64,7 @@ def build_parser(
     """The parser with the ``chosen`` command's options loaded (all with ``every``), and
     the loaded command modules by name."""
     parser = argparse.ArgumentParser(prog="gpufleet", description=DESCRIPTION, epilog=EPILOG)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--version", action=_Version)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     loaded: dict[str, _Command] = {}
     for name, module, help_text in COMMANDS:
@@ -72,6 +84,8 @@ def parser_for(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, dict[str, 
 
 def version() -> str:
     """The installed package's version (its metadata), or "unknown" when not installed."""
+    import importlib.metadata  # only for --version (see _Version)
+
     try:
         return importlib.metadata.version("gpufleet")
     except importlib.metadata.PackageNotFoundError:
