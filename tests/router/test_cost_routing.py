@@ -78,16 +78,21 @@ async def test_missed_slos_tighten_their_class_and_show_in_stats(sims: tuple[Sim
     # A 1 ms TTFT bound no engine meets: every answer is a miss, and each miss raises
     # the class's tightening by exp(STEP x TARGET_ATTAINMENT) once — a stream's at its
     # first token, an answer that is not streamed when it arrives.
+    # The streams are slowed so that each is still running when the client has read its
+    # first token and the router's state has settled: unslowed, 200 tokens took 12-25 ms
+    # here, about as long as settling, and a stream that had already ended was counted.
     classes = [{"name": "interactive", "slo": {"ttftMillis": 1}}, {"name": "batch"}]
     config = _config(sims, requestClasses=classes)
     async with serve_router(config) as (url, app), aiohttp.ClientSession() as session:
         router = app[appkeys.ROUTER]
         async with session.post(url + "/v1/chat/completions", json=chat(max_tokens=4)) as r:
             assert r.status == 200
+        for sim in sims:
+            sim.faults(slowdown=10)
         for _ in range(2):
             body = chat(max_tokens=200, stream=True, stream_options={"include_usage": True})
             async with session.post(url + "/v1/chat/completions", json=body) as r:
-                while b'"content"' not in await r.content.readline():  # the role event first
+                while not _first_token(await r.content.readline()):
                     pass
                 told = await _settled(lambda: router.attainment.factor("interactive"))
                 judged = sum(sum(v) for v in router.stats.slo.values())  # met + missed
@@ -102,6 +107,14 @@ async def test_missed_slos_tighten_their_class_and_show_in_stats(sims: tuple[Sim
     assert document["slo_tightening"] == {"interactive": round(step**3, 3)}
     missed = sum(row["missed"] for row in document["slo"]["interactive"].values())
     assert missed == 3
+
+
+def _first_token(line: bytes) -> bool:
+    """Whether an SSE line carries generated text (the role event that opens a chat
+    stream carries an empty content)."""
+    if not line.startswith(b"data: {"):
+        return False
+    return any(c["delta"].get("content") for c in json.loads(line[6:])["choices"])
 
 
 async def _settled(read: Callable[[], float]) -> float:
