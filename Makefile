@@ -7,15 +7,35 @@ CLUSTER ?= gpufleet
 export GOTOOLCHAIN := local
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: install build demo demo-down lint unit integration test
+.PHONY: install build demo demo-down lint unit integration test lock lock-upgrade
 
-$(BIN)/.installed: pyproject.toml
+# Exact versions with hashes (requirements/*.txt, made by `make lock`): pip and
+# setuptools first, then every dependency, then gpufleet itself with no dependency of
+# its own choosing. The images install the same files.
+LOCKS := requirements/build.txt requirements/runtime.txt requirements/dev.txt
+$(BIN)/.installed: pyproject.toml $(LOCKS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/build.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(BIN)/.installed
+
+# Re-make the locks from pyproject.toml: `make lock` keeps every pin that still fits
+# (after adding or changing a dependency), `make lock-upgrade` takes the newest
+# versions. The runtime lock constrains the development one, so the tests run the
+# versions the images ship.
+UV_COMPILE = UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile --quiet \
+	--universal --python-version 3.11 --generate-hashes $(UPGRADE)
+lock: install
+	$(UV_COMPILE) requirements/build.in -o requirements/build.txt
+	$(UV_COMPILE) pyproject.toml -o requirements/runtime.txt
+	$(UV_COMPILE) pyproject.toml requirements/build.in --extra dev --extra chart \
+	  -c requirements/runtime.txt -c requirements/build.txt -o requirements/dev.txt
+
+lock-upgrade: UPGRADE = --upgrade
+lock-upgrade: lock
 
 build: install
 	$(BIN)/gpufleet dev-cluster build

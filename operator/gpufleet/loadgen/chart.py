@@ -1,20 +1,33 @@
-"""The PNG chart of one load run: TTFT over time by class, and latency distributions."""
+"""The PNG chart of one load run: TTFT over time by class, and latency distributions.
+
+matplotlib is the optional extra ``gpufleet[chart]`` (about 170 MB; the images leave it
+out), so it is imported when a chart is drawn and ``available`` says whether it can be.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 from gpufleet.loadgen.report import Result
+
+MISSING = "matplotlib is not installed (pip install 'gpufleet[chart]')"
+
+
+def available() -> bool:
+    """Whether matplotlib can be imported here."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def draw(results: Sequence[Result], path: Path, *, title: str) -> None:
-    """Write a two-panel PNG of ``results`` to ``path``."""
+    """Write a two-panel PNG of ``results`` to ``path`` (``ModuleNotFoundError`` without
+    matplotlib: ask ``available`` first)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for klass in sorted({r.klass for r in results}):
         mine = [r for r in results if r.klass == klass and r.ttft_s is not None]

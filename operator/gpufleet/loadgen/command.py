@@ -160,5 +160,8 @@ def _write(
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     rows = "\n".join(json.dumps(dataclasses.asdict(r)) for r in results)
     (out / "requests.jsonl").write_text(rows + "\n")
+    if not chart.available():
+        print(f"wrote {out}/summary.json, requests.jsonl (no chart.png: {chart.MISSING})")
+        return
     chart.draw(results, out / "chart.png", title=title)
     print(f"wrote {out}/summary.json, requests.jsonl, chart.png")
