@@ -7,7 +7,7 @@ CLUSTER ?= gpufleet
 export GOTOOLCHAIN := local
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: install build demo demo-down lint unit integration test lock lock-upgrade
+.PHONY: install build images demo demo-down lint unit integration test lock lock-upgrade
 
 # Exact versions with hashes (requirements/*.txt, made by `make lock`): pip and
 # setuptools first, then every dependency, then gpufleet itself with no dependency of
@@ -39,6 +39,11 @@ lock-upgrade: lock
 
 build: install
 	$(BIN)/gpufleet dev-cluster build
+
+# Both images with buildah (chroot isolation, no daemon, no registry) on a Debian base
+# made here once with debootstrap; the tests build them too (docs/install.md).
+images: install
+	$(BIN)/gpufleet dev-cluster images
 
 # The main job end to end: cluster with its mixed fleet, pod runner and Prometheus, the
 # operator as a Deployment, the mixed-generation example pool, a router pod, traffic.

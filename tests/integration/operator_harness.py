@@ -144,6 +144,16 @@ def running(operator: Operator) -> Iterator[Operator]:
         operator.stop()
 
 
+def ready_router_ip(core: client.CoreV1Api, namespace: str) -> str | None:
+    """The pod IP of a Ready router pod in ``namespace``, None while there is none."""
+    pods = core.list_namespaced_pod(
+        namespace, label_selector="app.kubernetes.io/component=router"
+    ).items
+    ready = [p for p in pods if any(c.type == "Ready" and c.status == "True"
+                                    for c in p.status.conditions or [])]  # fmt: skip
+    return str(ready[0].status.pod_ip) if ready else None
+
+
 def get_pool(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any]:
     api = client.CustomObjectsApi(cluster.api_client)
     pool: dict[str, Any] = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)

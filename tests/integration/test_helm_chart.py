@@ -23,6 +23,7 @@ from kubernetes import client
 
 from gpufleet.devcluster import build
 from tests.conftest import LocalCluster
+from tests.integration import operator_harness
 from tests.integration.operator_harness import GROUP, PLURAL, VERSION, condition
 from tests.waiting import until
 
@@ -180,15 +181,6 @@ def _pool_ready(custom: client.CustomObjectsApi, namespace: str, name: str) -> b
     return condition(pool, "Ready").get("status") == "True"
 
 
-def _router_ip(core: client.CoreV1Api, namespace: str) -> str | None:
-    pods = core.list_namespaced_pod(
-        namespace, label_selector="app.kubernetes.io/component=router"
-    ).items
-    ready = [p for p in pods if any(c.type == "Ready" and c.status == "True"
-                                    for c in p.status.conditions or [])]  # fmt: skip
-    return ready[0].status.pod_ip if ready else None
-
-
 def _chat(url: str, model: str) -> int:
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
     request = urllib.request.Request(url, data=json.dumps(body).encode(),
@@ -228,7 +220,11 @@ def test_helm_install_runs_the_operator_which_makes_an_example_pool_ready(
     prometheus = f"http://127.0.0.1:{cluster.handle.ports.prometheus}"
     policy = POLICY_FILE.read_text(encoding="utf-8").replace("${PROMETHEUS_URL}", prometheus)
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=policy)
-    ip = until("the router pod Ready", lambda: _router_ip(core, namespace), timeout=60)
+    ip = until(
+        "the router pod Ready",
+        lambda: operator_harness.ready_router_ip(core, namespace),
+        timeout=60,
+    )
     assert _chat(f"http://{ip}:8080/v1/chat/completions", "llama-large") == 200
     print(f"helm install --wait {installed:.1f}s; install to pool Ready {pool_ready:.1f}s; "
           f"to a routed answer {time.monotonic() - started:.1f}s")  # fmt: skip

@@ -114,11 +114,51 @@ def test_worker_image_passes_pod_args_to_gpufleet_worker_as_vllm_flags() -> None
 
 def test_worker_base_exports_kv_cache_usage_perc() -> None:
     base = _final(WORKER).base
-    match = re.fullmatch(r"vllm/vllm-openai:v(\d+)\.(\d+)\.(\d+)", base)
+    match = re.fullmatch(r"vllm/vllm-openai:v(\d+)\.(\d+)\.(\d+)@sha256:[0-9a-f]{64}", base)
     assert match, base
     # vLLM exports vllm:kv_cache_usage_perc from v0.10 (it replaced gpu_cache_usage_perc).
     assert tuple(int(g) for g in match.groups()[:2]) >= (0, 10)
 
 
 def test_worker_base_is_the_modelpool_default_vllm_release() -> None:
-    assert _final(WORKER).base == modelpool.DEFAULT_VLLM_IMAGE
+    assert _final(WORKER).base.split("@", 1)[0] == modelpool.DEFAULT_VLLM_IMAGE
+
+
+@pytest.mark.parametrize("path", [GPUFLEET, WORKER], ids=["gpufleet", "worker"])
+def test_every_upstream_base_is_pinned_by_digest(path: pathlib.Path) -> None:
+    assert all("@sha256:" in s.base for s in _stages(path) if s.base != "build")
+
+
+@pytest.mark.parametrize("path", [GPUFLEET, WORKER], ids=["gpufleet", "worker"])
+def test_no_syntax_directive_sends_the_builder_to_a_registry(path: pathlib.Path) -> None:
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert not re.match(r"#\s*syntax\s*=", first), first
+
+
+@pytest.mark.parametrize("path", [GPUFLEET, WORKER], ids=["gpufleet", "worker"])
+def test_dependencies_install_from_the_lock_before_the_source_is_copied(
+    path: pathlib.Path,
+) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.index("RUN /src/venv.sh deps") < text.index("COPY operator")
+    assert text.index("COPY operator") < text.index("RUN /src/venv.sh package")
+    recipe = (ROOT / "images" / "venv.sh").read_text(encoding="utf-8")
+    assert "--require-hashes --only-binary :all: -r /src/requirements/runtime.txt" in recipe
+    assert "--no-deps" in recipe.split("package)", 1)[1]  # the source chooses no versions
+
+
+@pytest.mark.parametrize(
+    ("path", "uid"), [(GPUFLEET, "65532"), (WORKER, "1000")], ids=["gpufleet", "worker"]
+)
+def test_the_final_uid_has_a_name(path: pathlib.Path, uid: str) -> None:
+    """Kopf, getpass and PyTorch look the user up: a passwd entry and USER answer it."""
+    final = path.read_text(encoding="utf-8").rsplit("\nFROM ", 1)[1]
+    assert f"gpufleet:x:{uid}:{uid}:" in final
+    assert re.search(r"^ENV .*\bUSER=gpufleet\b", final, re.MULTILINE | re.DOTALL)
+
+
+def test_the_build_context_holds_what_the_images_copy() -> None:
+    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    kept = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
+    copies = {c.rstrip("/") for p in (GPUFLEET, WORKER) for s in _stages(p) for c in s.copies}
+    assert copies <= kept

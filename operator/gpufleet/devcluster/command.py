@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 import urllib.request
+from pathlib import Path
 
 from gpufleet import cliargs, tables
-from gpufleet.devcluster import build, cluster, errors, processes, twin
+from gpufleet.devcluster import build, cluster, errors, images, imagespec, processes, twin
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,6 +17,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser(
         "build",
         help="build etcd, Kubernetes, KWOK and Prometheus from their Go modules (cached)",
+    )
+    built = sub.add_parser(
+        "images",
+        help="build gpufleet's images with buildah on a Debian base made here (no registry)",
+    )
+    built.add_argument(
+        "--only",
+        action="append",
+        choices=[i.name for i in imagespec.IMAGES],
+        default=[],
+        help="build only this image; repeatable (default: all)",
+    )
+    built.add_argument(
+        "--source",
+        type=Path,
+        default=Path.cwd(),
+        help="the repository to build from (default: the current directory)",
     )
     up = sub.add_parser("up", help="start a cluster, its KWOK GPU nodes and Prometheus")
     up.add_argument(
@@ -114,11 +132,21 @@ def _pod_table(port: int) -> str:
     return "\n".join(tables.aligned(rows, indent="  "))
 
 
+def _images(source: Path, only: list[str]) -> int:
+    if not (source / "images" / "gpufleet" / "Dockerfile").is_file():
+        raise errors.DevClusterError(f"{source} is not a gpufleet repository (--source)")
+    for image in images.build_images(source.resolve(), only=only, progress=_say):
+        print(f"{image.reference}\t{images.size_mb(image.reference):.0f} MB")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "build":
             build.build_all(progress=_say)
             return 0
+        if args.action == "images":
+            return _images(args.source, args.only)
         if args.action == "up":
             started = cluster.up(
                 args.name,
