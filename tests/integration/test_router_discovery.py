@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,6 +28,7 @@ import yaml
 from kubernetes import client
 
 from gpufleet.hardware import catalog
+from gpufleet.ports import free_port
 from gpufleet.router import appkeys
 from tests.conftest import LocalCluster
 from tests.router.peers import MODEL, chat, get_status, serve_router
@@ -309,3 +314,62 @@ async def test_configuration_and_keys_change_live_and_endpoints_follow_watches(
             )
             took = await _applied_after(base, lambda s: s["endpoints"] == [])
             print(f"scaled-down pod's endpoint gone after {took * 1000:.0f} ms")
+
+
+ROUTERS_AT_ONCE = 6
+
+
+@pytest.mark.timeout(120)
+def test_routers_started_at_once_all_load_their_configuration_and_keys(
+    cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """As the operator's two replicas (or more) start together: each process watches the
+    ConfigMap and the tenant Secret and loads both. (One of six often never did: its
+    watches had ended at start, unseen — /readyz said config_loaded false, no error.)"""
+    core = client.CoreV1Api(cluster.api_client)
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": KEY_SECRET}, "stringData": {"token": "key-at-start"}}
+    )
+    document = _document(namespace, str(cluster.kubeconfig), 1)
+    _put_document(core, namespace, document)
+    config = tmp_path / "router.yaml"
+    config.write_text(yaml.safe_dump(document))
+    ports = [free_port() for _ in range(ROUTERS_AT_ONCE)]
+    logs = [tmp_path / f"router-{i}.log" for i in range(ROUTERS_AT_ONCE)]
+    with contextlib.ExitStack() as files:
+        procs = [
+            subprocess.Popen([sys.executable, "-m", "gpufleet.cli", "router", "--config",
+                              str(config), "--port", str(port)],
+                             stdout=subprocess.DEVNULL, stderr=files.enter_context(log.open("wb")))
+            for port, log in zip(ports, logs, strict=True)
+        ]  # fmt: skip
+        try:
+            states = _until_loaded(ports, timeout_s=30)
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=20)
+    unloaded = {p: (s, logs[ports.index(p)].read_text()[-2000:])
+                for p, s in states.items() if not s.get("config_loaded")}  # fmt: skip
+    assert unloaded == {}
+
+
+def _until_loaded(ports: list[int], *, timeout_s: float) -> dict[int, dict[str, Any]]:
+    """Each router's /readyz document, once all say config_loaded or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = {port: _readyz(port) for port in ports}
+        if all(s.get("config_loaded") for s in states.values()) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.5)
+
+
+def _readyz(port: int) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            return dict(json.loads(response.read()))
+    except urllib.error.HTTPError as exc:
+        return dict(json.loads(exc.read()))
+    except OSError:
+        return {}

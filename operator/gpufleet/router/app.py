@@ -8,12 +8,22 @@ cancels them on shutdown. The loops read the current configuration on every pass
 they run whether or not it enables them now. ``on_shutdown`` marks the router draining
 (``/readyz`` 503); ``gpufleet router`` marks it earlier, as soon as it is told to stop
 (``serving``). Every request passes ``edge``'s middlewares and prepare hook.
+
+A background loop that fails is logged with its traceback and started again after a
+pause that doubles up to ``RESTART_MAX_S``; the cluster watches' failure is also the
+configuration's error (``/readyz``, ``/stats``, the policy's status), since no change
+reaches the router while they are down. The client libraries those loops use in worker
+threads (kubernetes; requests under the Prometheus client) are imported here, on one
+thread, before any loop runs: imported for the first time by two threads at once,
+requests was seen half-initialised by one of them, whose loop then ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -29,6 +39,7 @@ from gpufleet.router import (
     handlers,
     liveconfig,
     loops,
+    reconfigure,
     service,
     signals,
 )
@@ -41,6 +52,11 @@ from gpufleet.router.stats import Stats
 from gpufleet.routing import admission, affinity, throughput
 
 Clock = Callable[[], float]
+log = logging.getLogger("gpufleet.router")
+RESTART_MIN_S, RESTART_MAX_S = 1.0, 30.0
+# What the background loops import in worker threads: loaded once, up front.
+_THREADED_IMPORTS = ("requests", "urllib3", "prometheus_api_client")
+_KUBERNETES_IMPORTS = ("kubernetes.client", "kubernetes.config", "kubernetes.watch")
 
 
 def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Router:
@@ -91,7 +107,15 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
     return router
 
 
+def preload(config: RouterConfig) -> None:
+    """Import what the background loops use in worker threads, on this thread."""
+    wanted = _THREADED_IMPORTS + (_KUBERNETES_IMPORTS if config.kubernetes else ())
+    for name in wanted:
+        importlib.import_module(name)
+
+
 def create_app(config: RouterConfig, *, clock: Clock = time.monotonic) -> web.Application:
+    preload(config)
     router = build(config, clock=clock)
     app = web.Application(
         client_max_size=config.limits.max_body_bytes,
@@ -103,7 +127,7 @@ def create_app(config: RouterConfig, *, clock: Clock = time.monotonic) -> web.Ap
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_loop(loops.health_loop))
     if config.kubernetes is not None:
-        app.cleanup_ctx.append(_loop(cluster.cluster_loop))
+        app.cleanup_ctx.append(_loop(cluster.cluster_loop, on_failure=_watches_failed))
     app.cleanup_ctx.append(_loop(signals.prometheus_loop))
     app.cleanup_ctx.append(_loop(loops.learning_loop))
     app.on_shutdown.append(_drain)
@@ -134,19 +158,48 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
 
 
 Loop = Callable[[web.Application], Coroutine[Any, Any, None]]
+Failed = Callable[[web.Application, BaseException], None]
 
 
-def _loop(body: Loop) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup_ctx entry running ``body`` as a task for the app's lifetime."""
+def _loop(
+    body: Loop, *, on_failure: Failed | None = None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx entry running ``body`` as a task for the app's lifetime, started
+    again (after ``restart_delay``) whenever it fails."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(body(app))
+        task = asyncio.create_task(_supervised(app, body, on_failure))
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
     return ctx
+
+
+async def _supervised(app: web.Application, body: Loop, on_failure: Failed | None) -> None:
+    failures = 0
+    while True:
+        try:
+            await body(app)
+            return
+        except Exception as exc:  # a loop must never end unseen; it runs again
+            failures += 1
+            delay = restart_delay(failures)
+            log.exception("%s failed; starting it again in %.0fs", body.__name__, delay)
+            if on_failure is not None:
+                on_failure(app, exc)
+        await asyncio.sleep(delay)
+
+
+def restart_delay(failures: int) -> float:
+    """Seconds before a loop that failed ``failures`` times in a row runs again."""
+    return float(min(RESTART_MAX_S, RESTART_MIN_S * 2 ** (failures - 1)))
+
+
+def _watches_failed(app: web.Application, exc: BaseException) -> None:
+    reason = f"watching the cluster failed ({type(exc).__name__}: {exc}); retrying"
+    reconfigure.reject(app[appkeys.ROUTER], reason)
 
 
 async def _drain(app: web.Application) -> None:
