@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import math
 
-from gpufleet import labels
+from gpufleet import labels, podgpus
 from gpufleet.api import modelpool
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.controller import bodies, config
 from gpufleet.controller.variants import VariantDecision
-from gpufleet.gpuagent import scope
-from gpufleet.hardware import catalog
+from gpufleet.hardware import catalog, nccl
 from gpufleet.planning import batching
 
 CONTAINER = "vllm"
@@ -44,9 +43,9 @@ AGENT_CONTAINER = "gpu-agent"
 # The agent runs the operator's own program; ``render.deployment`` takes another image.
 DEFAULT_AGENT_IMAGE = config.DEFAULT_ROUTER_IMAGE
 # Where the worker lists the GPUs the device plugin gave the server, for the agent
-# (``gpufleet.gpuagent.scope``): a memory emptyDir, writable by the server, read-only
+# (``gpufleet.podgpus``): a memory emptyDir, writable by the server, read-only
 # for the agent.
-GPU_UUIDS_ENV = scope.ENV
+GPU_UUIDS_ENV = podgpus.ENV
 GPU_UUIDS_VOLUME = "gpu-uuids"
 GPU_UUIDS_DIR = "/run/gpufleet"
 GPU_UUIDS_FILE = f"{GPU_UUIDS_DIR}/gpu-uuids"
@@ -58,14 +57,6 @@ PORT_NAME = "http"
 CACHE_DIR = "/cache"
 MODELS_DIR = "/models"
 RUN_AS = 1000
-# vLLM's recommended NCCL settings for TP >= 4 in one node (the list): fail fast
-# on collective errors instead of hanging, and enough channels/buffer for NVLink.
-NCCL_ENV = (
-    ("NCCL_ASYNC_ERROR_HANDLING", "1"),
-    ("NCCL_MIN_NCHANNELS", "4"),
-    ("NCCL_BUFFSIZE", "8388608"),
-    ("NCCL_P2P_DISABLE", "0"),
-)
 # Loading weights: a fixed start (image, CUDA init, CUDA graphs) plus ~100 MB/s of
 # weights fetched and copied to the GPUs; pessimistic on purpose, a slow start is
 # cheaper than a restart loop that never finishes loading.
@@ -157,7 +148,7 @@ def env(spec: ModelPoolSpec, tp: int) -> list[bodies.EnvVar]:
         selector = bodies.SecretKeySelector(name=ref.name, key=ref.key)
         out.append(bodies.EnvVar(name="HF_TOKEN", valueFrom={"secretKeyRef": selector}))
     if tp >= 4:
-        out += [bodies.EnvVar(name=k, value=v) for k, v in NCCL_ENV]
+        out += [bodies.EnvVar(name=k, value=v) for k, v in nccl.ENV]
     return out
 
 

@@ -23,8 +23,7 @@ from pathlib import Path
 import pydantic
 from aiohttp import web
 
-from gpufleet import cliargs
-from gpufleet.gpuagent import scope
+from gpufleet import cliargs, podgpus
 from gpufleet.hardware import catalog
 from gpufleet.planning import models
 from gpufleet.sim import calibration, faults, fleet, replica, server
@@ -211,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
 
 def list_gpus(path: Path, settings: server.SimSettings) -> None:
     try:
-        scope.write(path, settings.gpu_uuids(), writer="gpufleet sim")
+        podgpus.write(path, settings.gpu_uuids(), writer="gpufleet sim")
     except OSError as exc:  # as the worker: the health agent then judges nothing
         print(f"gpufleet sim: cannot list the GPUs in {path}: {exc}", file=sys.stderr)
 
