@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import math
 
-from gpufleet import labels, podgpus
+from gpufleet import labels, operatorconfig, podgpus
 from gpufleet.api import modelpool
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import bodies, config
+from gpufleet.controller import bodies
 from gpufleet.controller.variants import VariantDecision
 from gpufleet.hardware import catalog, nccl
 from gpufleet.planning import batching
@@ -41,7 +41,7 @@ from gpufleet.planning import batching
 CONTAINER = "vllm"
 AGENT_CONTAINER = "gpu-agent"
 # The agent runs the operator's own program; ``render.deployment`` takes another image.
-DEFAULT_AGENT_IMAGE = config.DEFAULT_ROUTER_IMAGE
+DEFAULT_AGENT_IMAGE = operatorconfig.DEFAULT_ROUTER_IMAGE
 # Where the worker lists the GPUs the device plugin gave the server, for the agent
 # (``gpufleet.podgpus``): a memory emptyDir, writable by the server, read-only
 # for the agent.

@@ -19,9 +19,9 @@ from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.api.modelsource import ModelSpec
 from gpufleet.api.variant import Variant
 from gpufleet.controller import images
-from gpufleet.controller.config import OperatorConfig
 from gpufleet.hardware import catalog
 from gpufleet.labels import deployment_name
+from gpufleet.operatorconfig import OperatorConfig
 from gpufleet.planning import customarch, models, planner
 
 # Service names are DNS-1035 labels; label values (gpufleet.io/pool) are at most 63.
