@@ -52,7 +52,9 @@ LabelValue = Annotated[str, pydantic.Field(max_length=63)]
 
 
 class ApiModel(pydantic.BaseModel):
-    """Base of every API type: camelCase on the wire, snake_case in Python, strict."""
+    """Base of every API type: camelCase on the wire, snake_case in Python, strict. The
+    router's configuration file (``router.config``) and the chart's values
+    (``chart.values``) keep the same conventions by deriving from it."""
 
     model_config = pydantic.ConfigDict(
         extra="forbid",

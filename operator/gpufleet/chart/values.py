@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Literal
 
 import pydantic
-from pydantic import alias_generators
 
 from gpufleet import operatorconfig
+from gpufleet.api import common
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
@@ -23,16 +23,9 @@ JsonObject = dict[str, pydantic.JsonValue]
 _OPERATOR = operatorconfig.OperatorConfig()
 
 
-class Values(pydantic.BaseModel):
-    """Base of every values block: camelCase, strict, described."""
-
-    model_config = pydantic.ConfigDict(
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-        alias_generator=alias_generators.to_camel,
-        validate_default=True,
-    )
+class Values(common.ApiModel):
+    """Base of every values block: camelCase, strict, described — the conventions of the
+    API's types (``api.common.ApiModel``), written once there."""
 
 
 class Image(Values):
