@@ -55,6 +55,11 @@ POD_TEMPLATE_HASH = "pod-template-hash"  # pod → its ReplicaSet's name suffix
 # shutdown) terminates a pod (PodDisruptionConditions, GA in 1.31).
 DISRUPTION_TARGET = "DisruptionTarget"
 
+# The key of a RoutingPolicy's ConfigMap that holds the router's configuration: the
+# operator writes it (``controller.policyrender``) and mounts it as the router's file,
+# which the router watches and applies live (``router.liveconfig``).
+ROUTER_CONFIG_KEY = "router.yaml"
+
 # The GPU health agent's container port on model-server pods: routers find its /health
 # by this name (a container port name: at most 15 characters).
 GPU_AGENT_PORT_NAME = "gpu-agent"
