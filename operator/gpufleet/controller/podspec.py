@@ -33,7 +33,7 @@ import math
 from gpufleet import labels, operatorconfig, podgpus
 from gpufleet.api import modelpool
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import bodies
+from gpufleet.controller import bodies, restricted
 from gpufleet.controller.variants import VariantDecision
 from gpufleet.hardware import catalog, nccl
 from gpufleet.planning import batching
@@ -288,17 +288,7 @@ def container(spec: ModelPoolSpec, decision: VariantDecision) -> bodies.Containe
         ),
         readinessProbe=_probe(period=5, failures=3),
         livenessProbe=_probe(period=15, failures=4),
-        securityContext=_restricted(),
-    )
-
-
-def _restricted() -> bodies.ContainerSecurityContext:
-    return bodies.ContainerSecurityContext(
-        allowPrivilegeEscalation=False,
-        readOnlyRootFilesystem=True,
-        runAsNonRoot=True,
-        capabilities={"drop": ["ALL"]},
-        seccompProfile={"type": "RuntimeDefault"},
+        securityContext=restricted.container(),
     )
 
 
@@ -363,7 +353,7 @@ def agent_container(spec: ModelPoolSpec, *, image: str) -> bodies.Container:
         startupProbe=_agent_probe(period=2, failures=30),
         readinessProbe=_agent_probe(period=10, failures=3),
         livenessProbe=_agent_probe(period=15, failures=4),
-        securityContext=_restricted(),
+        securityContext=restricted.container(),
     )
 
 
@@ -380,13 +370,7 @@ def pod_spec(
         volumes=vols,
         affinity=node_affinity(decision.gpu),
         tolerations=tolerations(spec),
-        securityContext=bodies.PodSecurityContext(
-            runAsNonRoot=True,
-            runAsUser=RUN_AS,
-            runAsGroup=RUN_AS,
-            fsGroup=RUN_AS,
-            seccompProfile={"type": "RuntimeDefault"},
-        ),
+        securityContext=restricted.pod(run_as=RUN_AS),
         terminationGracePeriodSeconds=60,
         enableServiceLinks=False,
         automountServiceAccountToken=False,
