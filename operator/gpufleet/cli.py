@@ -31,7 +31,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("sim", "gpufleet.sim.command", "serve a simulated vLLM replica (or a fleet of them)"),
     ("bench", "gpufleet.loadgen.command", "generate load against an OpenAI-compatible URL"),
     ("plan", "gpufleet.planning.command", "plan a model on GPU generations: TP, weights, KV"),
-    ("crds", "gpufleet.api.command", "write the CRDs generated from the API models"),
+    ("crds", "gpufleet.chart.command", "write the CRDs generated from the API models"),
     ("router", "gpufleet.router.command", "route OpenAI requests by expected compute cost"),
     ("operator", "gpufleet.controller.command", "run the ModelPool operator (Kopf)"),
     ("worker", "gpufleet.worker.command", "check this pod's GPUs, then exec vLLM"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from gpufleet.api import common
+from gpufleet.apigroup import GROUP
 
 FIELD_MANAGER = "gpufleet"
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -25,28 +25,28 @@ MANAGED = {MANAGED_BY: MANAGED_BY_VALUE}
 
 # Labels of a ModelPool's children and pods. ``pool`` and ``variant`` (with
 # ``managed-by``) are the immutable Deployment selector; the rest describe the pod.
-POOL = f"{common.GROUP}/pool"
-VARIANT = f"{common.GROUP}/variant"
-GPU = f"{common.GROUP}/gpu"
-MODEL = f"{common.GROUP}/model"
-TENSOR_PARALLEL_SIZE = f"{common.GROUP}/tensor-parallel-size"
+POOL = f"{GROUP}/pool"
+VARIANT = f"{GROUP}/variant"
+GPU = f"{GROUP}/gpu"
+MODEL = f"{GROUP}/model"
+TENSOR_PARALLEL_SIZE = f"{GROUP}/tensor-parallel-size"
 # ``spot`` on the pods of a variant with ``capacityType: spot``; absent = on-demand (so
 # the label's introduction rolled no existing pod).
-CAPACITY_TYPE = f"{common.GROUP}/capacity-type"
+CAPACITY_TYPE = f"{GROUP}/capacity-type"
 # Labels of a RoutingPolicy's children and router pods.
-ROUTING_POLICY = f"{common.GROUP}/routing-policy"
+ROUTING_POLICY = f"{GROUP}/routing-policy"
 
 # Annotations on model-server pods (values a label cannot hold).
-MODEL_ANNOTATION = f"{common.GROUP}/model"  # the served name, verbatim
-CATALOG_MODEL_ANNOTATION = f"{common.GROUP}/catalog-model"  # planner catalog name, if any
-COST_ANNOTATION = f"{common.GROUP}/cost-per-gpu-hour"  # USD per GPU-hour, decimal
+MODEL_ANNOTATION = f"{GROUP}/model"  # the served name, verbatim
+CATALOG_MODEL_ANNOTATION = f"{GROUP}/catalog-model"  # planner catalog name, if any
+COST_ANNOTATION = f"{GROUP}/cost-per-gpu-hour"  # USD per GPU-hour, decimal
 # The pod's node is about to go away (a spot interruption notice, a scale-down): the
 # value says why. Any node-termination tool may set it; routers stop sending new work.
-INTERRUPTION_ANNOTATION = f"{common.GROUP}/interruption"
+INTERRUPTION_ANNOTATION = f"{GROUP}/interruption"
 # On every child: a digest of the operator's intent (drift detection).
-SPEC_HASH = f"{common.GROUP}/spec-hash"
+SPEC_HASH = f"{GROUP}/spec-hash"
 # On router pods: a digest of the configuration they were started with.
-CONFIG_HASH = f"{common.GROUP}/config-hash"
+CONFIG_HASH = f"{GROUP}/config-hash"
 
 # The Kubernetes labels the router reads alongside ours.
 SERVICE_NAME = "kubernetes.io/service-name"  # EndpointSlice → Service
@@ -54,6 +54,11 @@ POD_TEMPLATE_HASH = "pod-template-hash"  # pod → its ReplicaSet's name suffix
 # The pod condition Kubernetes sets before it evicts, preempts or (graceful node
 # shutdown) terminates a pod (PodDisruptionConditions, GA in 1.31).
 DISRUPTION_TARGET = "DisruptionTarget"
+
+# The key of a RoutingPolicy's ConfigMap that holds the router's configuration: the
+# operator writes it (``controller.policyrender``) and mounts it as the router's file,
+# which the router watches and applies live (``router.liveconfig``).
+ROUTER_CONFIG_KEY = "router.yaml"
 
 # The GPU health agent's container port on model-server pods: routers find its /health
 # by this name (a container port name: at most 15 characters).

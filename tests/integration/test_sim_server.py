@@ -12,17 +12,18 @@ from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from gpufleet.sim import faults, replica, server
+from gpufleet.sim.state import STATE, SimSettings
 
 MODEL = "llama-3.1-8b"
 _USER = b'{"role": "user", "content": "x"}'
 Api = tuple[TestServer, aiohttp.ClientSession, TestServer]
 
 
-def _settings(**kw: object) -> server.SimSettings:
+def _settings(**kw: object) -> SimSettings:
     built = replica.build(replica.ReplicaSpec(MODEL, "H100-80GB", 1, max_model_len=4096))
     base: dict[str, object] = {"replica": built, "served_model_name": MODEL, "speed": 50.0,
                                "hostname": "node-a"}  # fmt: skip
-    return server.SimSettings(**{**base, **kw})  # type: ignore[arg-type]
+    return SimSettings(**{**base, **kw})  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -237,7 +238,7 @@ async def test_slowdown_stretches_steps() -> None:
         async with TestServer(app, host="127.0.0.1") as srv, aiohttp.ClientSession() as session:
             async with session.post(srv.make_url("/v1/chat/completions"), json=_chat()) as response:
                 assert response.status == 200
-            return app[server.STATE].runner._busy_s
+            return app[STATE].runner._busy_s
 
     plain, slowed = await busy(1.0), await busy(8.0)
     assert slowed == pytest.approx(8 * plain, rel=1e-6)

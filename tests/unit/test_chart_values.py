@@ -9,8 +9,7 @@ import pydantic
 import pytest
 import yaml
 
-from gpufleet.api import command
-from gpufleet.chart import generate, values
+from gpufleet.chart import command, generate, values
 
 ROOT = pathlib.Path(__file__).parents[2]
 CHART = ROOT / generate.CHART

@@ -12,8 +12,8 @@ import pytest
 from gpufleet import labels as contract
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.controller import bodies, liveness, observe, plan, render, status, variants
-from gpufleet.controller.config import OperatorConfig
 from gpufleet.controller.workqueue import WorkQueue
+from gpufleet.operatorconfig import OperatorConfig
 
 POOL = render.PoolRef(name="p", namespace="ns", uid="u")
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -257,7 +257,7 @@ def test_importing_pure_controller_modules_imports_no_io_library() -> None:
 
     code = (
         "import sys, gpufleet.controller.render, gpufleet.controller.plan, "
-        "gpufleet.controller.status, gpufleet.controller.config; "
+        "gpufleet.controller.status, gpufleet.operatorconfig; "
         "print(sorted(m for m in ('kopf', 'kubernetes', 'aiohttp') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

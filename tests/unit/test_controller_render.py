@@ -9,8 +9,8 @@ import pytest
 from gpufleet import labels as contract
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.controller import podspec, render, variants
-from gpufleet.controller.config import OperatorConfig
 from gpufleet.hardware import catalog
+from gpufleet.operatorconfig import OperatorConfig
 
 POOL = render.PoolRef(name="llama", namespace="ns", uid="uid-1")
 

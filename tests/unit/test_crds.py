@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from gpufleet import cli
-from gpufleet.api import command, crd
+from gpufleet.api import crd
+from gpufleet.chart import command
 
 ROOT = pathlib.Path(__file__).parents[2]
 RENDERED = crd.render()

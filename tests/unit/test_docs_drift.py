@@ -18,11 +18,12 @@ import pytest
 from pydantic_core import PydanticUndefined
 
 from gpufleet import cli
-from gpufleet.api import command, reference
+from gpufleet.api import reference
 from gpufleet.api.admission import Queue
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.api.routingpolicy import RoutingPolicySpec
 from gpufleet.api.runtime import FailureHandling
+from gpufleet.chart import command
 from gpufleet.router import errors, gate
 from gpufleet.routing import admission
 

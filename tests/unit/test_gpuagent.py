@@ -22,6 +22,7 @@ from gpufleet.gpuagent.readings import GpuReading, SourceError, XidEvent
 from gpufleet.router import config as router_config
 from gpufleet.router import discovery
 from gpufleet.sim import replica, server
+from gpufleet.sim.state import SimSettings
 
 GPU = GpuReading(
     index=0, uuid="GPU-a", name="NVIDIA H100 80GB HBM3", temperature_c=60.0,
@@ -267,7 +268,7 @@ def test_metrics_carry_dcgm_names_and_labels() -> None:
 # /admin/faults reach the agent's readings, its verdict and its XID events.
 async def test_the_twin_source_reads_the_simulators_gpu_faults() -> None:
     built = replica.build(replica.ReplicaSpec("llama-3.1-8b", "H100-80GB", 2, max_model_len=4096))
-    settings = server.SimSettings(replica=built, served_model_name="m", hostname="node-a",
+    settings = SimSettings(replica=built, served_model_name="m", hostname="node-a",
                                   gpu_uuid_seed="node-a/127.64.0.9:8000")  # fmt: skip
     first, second = settings.gpu_uuids()
     assert re.fullmatch(r"GPU-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", first)  # NVML's form

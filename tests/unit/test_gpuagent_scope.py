@@ -1,7 +1,7 @@
 """Each pod's GPU health agent judges its own pod's GPUs only.
 
 NVML shows the agent sidecar every GPU of the node; the model server lists the pod's
-in a file (``gpufleet.gpuagent.scope``). Two pods share one four-GPU node here, read
+in a file (``gpufleet.podgpus``). Two pods share one four-GPU node here, read
 through a fake pynvml: a hot GPU and an XID of pod B must not drain pod A.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import generate_latest, parser
 
+from gpufleet import podgpus
 from gpufleet.devcluster import workloads
 from gpufleet.gpuagent import app, exporter, scope
 from gpufleet.gpuagent.nvml import NvmlSource
@@ -49,7 +50,7 @@ def _agent(listed: Path | None) -> app.AgentState:
 
 def _listing(tmp_path: Path, name: str, uuids: frozenset[str]) -> Path:
     path = tmp_path / name
-    scope.write(path, sorted(uuids), writer="test")
+    podgpus.write(path, sorted(uuids), writer="test")
     return path
 
 
@@ -119,8 +120,8 @@ def test_an_xid_seen_before_the_list_is_judged_once_it_is_only_for_its_pod(
     agents = {k: _agent(p) for k, p in paths.items()}
     for state in agents.values():
         app.take(state, first, 10.0)
-    scope.write(paths["a"], POD_A, writer="test")
-    scope.write(paths["b"], POD_B, writer="test")
+    podgpus.write(paths["a"], POD_A, writer="test")
+    podgpus.write(paths["b"], POD_B, writer="test")
     later = source.read()
     assert later.xids == ()
     cool = Snapshot(gpus=tuple(dataclasses.replace(g, temperature_c=50.0) for g in later.gpus))
@@ -142,8 +143,8 @@ def test_a_listed_gpu_the_agent_cannot_read_is_a_read_error_not_a_verdict(
 
 
 def test_the_list_ignores_comments_and_blank_lines() -> None:
-    text = scope.render(["GPU-1", "MIG-2"], writer="w")
-    assert scope.parse(text + "\n  \n# note\n") == {"GPU-1", "MIG-2"}
+    text = podgpus.render(["GPU-1", "MIG-2"], writer="w")
+    assert podgpus.parse(text + "\n  \n# note\n") == {"GPU-1", "MIG-2"}
     found = scope.scoped(
         Snapshot(gpus=(), xids=(XidEvent("GPU-1", 79, 0.0), XidEvent("GPU-9", 79, 0.0))),
         frozenset({"GPU-1"}),
@@ -160,10 +161,10 @@ async def test_the_running_agent_judges_once_the_list_appears(tmp_path: Path) ->
     await agent.start_server()
     try:
         assert (await _health(agent))[1]["healthy"] is None
-        scope.write(listed, POD_A, writer="test")
+        podgpus.write(listed, POD_A, writer="test")
         status, body = await _until_judged(agent)
         assert (status, body["healthy"], body["gpus"]) == (200, True, 2)
-        scope.write(listed, POD_B, writer="test")  # (a list is per pod; this proves it is read)
+        podgpus.write(listed, POD_B, writer="test")  # (a list is per pod; this proves it is read)
         status, body = await _until_judged(agent, status=503)
         assert body["reasons"][0] == "GPU 3 (GPU-h3) at 95 °C (limit 85)"
     finally:
@@ -210,7 +211,7 @@ def test_the_twin_lists_the_simulators_gpus_where_the_agent_reads_them(tmp_path:
     listed = Path(file_of(sim))
     listed.parent.mkdir(parents=True)
     sim_command.list_gpus(listed, args)
-    assert scope.read(listed) == set(args.gpu_uuids())
+    assert podgpus.read(listed) == set(args.gpu_uuids())
 
 
 def _sim_args(argv: tuple[str, ...]) -> argparse.Namespace:

@@ -12,6 +12,7 @@ import dataclasses
 import pytest
 
 from gpufleet.api import modelpool
+from gpufleet.controller import scalinginputs
 from gpufleet.scaling import decide, economics, inventory, model
 
 NO_WINDOWS = model.Policy(up_window_s=0, down_window_s=0, up_pods=100, down_pods=100)
@@ -205,7 +206,7 @@ def test_without_fresh_signals_every_variant_holds() -> None:
 
 
 def test_policy_from_the_pool_spec() -> None:
-    policy = model.Policy.from_spec(modelpool.Autoscaling())
+    policy = scalinginputs.policy(modelpool.Autoscaling())
     assert (policy.up_window_s, policy.up_pods, policy.up_period_s) == (60, 2, 120)
     assert (policy.down_window_s, policy.down_pods, policy.down_period_s) == (300, 1, 300)
 
@@ -245,4 +246,4 @@ def test_a_ttft_target_over_its_p90_grows_the_pool(
     policy = dataclasses.replace(NO_WINDOWS, target_ttft_s=target)
     got = _decide(_a100(signals=signals), _h100(max_replicas=0), policy=policy)
     assert got.desired()["a100"] == expected
-    assert model.Policy.from_spec(modelpool.Autoscaling(targetTtftSeconds=3)).target_ttft_s == 3
+    assert scalinginputs.policy(modelpool.Autoscaling(targetTtftSeconds=3)).target_ttft_s == 3

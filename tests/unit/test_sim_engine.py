@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpufleet.sim import offline, perfmodel, replica
+from gpufleet.planning import perfmodel
+from gpufleet.sim import offline, replica
 from gpufleet.sim.engine import Engine, EngineConfig, Request, TokenEvent
 
 PERF = replica.build(replica.ReplicaSpec("llama-3.1-8b", "H100-80GB", 1, max_model_len=8192)).perf

@@ -17,7 +17,7 @@ from gpufleet.api import vllmflags
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.api.variant import Variant
 from gpufleet.controller import command, images, podspec, variants
-from gpufleet.controller.config import OperatorConfig
+from gpufleet.operatorconfig import OperatorConfig
 
 MODEL = {"name": "m", "source": "hf://org/repo", "catalogName": "llama-3.1-8b"}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.gpuagent import scope
+from gpufleet import podgpus
 from gpufleet.worker import checks, claim, command
 from gpufleet.worker.inventory import Gpu, InventoryError
 
@@ -248,7 +248,7 @@ def test_the_checked_gpus_are_listed_for_the_health_agent(tmp_path: Path) -> Non
     exec_ = Exec()
     rc = command.main(["--", "-tp", "2"], inventory=FakeNvml(node), environ=env, exec_=exec_)
     assert (rc, len(exec_.calls)) == (0, 1)
-    assert scope.read(listed) == {"GPU-1", "GPU-3"}  # the GPUs vLLM will use, by UUID
+    assert podgpus.read(listed) == {"GPU-1", "GPU-3"}  # the GPUs vLLM will use, by UUID
     assert listed.read_text().startswith("# GPUs of this pod, written by gpufleet worker\n")
 
 

@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal, get_args
 import pydantic
 from pydantic import alias_generators
 
-GROUP = "gpufleet.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+from gpufleet.apigroup import API_VERSION as API_VERSION
+from gpufleet.apigroup import GROUP as GROUP
+from gpufleet.apigroup import VERSION as VERSION
 
 # The canonical names of gpufleet.hardware.catalog.GPUS, as an enum the API server checks.
 GpuName = Literal["A10G", "L4", "L40S", "A100-40GB", "A100-80GB", "H100-80GB", "H200", "B200"]
@@ -35,6 +35,12 @@ CatalogModelName = Literal[
     "qwen2.5-32b",
     "qwen2.5-72b",
 ]
+# Weight and KV-cache precisions (vLLM's --dtype / --quantization and --kv-cache-dtype
+# choices); gpufleet.planning.precision gives each its bytes per value.
+WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "int4", "awq", "gptq"]
+KvCacheDtype = Literal["auto", "bf16", "fp16", "fp8"]
+# A pool's workload class; gpufleet.planning.batching turns it into vLLM's token budget.
+WorkloadClass = Literal["interactive", "batch", "mixed"]
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Names of Kubernetes objects (Secrets, PriorityClasses, ModelPools): DNS subdomains.
@@ -46,7 +52,9 @@ LabelValue = Annotated[str, pydantic.Field(max_length=63)]
 
 
 class ApiModel(pydantic.BaseModel):
-    """Base of every API type: camelCase on the wire, snake_case in Python, strict."""
+    """Base of every API type: camelCase on the wire, snake_case in Python, strict. The
+    router's configuration file (``router.config``) and the chart's values
+    (``chart.values``) keep the same conventions by deriving from it."""
 
     model_config = pydantic.ConfigDict(
         extra="forbid",

@@ -15,7 +15,6 @@ from gpufleet.api import common
 from gpufleet.api.common import ApiModel, cel, rules
 from gpufleet.api.modelsource import ModelSpec
 from gpufleet.api.variant import Variant
-from gpufleet.planning import batching
 
 
 class Toleration(ApiModel):
@@ -353,7 +352,7 @@ class ModelPoolSpec(ApiModel):
     )
 
     model: ModelSpec = pydantic.Field(description="The model served.")
-    workload_class: batching.WorkloadClass = pydantic.Field(
+    workload_class: common.WorkloadClass = pydantic.Field(
         default="mixed",
         description=(
             "Sets vLLM's per-step token budget (--max-num-batched-tokens): interactive "

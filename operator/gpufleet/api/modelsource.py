@@ -10,10 +10,7 @@ import pydantic
 
 from gpufleet.api import common
 from gpufleet.api.common import ApiModel, cel, rules
-from gpufleet.planning import models, precision
 
-WeightDtype = precision.WeightDtype
-KvCacheDtype = precision.KvCacheDtype
 SOURCE_PATTERN = "^({})$".format(
     "|".join(
         (
@@ -75,21 +72,6 @@ class ModelArchitecture(ApiModel):
             raise ValueError("numKvHeads must divide numAttentionHeads")
         return self
 
-    def as_model_arch(self, name: str) -> models.ModelArch:
-        """The planner's description of this architecture, named ``name``."""
-        return models.ModelArch(
-            name=name,
-            parameters=self.parameters,
-            num_layers=self.num_layers,
-            hidden_size=self.hidden_size,
-            num_attention_heads=self.num_attention_heads,
-            num_kv_heads=self.num_kv_heads,
-            head_dim=self.head_dim,
-            max_context=self.max_context,
-            vocab_size=self.vocab_size,
-            tie_word_embeddings=self.tie_word_embeddings,
-        )
-
 
 class ModelSpec(ApiModel):
     """Which model the pool serves and how its weights are stored."""
@@ -128,11 +110,11 @@ class ModelSpec(ApiModel):
         default=None,
         description="Architecture of a model outside the catalog; exclusive with catalogName.",
     )
-    dtype: WeightDtype = pydantic.Field(
+    dtype: common.WeightDtype = pydantic.Field(
         default="bf16",
         description="Weight precision or quantization format (variants may override).",
     )
-    kv_cache_dtype: KvCacheDtype = pydantic.Field(
+    kv_cache_dtype: common.KvCacheDtype = pydantic.Field(
         default="auto", description="KV-cache precision; auto = 16 bit, fp8 halves the cache."
     )
     max_model_len: int | None = pydantic.Field(

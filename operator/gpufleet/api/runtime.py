@@ -10,6 +10,7 @@ import pydantic
 
 from gpufleet.api import common
 from gpufleet.api.common import ApiModel, cel, rules
+from gpufleet.hardware import dcgm
 
 MetricName = Annotated[
     str, pydantic.Field(min_length=1, max_length=200, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -154,13 +155,13 @@ class MetricNames(ApiModel):
         default="vllm:time_to_first_token_seconds", description="TTFT histogram."
     )
     gpu_memory_used: MetricName = pydantic.Field(
-        default="DCGM_FI_DEV_FB_USED", description="GPU memory used, MiB."
+        default=dcgm.FB_USED.name, description="GPU memory used, MiB."
     )
     gpu_memory_free: MetricName = pydantic.Field(
-        default="DCGM_FI_DEV_FB_FREE", description="GPU memory free, MiB."
+        default=dcgm.FB_FREE.name, description="GPU memory free, MiB."
     )
     gpu_utilization: MetricName = pydantic.Field(
-        default="DCGM_FI_DEV_GPU_UTIL", description="GPU utilization, %."
+        default=dcgm.GPU_UTIL.name, description="GPU utilization, %."
     )
 
 

@@ -8,10 +8,8 @@ import pydantic
 
 from gpufleet.api import common, vllmflags
 from gpufleet.api.common import ApiModel, cel, rules
-from gpufleet.planning import precision
 
 TP_SIZES = (1, 2, 4, 8)
-WeightDtype = precision.WeightDtype
 
 _TP_RULE = (
     "type(self.tensorParallelSize) == string ? self.tensorParallelSize == 'auto' "
@@ -57,7 +55,7 @@ class Variant(ApiModel):
     gpu: common.GpuName = pydantic.Field(
         description="Canonical GPU generation the variant runs on."
     )
-    quantization: WeightDtype | None = pydantic.Field(
+    quantization: common.WeightDtype | None = pydantic.Field(
         default=None, description="Weight format for this variant; unset = model.dtype."
     )
     tensor_parallel_size: int | Literal["auto"] = pydantic.Field(

@@ -12,27 +12,20 @@ from __future__ import annotations
 from typing import Literal
 
 import pydantic
-from pydantic import alias_generators
 
-from gpufleet.controller import config
+from gpufleet import operatorconfig
+from gpufleet.api import common
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
 DURATION = r"^[0-9]+(ms|s|m|h)$"
 JsonObject = dict[str, pydantic.JsonValue]
-_OPERATOR = config.OperatorConfig()
+_OPERATOR = operatorconfig.OperatorConfig()
 
 
-class Values(pydantic.BaseModel):
-    """Base of every values block: camelCase, strict, described."""
-
-    model_config = pydantic.ConfigDict(
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-        alias_generator=alias_generators.to_camel,
-        validate_default=True,
-    )
+class Values(common.ApiModel):
+    """Base of every values block: camelCase, strict, described — the conventions of the
+    API's types (``api.common.ApiModel``), written once there."""
 
 
 class Image(Values):
@@ -115,7 +108,7 @@ class OperatorSettings(Values):
         "EndpointSlice controller runs (the dev cluster).",
     )
     allowed_image_prefixes: list[str] = pydantic.Field(
-        default_factory=lambda: list(config.DEFAULT_ALLOWED_IMAGE_PREFIXES),
+        default_factory=lambda: list(operatorconfig.DEFAULT_ALLOWED_IMAGE_PREFIXES),
         min_length=1,
         description="A ModelPool's spec.serving.image must start with one of these "
         "(--allowed-image-prefix): a repository (any tag or digest of it), a prefix ending "

@@ -12,5 +12,5 @@ bound to their reconcilers), ``handlers`` (Kopf registrations), ``command``
 
 This package imports nothing: importing a pure module does not import Kopf. Kopf's
 entry point is ``kopf run -m gpufleet.controller.handlers`` (settings from
-``GPUFLEET_OPERATOR_*`` environment variables, see ``controller.config``).
+``GPUFLEET_OPERATOR_*`` environment variables, see ``gpufleet.operatorconfig``).
 """

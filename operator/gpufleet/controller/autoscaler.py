@@ -28,9 +28,9 @@ import pydantic
 from gpufleet import labels
 from gpufleet.api.resources import ModelPool, RoutingPolicy
 from gpufleet.controller import kinds, kube, routerstats, runtime, scalinginputs, status, variants
-from gpufleet.controller.config import OperatorConfig
 from gpufleet.controller.scalingreport import PoolReport, VariantReport
 from gpufleet.controller.workqueue import Key
+from gpufleet.operatorconfig import OperatorConfig
 from gpufleet.promquery import client as promclient
 from gpufleet.promquery import series
 from gpufleet.scaling import decide, inventory, model

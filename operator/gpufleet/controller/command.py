@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from gpufleet import cliargs, logsetup
-from gpufleet.controller.config import ROUTER_DISCOVERY, OperatorConfig
+from gpufleet.operatorconfig import ROUTER_DISCOVERY, OperatorConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

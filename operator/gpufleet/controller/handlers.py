@@ -21,7 +21,7 @@ import kopf
 from gpufleet import labels as contract
 from gpufleet.api import common
 from gpufleet.controller import autoscaler, kinds, kube, observe, runtime
-from gpufleet.controller.config import OperatorConfig
+from gpufleet.operatorconfig import OperatorConfig
 
 Resource = tuple[str, str, str]
 # The children each kind owns, by owner label; pods are indexed apart.

@@ -17,8 +17,8 @@ from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolStatus
 from gpufleet.api.routingpolicy import RoutingPolicyStatus
 from gpufleet.controller import policyreconciler, reconciler, routerstats, runtime
-from gpufleet.controller.config import OperatorConfig
 from gpufleet.controller.workqueue import Key
+from gpufleet.operatorconfig import OperatorConfig
 
 MODEL_POOL = "ModelPool"
 ROUTING_POLICY = "RoutingPolicy"

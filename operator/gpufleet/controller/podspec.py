@@ -30,23 +30,22 @@ from __future__ import annotations
 
 import math
 
-from gpufleet import labels
+from gpufleet import labels, operatorconfig, podgpus
 from gpufleet.api import modelpool
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import bodies, config
+from gpufleet.controller import bodies, restricted
 from gpufleet.controller.variants import VariantDecision
-from gpufleet.gpuagent import scope
-from gpufleet.hardware import catalog
+from gpufleet.hardware import catalog, nccl
 from gpufleet.planning import batching
 
 CONTAINER = "vllm"
 AGENT_CONTAINER = "gpu-agent"
 # The agent runs the operator's own program; ``render.deployment`` takes another image.
-DEFAULT_AGENT_IMAGE = config.DEFAULT_ROUTER_IMAGE
+DEFAULT_AGENT_IMAGE = operatorconfig.DEFAULT_ROUTER_IMAGE
 # Where the worker lists the GPUs the device plugin gave the server, for the agent
-# (``gpufleet.gpuagent.scope``): a memory emptyDir, writable by the server, read-only
+# (``gpufleet.podgpus``): a memory emptyDir, writable by the server, read-only
 # for the agent.
-GPU_UUIDS_ENV = scope.ENV
+GPU_UUIDS_ENV = podgpus.ENV
 GPU_UUIDS_VOLUME = "gpu-uuids"
 GPU_UUIDS_DIR = "/run/gpufleet"
 GPU_UUIDS_FILE = f"{GPU_UUIDS_DIR}/gpu-uuids"
@@ -58,14 +57,6 @@ PORT_NAME = "http"
 CACHE_DIR = "/cache"
 MODELS_DIR = "/models"
 RUN_AS = 1000
-# vLLM's recommended NCCL settings for TP >= 4 in one node (the list): fail fast
-# on collective errors instead of hanging, and enough channels/buffer for NVLink.
-NCCL_ENV = (
-    ("NCCL_ASYNC_ERROR_HANDLING", "1"),
-    ("NCCL_MIN_NCHANNELS", "4"),
-    ("NCCL_BUFFSIZE", "8388608"),
-    ("NCCL_P2P_DISABLE", "0"),
-)
 # Loading weights: a fixed start (image, CUDA init, CUDA graphs) plus ~100 MB/s of
 # weights fetched and copied to the GPUs; pessimistic on purpose, a slow start is
 # cheaper than a restart loop that never finishes loading.
@@ -157,7 +148,7 @@ def env(spec: ModelPoolSpec, tp: int) -> list[bodies.EnvVar]:
         selector = bodies.SecretKeySelector(name=ref.name, key=ref.key)
         out.append(bodies.EnvVar(name="HF_TOKEN", valueFrom={"secretKeyRef": selector}))
     if tp >= 4:
-        out += [bodies.EnvVar(name=k, value=v) for k, v in NCCL_ENV]
+        out += [bodies.EnvVar(name=k, value=v) for k, v in nccl.ENV]
     return out
 
 
@@ -297,17 +288,7 @@ def container(spec: ModelPoolSpec, decision: VariantDecision) -> bodies.Containe
         ),
         readinessProbe=_probe(period=5, failures=3),
         livenessProbe=_probe(period=15, failures=4),
-        securityContext=_restricted(),
-    )
-
-
-def _restricted() -> bodies.ContainerSecurityContext:
-    return bodies.ContainerSecurityContext(
-        allowPrivilegeEscalation=False,
-        readOnlyRootFilesystem=True,
-        runAsNonRoot=True,
-        capabilities={"drop": ["ALL"]},
-        seccompProfile={"type": "RuntimeDefault"},
+        securityContext=restricted.container(),
     )
 
 
@@ -372,7 +353,7 @@ def agent_container(spec: ModelPoolSpec, *, image: str) -> bodies.Container:
         startupProbe=_agent_probe(period=2, failures=30),
         readinessProbe=_agent_probe(period=10, failures=3),
         livenessProbe=_agent_probe(period=15, failures=4),
-        securityContext=_restricted(),
+        securityContext=restricted.container(),
     )
 
 
@@ -389,13 +370,7 @@ def pod_spec(
         volumes=vols,
         affinity=node_affinity(decision.gpu),
         tolerations=tolerations(spec),
-        securityContext=bodies.PodSecurityContext(
-            runAsNonRoot=True,
-            runAsUser=RUN_AS,
-            runAsGroup=RUN_AS,
-            fsGroup=RUN_AS,
-            seccompProfile={"type": "RuntimeDefault"},
-        ),
+        securityContext=restricted.pod(run_as=RUN_AS),
         terminationGracePeriodSeconds=60,
         enableServiceLinks=False,
         automountServiceAccountToken=False,

@@ -32,9 +32,9 @@ from gpufleet.controller import (
     reconciler,
     status,
 )
-from gpufleet.controller.config import OperatorConfig
 from gpufleet.controller.routerstats import Poller
 from gpufleet.controller.workqueue import Key
+from gpufleet.operatorconfig import OperatorConfig
 
 
 class Cache(Protocol):

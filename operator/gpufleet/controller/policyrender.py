@@ -159,7 +159,7 @@ def config_map(ref: PolicyRef, document: Mapping[str, bodies.Json]) -> bodies.Co
             apiVersion="v1",
             kind="ConfigMap",
             metadata=routerpod.metadata(ref),
-            data={routerpod.CONFIG_KEY: text},
+            data={contract.ROUTER_CONFIG_KEY: text},
         )
     )
 

@@ -23,8 +23,8 @@ from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolStatus
 from gpufleet.api.resources import ModelPool
 from gpufleet.controller import kube, observe, plan, render, scalingreport, status, variants
-from gpufleet.controller.config import OperatorConfig
 from gpufleet.controller.workqueue import Key
+from gpufleet.operatorconfig import OperatorConfig
 
 
 class Applied(Protocol):

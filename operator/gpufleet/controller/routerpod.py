@@ -15,13 +15,12 @@ from __future__ import annotations
 from gpufleet import labels as contract
 from gpufleet.api import common
 from gpufleet.api.routingpolicy import RoutingPolicySpec
-from gpufleet.controller import bodies, render
+from gpufleet.controller import bodies, render, restricted
 
 KIND = "RoutingPolicy"
 # A RoutingPolicy's identity has a ModelPool's shape: name, namespace, uid.
 PolicyRef = render.PoolRef
 
-CONFIG_KEY = "router.yaml"
 CONFIG_DIR = "/etc/gpufleet/router"
 CA_DIR = "/etc/gpufleet/prometheus-ca"
 CA_FILE = f"{CA_DIR}/ca.crt"
@@ -90,7 +89,7 @@ def _volumes(ref: PolicyRef, spec: RoutingPolicySpec) -> list[bodies.Volume]:
 def router_args(spec: RoutingPolicySpec, *, host: str) -> list[str]:
     """The arguments after ``gpufleet``: the Deployment listens on ``$(POD_IP)``, a
     sidecar on ``127.0.0.1`` (docs/router.md)."""
-    config = f"{CONFIG_DIR}/{CONFIG_KEY}"
+    config = f"{CONFIG_DIR}/{contract.ROUTER_CONFIG_KEY}"
     port = str(spec.router.port)
     return ["router", "--config", config, "--host", host, "--port", port, "--log-level", "INFO"]
 
@@ -107,13 +106,7 @@ def _container(spec: RoutingPolicySpec, *, image: str) -> bodies.RouterContainer
         volumeMounts=_mounts(spec),
         readinessProbe=_probe("/readyz", period=2),
         livenessProbe=_probe("/healthz", period=10),
-        securityContext=bodies.ContainerSecurityContext(
-            allowPrivilegeEscalation=False,
-            readOnlyRootFilesystem=True,
-            runAsNonRoot=True,
-            capabilities={"drop": ["ALL"]},
-            seccompProfile={"type": "RuntimeDefault"},
-        ),
+        securityContext=restricted.container(),
     )
 
 
@@ -124,13 +117,7 @@ def _pod_spec(ref: PolicyRef, spec: RoutingPolicySpec, *, image: str) -> bodies.
         enableServiceLinks=False,
         # The router drains for up to drainSeconds (default 10) after SIGTERM.
         terminationGracePeriodSeconds=30,
-        securityContext=bodies.PodSecurityContext(
-            runAsNonRoot=True,
-            runAsUser=RUN_AS,
-            runAsGroup=RUN_AS,
-            fsGroup=RUN_AS,
-            seccompProfile={"type": "RuntimeDefault"},
-        ),
+        securityContext=restricted.pod(run_as=RUN_AS),
         containers=[_container(spec, image=image)],
         volumes=_volumes(ref, spec),
     )

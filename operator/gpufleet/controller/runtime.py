@@ -34,8 +34,8 @@ import kopf
 import pydantic
 
 from gpufleet.controller import kube, liveness, observe, scalingreport
-from gpufleet.controller.config import OperatorConfig
 from gpufleet.controller.workqueue import Key, WorkQueue
+from gpufleet.operatorconfig import OperatorConfig
 
 LOG = logging.getLogger("gpufleet.operator")
 ChildIndex = Mapping[Key, Iterable[observe.ObservedChild]]

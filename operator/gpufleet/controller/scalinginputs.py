@@ -10,7 +10,8 @@ up what the routers' ``/stats`` say they queue and hold for a pool (``demand: {<
 ModelPool's planned variants, their Deployments and pods into ``scaling.model.Pool``: a
 variant the autoscaler may scale keeps its ``minReplicas``..``maxReplicas``; any other
 feasible variant is pinned to the replicas the operator applies, so its capacity counts
-but its size does not change.
+but its size does not change; ``policy`` reads its targets and behaviour from
+``spec.autoscaling`` (the API type stays here, at the edge: ``scaling`` sees its own).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
-from gpufleet.api.modelpool import ModelPoolSpec
+from gpufleet.api.modelpool import Autoscaling, ModelPoolSpec
 from gpufleet.api.runtime import MetricNames
 from gpufleet.controller import observe, plan
 from gpufleet.controller.variants import VariantDecision
@@ -184,9 +185,27 @@ def pool(
     )
     return model.Pool(
         variants=variants,
-        policy=model.Policy.from_spec(spec.autoscaling),
+        policy=policy(spec.autoscaling),
         demand=demand,
         inventory=nodes,
+    )
+
+
+def policy(spec: Autoscaling) -> model.Policy:
+    """The decision's targets and behaviour from the pool's ``spec.autoscaling``."""
+    return model.Policy(
+        target_kv_usage=spec.target_kv_cache_usage,
+        target_waiting=spec.target_waiting_requests,
+        target_ttft_s=spec.target_ttft_seconds,
+        preference=spec.scale_up_preference,
+        cold_start_s=spec.cold_start_seconds,
+        up_window_s=spec.scale_up_stabilization_seconds,
+        up_pods=spec.scale_up_pods,
+        up_period_s=spec.scale_up_period_seconds,
+        down_window_s=spec.scale_down_stabilization_seconds,
+        down_pods=spec.scale_down_pods,
+        down_period_s=spec.scale_down_period_seconds,
+        scale_to_zero_after_s=spec.scale_to_zero_after_seconds,
     )
 
 

@@ -19,10 +19,10 @@ from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.api.modelsource import ModelSpec
 from gpufleet.api.variant import Variant
 from gpufleet.controller import images
-from gpufleet.controller.config import OperatorConfig
 from gpufleet.hardware import catalog
 from gpufleet.labels import deployment_name
-from gpufleet.planning import models, planner
+from gpufleet.operatorconfig import OperatorConfig
+from gpufleet.planning import customarch, models, planner
 
 # Service names are DNS-1035 labels; label values (gpufleet.io/pool) are at most 63.
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -68,7 +68,7 @@ def model_arch(model: ModelSpec) -> models.ModelArch:
     arch = model.architecture
     if arch is None:  # the API's validators make this unreachable
         raise ValueError("model: exactly one of catalogName and architecture must be set")
-    return arch.as_model_arch(model.name)
+    return customarch.from_architecture(arch, model.name)
 
 
 def plan_pool(

@@ -12,7 +12,7 @@ cannot:
   served at ``DCGM_PORT`` — or, when the pod has a GPU health agent, at
   ``SIM_GPU_PORT``, where the agent reads them (``--source twin``) to serve
   ``DCGM_PORT`` itself, as it does on a real node; when the container names a GPU UUID
-  file (``gpuagent.scope.ENV``) the simulator lists its GPUs there, as
+  file (``podgpus.ENV``) the simulator lists its GPUs there, as
   ``gpufleet worker`` would, and the agent judges the GPUs listed;
 - a container of gpufleet's own image runs the ``gpufleet`` command of its
   command/args, with the container's environment resolved as the kubelet would
@@ -33,9 +33,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from gpufleet import labels
+from gpufleet import labels, podgpus
 from gpufleet.devcluster import vllmargs
-from gpufleet.gpuagent import scope
 
 RawPod = Mapping[str, Any]
 Kind = Literal["vllm", "gpufleet"]
@@ -241,8 +240,8 @@ def _vllm(container: Mapping[str, Any], pod: RawPod, ctx: PodContext) -> Launch 
         )
     except vllmargs.VllmArgsError as exc:
         raise WorkloadError(str(exc)) from exc
-    if env.get(scope.ENV):
-        sim += ["--gpu-uuids-file", env[scope.ENV]]  # a mount path: the runner maps it
+    if env.get(podgpus.ENV):
+        sim += ["--gpu-uuids-file", env[podgpus.ENV]]  # a mount path: the runner maps it
     return Launch(
         container=str(container["name"]),
         kind="vllm",

@@ -6,7 +6,7 @@ loaded is not fatal), reads it every ``interval`` seconds in a worker thread, ke
 critical XID events within the hold time and judges the GPUs.
 
 With ``gpu_uuids_file`` (as the operator renders it) only the pod's GPUs are judged and
-exported: those the model server listed in that file (``gpufleet.gpuagent.scope``), not
+exported: those the model server listed in that file (``gpufleet.podgpus``), not
 every GPU of the node NVML shows the agent. Until the file exists nothing is judged; a
 GPU it lists that the source does not show is a read error (the agent cannot see what
 it should judge).
@@ -33,6 +33,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gpufleet import podgpus
 from gpufleet.gpuagent import exporter, scope, verdict
 from gpufleet.gpuagent.readings import GpuReading, GpuSource, Snapshot, SourceError, XidEvent
 
@@ -166,7 +167,7 @@ def take(state: AgentState, snapshot: Snapshot, now: float) -> None:
         state.record(snapshot.gpus, snapshot.xids, now)
         return
     try:
-        pod_gpus = scope.read(path)
+        pod_gpus = podgpus.read(path)
     except OSError as exc:
         state.waiting(snapshot.xids, now, f"cannot read the pod's GPU list {path}: {exc}")
         state.read_errors += 1

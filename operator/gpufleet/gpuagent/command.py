@@ -4,7 +4,7 @@ The operator renders it as a sidecar next to each model server (docs/operator.md
 health"): ``--host $(POD_IP) --port 9400`` and the pool's thresholds. ``--source nvml``
 (the default) reads the driver through pynvml; ``--source twin --twin-url URL`` reads a
 simulator's GPU state (the dev cluster's pod runner sets it). ``--gpu-uuids-file`` names
-the file where the model server lists the pod's GPUs (``gpufleet.gpuagent.scope``): the
+the file where the model server lists the pod's GPUs (``gpufleet.podgpus``): the
 operator always sets it, since NVML shows the sidecar every GPU of the node; without it
 the agent judges every GPU it reads (a node or container of one pod's own).
 """

@@ -1,20 +1,15 @@
 """The agent's readings as DCGM-exporter metrics, plus its own verdict series.
 
-Names and labels follow dcgm-exporter (etc/default-counters.csv and its ``gpu``,
-``UUID``, ``device``, ``modelName``, ``Hostname`` labels), so dashboards, alerts and the
-router's ``gpuMemoryUsed`` signal read the agent as they read the exporter:
-``DCGM_FI_DEV_GPU_TEMP`` (°C), ``DCGM_FI_DEV_FB_USED`` / ``DCGM_FI_DEV_FB_FREE`` (MiB),
-``DCGM_FI_DEV_GPU_UTIL`` (%), ``DCGM_FI_DEV_POWER_USAGE`` (W),
-``DCGM_FI_DEV_ECC_SBE_VOL_TOTAL`` / ``DCGM_FI_DEV_ECC_DBE_VOL_TOTAL`` (volatile single-
-and double-bit ECC errors), ``DCGM_FI_DEV_XID_ERRORS`` (the last XID, 0 = none) and
-``DCGM_FI_DEV_CLOCK_THROTTLE_REASONS`` (NVML's reason bits). All are gauges, as the
-exporter serves them. gpufleet's own: ``gpufleet_gpu_healthy`` (1 healthy, 0 not; absent
-before the first read), ``gpufleet_gpu_agent_read_errors_total``.
+The DCGM fields, their help texts and labels are dcgm-exporter's (``hardware.dcgm``), so
+dashboards, alerts and the router's ``gpuMemoryUsed`` signal read the agent as they read
+the exporter; a field NVML did not report is left out. gpufleet's own:
+``gpufleet_gpu_healthy`` (1 healthy, 0 not; absent before the first read),
+``gpufleet_gpu_agent_read_errors_total``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -22,24 +17,20 @@ from prometheus_client.registry import Collector
 
 from gpufleet.gpuagent.readings import GpuReading
 from gpufleet.gpuagent.verdict import Verdict
+from gpufleet.hardware import dcgm
 
-LABELS = ("gpu", "UUID", "device", "modelName", "Hostname")
-_FIELDS: tuple[tuple[str, str, Callable[[GpuReading], float | None]], ...] = (
-    ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", lambda g: g.temperature_c),
-    ("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", lambda g: g.memory_used_mib),
-    ("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).",
-     lambda g: g.memory_total_mib - g.memory_used_mib),
-    ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", lambda g: g.utilization_percent),
-    ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", lambda g: g.power_w),
-    ("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "Total number of single-bit volatile ECC errors.",
-     lambda g: g.ecc_corrected),
-    ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors.",
-     lambda g: g.ecc_uncorrected),
-    ("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.",
-     lambda g: g.last_xid),
-    ("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "Current clock throttle reasons (bitmask).",
-     lambda g: g.throttle_reasons),
-)  # fmt: skip
+# What each DCGM field reads of a GPU (None: NVML did not report it).
+VALUES: Mapping[dcgm.Field, Callable[[GpuReading], float | None]] = {
+    dcgm.GPU_UTIL: lambda g: g.utilization_percent,
+    dcgm.FB_USED: lambda g: g.memory_used_mib,
+    dcgm.FB_FREE: lambda g: g.memory_total_mib - g.memory_used_mib,
+    dcgm.GPU_TEMP: lambda g: g.temperature_c,
+    dcgm.POWER_USAGE: lambda g: g.power_w,
+    dcgm.ECC_SBE_VOL_TOTAL: lambda g: g.ecc_corrected,
+    dcgm.ECC_DBE_VOL_TOTAL: lambda g: g.ecc_uncorrected,
+    dcgm.XID_ERRORS: lambda g: g.last_xid,
+    dcgm.CLOCK_THROTTLE_REASONS: lambda g: g.throttle_reasons,
+}
 
 
 class AgentCollector(Collector):
@@ -56,10 +47,10 @@ class AgentCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         gpus, verdict, errors = self._read()
-        for name, doc, value_of in _FIELDS:
-            family = GaugeMetricFamily(name, doc, labels=LABELS)
+        for field in dcgm.FIELDS:
+            family = GaugeMetricFamily(field.name, field.help, labels=dcgm.LABELS)
             for gpu in gpus:
-                value = value_of(gpu)
+                value = VALUES[field](gpu)
                 if value is not None:
                     family.add_metric(self._labels(gpu), float(value))
             yield family

@@ -1,42 +1,14 @@
-"""Which GPUs are the pod's: the UUID file the model server writes and the agent reads.
+"""The pod's GPUs among those NVML shows the agent (pure).
 
-The agent sidecar requests no GPU (that would take one from vLLM), so NVML shows it
-every GPU of the node, other pods' included. Only the model-server container knows its
-own: the device plugin mounted exactly those into it. So ``gpufleet worker`` (and, in
-the twin, the simulator) writes their UUIDs to the file its ``ENV`` variable names
-(set by ``controller.podspec``), in a volume both containers mount, and the agent judges
-and exports only the GPUs listed there (``scoped``); until the file exists it judges
-nothing.
-
-The file is text, one NVML UUID (``GPU-…``) per line; blank lines and
-lines starting with ``#`` are ignored. It is written whole (to a temporary name, then
-renamed), so a reader never sees half of it. ``parse``/``render``/``scoped`` are pure;
-``read``/``write`` are the two file operations.
+NVML shows the agent sidecar every GPU of the node; the model server lists the pod's
+own in a file (``gpufleet.podgpus``), and ``scoped`` keeps only those of a read.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Iterable
-from pathlib import Path
 
 from gpufleet.gpuagent.readings import GpuReading, Snapshot
-
-# The variable that names the file to the model server (``gpufleet worker``); the
-# operator sets it (``controller.podspec``) and passes the same path to the agent.
-ENV = "GPUFLEET_GPU_UUIDS_FILE"
-
-
-def parse(text: str) -> frozenset[str]:
-    """The UUIDs listed in ``text``."""
-    lines = (line.strip() for line in text.splitlines())
-    return frozenset(line for line in lines if line and not line.startswith("#"))
-
-
-def render(uuids: Iterable[str], *, writer: str) -> str:
-    """The file's text for ``uuids``, headed by who wrote it."""
-    return "".join([f"# GPUs of this pod, written by {writer}\n", *(f"{u}\n" for u in uuids)])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,22 +25,3 @@ def scoped(snapshot: Snapshot, uuids: frozenset[str]) -> Scoped:
     gpus = tuple(g for g in snapshot.gpus if g.uuid in uuids)
     seen = {g.uuid for g in gpus}
     return Scoped(gpus, tuple(sorted(uuids - seen)))
-
-
-def read(path: Path) -> frozenset[str] | None:
-    """The UUIDs in ``path``; None while it does not exist or lists none (not written yet).
-
-    Raises ``OSError`` for any other failure to read it."""
-    try:
-        found = parse(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    return found or None
-
-
-def write(path: Path, uuids: Iterable[str], *, writer: str) -> None:
-    """Replace ``path`` with ``uuids`` atomically (readable by the agent's user too)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(render(uuids, writer=writer), encoding="utf-8")
-    tmp.chmod(0o644)
-    tmp.replace(path)

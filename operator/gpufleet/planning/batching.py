@@ -13,11 +13,8 @@ throughput — so ``batch`` raises the budget only where vLLM itself chose the l
 
 from __future__ import annotations
 
-from typing import Literal
-
+from gpufleet.api.common import WorkloadClass
 from gpufleet.hardware import catalog
-
-WorkloadClass = Literal["interactive", "batch", "mixed"]
 
 INTERACTIVE_BUDGET = 2048
 BATCH_BUDGET = 16384

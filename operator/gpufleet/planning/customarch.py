@@ -1,7 +1,8 @@
 """A model outside the catalog for ``gpufleet plan``: the ModelPool's ``architecture``.
 
 The fields are the API's (``gpufleet.api.modelsource.ModelArchitecture``), so a plan
-here is what the operator will plan for the pool. ``--architecture FILE`` reads them from
+here is what the operator will plan for the pool (``from_architecture`` turns one into
+the planner's ``ModelArch`` for both). ``--architecture FILE`` reads them from
 YAML: a bare ``architecture`` mapping, a mapping holding one under ``architecture``, or a
 whole ModelPool (``spec.model.architecture``). One flag per field (``--num-layers``,
 ``--num-kv-heads`` …, made from the API type so they never drift) sets or overrides a
@@ -24,6 +25,22 @@ from gpufleet.planning import models
 
 class ArchitectureError(ValueError):
     """The architecture given cannot be read or is not valid; the message says why."""
+
+
+def from_architecture(arch: ModelArchitecture, name: str) -> models.ModelArch:
+    """The planner's description of the API's ``arch``, named ``name``."""
+    return models.ModelArch(
+        name=name,
+        parameters=arch.parameters,
+        num_layers=arch.num_layers,
+        hidden_size=arch.hidden_size,
+        num_attention_heads=arch.num_attention_heads,
+        num_kv_heads=arch.num_kv_heads,
+        head_dim=arch.head_dim,
+        max_context=arch.max_context,
+        vocab_size=arch.vocab_size,
+        tie_word_embeddings=arch.tie_word_embeddings,
+    )
 
 
 def _flag(field: str) -> str:
@@ -62,7 +79,7 @@ def from_args(args: argparse.Namespace) -> models.ModelArch | None:
         return None
     values = {**(_read(args.architecture) if args.architecture else {}), **flags}
     try:
-        return ModelArchitecture.model_validate(values).as_model_arch(args.model)
+        return from_architecture(ModelArchitecture.model_validate(values), args.model)
     except pydantic.ValidationError as exc:
         raise ArchitectureError(f"architecture: {_describe(exc)}") from None
 

@@ -1,17 +1,17 @@
 """Weight and KV-cache precisions: the names gpufleet accepts and their bytes per value.
 
-Pure data. Weight formats follow vLLM's ``--dtype`` / ``--quantization`` choices; 4-bit
-formats (``int4``, ``awq``, ``gptq``) carry group-wise scales, so they cost a little more
-than half a byte per weight.
+Pure data. The names are the API's (``gpufleet.api.common``). Weight formats follow
+vLLM's ``--dtype`` / ``--quantization`` choices; 4-bit formats (``int4``, ``awq``,
+``gptq``) carry group-wise scales, so they cost a little more than half a byte per
+weight.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal, get_args
+from typing import get_args
 
-WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "int4", "awq", "gptq"]
-KvCacheDtype = Literal["auto", "bf16", "fp16", "fp8"]
+from gpufleet.api.common import KvCacheDtype, WeightDtype
 
 WEIGHT_DTYPES: tuple[str, ...] = get_args(WeightDtype)
 KV_CACHE_DTYPES: tuple[str, ...] = get_args(KvCacheDtype)

@@ -5,15 +5,16 @@ its ``instance``, ``pod_ip`` or ``pod`` labels is a key of the caller's key map:
 ``instance`` label is the scraped ``host:port`` (vLLM serves its metrics on the API
 port), ``pod``/``pod_ip`` come from Kubernetes service discovery. A replica with
 several GPUs (tensor parallelism) has several DCGM series; ``mean_by_owner`` averages
-them, ``sum_by_owner`` adds them (counters such as generated tokens per second).
+them, ``sum_by_owner`` adds them (counters such as generated tokens per second). The
+queries take the metric names they read through ``VllmNames``, which the RoutingPolicy's
+``api.runtime.MetricNames`` satisfies; this module needs no more of the API than that.
 """
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Iterable, Mapping, Sequence
-
-from gpufleet.api.runtime import MetricNames
+from typing import Protocol
 
 Sample = tuple[Mapping[str, str], float]
 Results = Mapping[str, Sequence[Sample]]
@@ -21,20 +22,30 @@ OWNER_LABELS = ("instance", "pod_ip", "pod")
 RATE_WINDOW = "1m"
 
 
-def ttft_query(names: MetricNames) -> str:
+class VllmNames(Protocol):
+    """The vLLM metric names the queries read (vLLM renamed some between versions)."""
+
+    @property
+    def time_to_first_token(self) -> str: ...
+
+    @property
+    def generation_tokens(self) -> str: ...
+
+
+def ttft_query(names: VllmNames) -> str:
     """Mean time to first token over the last minute, per series (NaN when idle)."""
     ttft = names.time_to_first_token
     return f"rate({ttft}_sum[{RATE_WINDOW}]) / rate({ttft}_count[{RATE_WINDOW}])"
 
 
-def ttft_quantile_query(names: MetricNames, quantile: float) -> str:
+def ttft_quantile_query(names: VllmNames, quantile: float) -> str:
     """The ``quantile`` of time to first token over the last minute, per series (from
     the histogram's buckets; NaN when idle)."""
     bucket = f"{names.time_to_first_token}_bucket"
     return f"histogram_quantile({quantile}, rate({bucket}[{RATE_WINDOW}]))"
 
 
-def generation_rate_query(names: MetricNames) -> str:
+def generation_rate_query(names: VllmNames) -> str:
     """Generated tokens per second over the last minute, per series."""
     return f"rate({names.generation_tokens}[{RATE_WINDOW}])"
 

@@ -31,10 +31,9 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from pydantic import alias_generators
 
 from gpufleet.api import common
-from gpufleet.api.common import GpuName
+from gpufleet.api.common import ApiModel, GpuName
 from gpufleet.api.routingpolicy import RoutingPolicySpec
 
 MIB = 1024 * 1024
@@ -48,16 +47,7 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message names the keys at fault."""
 
 
-class _Model(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-        alias_generator=alias_generators.to_camel,
-    )
-
-
-class Backend(_Model):
+class Backend(ApiModel):
     url: str = pydantic.Field(pattern=r"^https?://[^\s/]+$", description="Base URL, no path.")
     model: ModelName = pydantic.Field(description="Served model name.")
     gpu: GpuName
@@ -76,7 +66,7 @@ class Backend(_Model):
     )
 
 
-class KubernetesSource(_Model):
+class KubernetesSource(ApiModel):
     """Where the pools' endpoints are listed.
 
     ``endpointslices`` (default) reads the addresses the EndpointSlice controller
@@ -120,14 +110,14 @@ class KubernetesSource(_Model):
         return (self.namespace, self.kubeconfig, self.source, self.pools, self.config_map)
 
 
-class SecretKey(_Model):
+class SecretKey(ApiModel):
     """A key of a Secret in the router's namespace, read (and watched) through the API."""
 
     name: ObjectName
     key: str = pydantic.Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
 
 
-class KeySource(_Model):
+class KeySource(ApiModel):
     """Exactly one of the key itself, an environment variable, a file, or a Secret key."""
 
     value: str | None = pydantic.Field(default=None, min_length=8, repr=False)
@@ -155,7 +145,7 @@ class KeySource(_Model):
         return self.file.read_text().strip()
 
 
-class Limits(_Model):
+class Limits(ApiModel):
     max_body_bytes: int = pydantic.Field(default=8 * MIB, ge=1024, le=1024 * MIB)
     max_in_flight_per_endpoint: int = pydantic.Field(default=256, ge=1, le=100_000)
     max_tokens_limit: int = pydantic.Field(
@@ -163,13 +153,13 @@ class Limits(_Model):
     )
 
 
-class HealthCheck(_Model):
+class HealthCheck(ApiModel):
     interval_seconds: float = pydantic.Field(default=5.0, gt=0, le=300)
     timeout_seconds: float = pydantic.Field(default=2.0, gt=0, le=60)
     path: str = "/health"
 
 
-class RouterConfig(_Model):
+class RouterConfig(ApiModel):
     backends: tuple[Backend, ...] = ()
     kubernetes: KubernetesSource | None = None
     policy: RoutingPolicySpec

@@ -27,6 +27,7 @@ from gpufleet.router.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from gpufleet.router.outcome import Outcome
 
 log = logging.getLogger("gpufleet.router")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -52,7 +53,7 @@ def generate(kind: body.Kind) -> Handler:
 async def _generate(request: web.Request, kind: body.Kind, drain: Drain) -> web.StreamResponse:
     router = _router(request)
     router.stats.total += 1
-    outcome = proxy.Outcome(started=router.clock())
+    outcome = Outcome(started=router.clock())
     job: service.Job | None = None
     try:
         _check_media_type(request)
@@ -128,7 +129,7 @@ async def _read(request: web.Request, router: service.Router) -> bytes:
 
 
 def _debug(
-    router: service.Router, response: web.StreamResponse, outcome: proxy.Outcome
+    router: service.Router, response: web.StreamResponse, outcome: Outcome
 ) -> web.StreamResponse:
     if router.config.debug_headers and outcome.decision and not response.prepared:
         objective = router.policy.objective
@@ -136,7 +137,7 @@ def _debug(
     return response
 
 
-def _record(router: service.Router, job: service.Job | None, outcome: proxy.Outcome) -> None:
+def _record(router: service.Router, job: service.Job | None, outcome: Outcome) -> None:
     decision = outcome.decision
     gpu = decision.endpoint.gpu if decision else ""
     endpoint = decision.endpoint.id if decision else ""
@@ -168,7 +169,7 @@ def _record(router: service.Router, job: service.Job | None, outcome: proxy.Outc
     _log_outcome(router, job, outcome)
 
 
-def _log_outcome(router: service.Router, job: service.Job | None, outcome: proxy.Outcome) -> None:
+def _log_outcome(router: service.Router, job: service.Job | None, outcome: Outcome) -> None:
     """One INFO line per request: who asked for what, where it went, how it ended. No
     prompt and no key: the job's tenant is the name the key maps to."""
     decision = outcome.decision

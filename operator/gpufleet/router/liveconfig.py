@@ -18,9 +18,8 @@ from collections.abc import Mapping
 
 import yaml
 
+from gpufleet import labels
 from gpufleet.router import config as cfg
-
-DOCUMENT_KEY = "router.yaml"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,13 +56,14 @@ def _document(
 ) -> cfg.RouterConfig:
     if config_map is None:
         raise cfg.ConfigError(f"kubernetes.configMap: ConfigMap {name} not found")
-    text = config_map.get(DOCUMENT_KEY)
+    key = labels.ROUTER_CONFIG_KEY
+    text = config_map.get(key)
     if text is None:
-        raise cfg.ConfigError(f"kubernetes.configMap: ConfigMap {name} has no key {DOCUMENT_KEY}")
+        raise cfg.ConfigError(f"kubernetes.configMap: ConfigMap {name} has no key {key}")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise cfg.ConfigError(f"ConfigMap {name} {DOCUMENT_KEY}: not YAML: {exc}") from exc
+        raise cfg.ConfigError(f"ConfigMap {name} {key}: not YAML: {exc}") from exc
     new = cfg.parse(raw)
     if new.kubernetes is None:
         raise cfg.ConfigError("kubernetes: a live configuration must keep Kubernetes discovery")

@@ -41,6 +41,7 @@ from aiohttp import web
 from gpufleet.api.runtime import FailureHandling
 from gpufleet.router import appkeys, explain, firsttoken, learning, service, spending, usage
 from gpufleet.router.errors import RouterError, Unavailable, UpstreamFailed, UpstreamTimeout
+from gpufleet.router.outcome import Outcome
 from gpufleet.router.registry import Lease, Slot
 from gpufleet.routing import accounting, breaker, picker
 from gpufleet.routing.model import Endpoint
@@ -58,33 +59,6 @@ class _Retryable(Exception):
     def __init__(self, error: RouterError, reason: str, status: int | None = None) -> None:
         super().__init__(error.message)
         self.error, self.reason, self.status = error, reason, status
-
-
-# What a client that went away before any answer is counted as (nginx's "client closed
-# request"): no status was sent.
-CLIENT_CLOSED = 499
-
-
-@dataclasses.dataclass(slots=True)
-class Outcome:
-    """What happened, for metrics: ``label`` is the outcome, ``decision`` the endpoint
-    chosen last (None when none was), ``status`` the HTTP status sent (None until one
-    is), ``usage`` the tokens a served request used, ``started`` its arrival (router
-    clock), ``attempt`` the timing of the last attempt that got an answer."""
-
-    label: str = "success"
-    decision: picker.Decision | None = None
-    status: int | None = None
-    usage: usage.Usage | None = None
-    started: float = 0.0
-    attempt: accounting.Attempt | None = None
-    slo_told: bool = False  # a late first token already steered the class's tightening
-
-    def code(self) -> int:
-        """The status answered: 499 for a client gone before one, 500 for a failure."""
-        if self.status is not None:
-            return self.status
-        return CLIENT_CLOSED if self.label == "cancelled" else 500
 
 
 async def forward(

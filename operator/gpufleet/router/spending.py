@@ -5,13 +5,9 @@ dollars and SLO attainment, into ``/metrics`` and ``/stats`` (the figures come f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from gpufleet.router import service
+from gpufleet.router.outcome import Outcome
 from gpufleet.routing import accounting
-
-if TYPE_CHECKING:  # proxy calls ``first_token``
-    from gpufleet.router import proxy
 
 
 def first_token(router: service.Router, klass: str, *, arrived: float, at: float) -> bool:
@@ -27,7 +23,7 @@ def first_token(router: service.Router, klass: str, *, arrived: float, at: float
     return True
 
 
-def record(router: service.Router, job: service.Job, outcome: proxy.Outcome) -> None:
+def record(router: service.Router, job: service.Job, outcome: Outcome) -> None:
     """Count one request that ended in success with an answer and its usage."""
     decision, attempt, used = outcome.decision, outcome.attempt, outcome.usage
     if decision is None or attempt is None or used is None or outcome.label != "success":

@@ -8,16 +8,16 @@ first token yet, plus this request's own), and TPOT = ``tpot_base_s`` +
 the prompt; its decode step reads the weights once for the batch plus each sequence's
 KV and per-sequence CPU work, so it grows about linearly with the batch.
 
-``prior`` evaluates the simulator's calibrated roofline (``gpufleet.sim.perfmodel``:
-the catalog's bandwidth, FLOPS and measured efficiencies, the planner's TP split) at
-two points of each line, so the router and the autoscaler start from the same figures
-the fleet was sized with. ``Predictor`` keeps, per endpoint and per line, exponentially
-decayed sums of weighted least squares over what it observed. A line is fitted to them
-plus ``PRIOR_WEIGHT`` pseudo-observations at the prior's two points, the prior first
-scaled by the factor the data say it is off by: a prior three times too slow is
-corrected from the first samples, and where the data cover only a narrow range (a
-batch that never changes) the scaled prior keeps the slope; data spread over the range
-decide the slope themselves. Samples decay with
+``prior`` evaluates the calibrated roofline the simulator steps by
+(``gpufleet.planning.perfmodel``: the catalog's bandwidth, FLOPS and measured
+efficiencies, the planner's TP split) at two points of each line, so the router and the
+autoscaler start from the same figures the fleet was sized with. ``Predictor`` keeps,
+per endpoint and per line, exponentially decayed sums of weighted least squares over
+what it observed. A line is fitted to them plus ``PRIOR_WEIGHT`` pseudo-observations at
+the prior's two points, the prior first scaled by the factor the data say it is off by:
+a prior three times too slow is corrected from the first samples, and where the data
+cover only a narrow range (a batch that never changes) the scaled prior keeps the slope;
+data spread over the range decide the slope themselves. Samples decay with
 ``half_life_s``, so a change of speed is followed within a few half-lives.
 """
 
@@ -28,9 +28,8 @@ import functools
 import math
 
 from gpufleet.hardware import catalog
-from gpufleet.planning import models, planner
+from gpufleet.planning import models, perfmodel, planner
 from gpufleet.routing.model import Endpoint
-from gpufleet.sim import perfmodel
 
 # The two points each prior line is evaluated at: short and long prompts, one and a
 # busy batch of sequences at a typical chat context.

@@ -11,7 +11,6 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Literal
 
-from gpufleet.api import modelpool
 from gpufleet.scaling import inventory
 
 Preference = Literal["cost", "latency", "balanced"]
@@ -64,7 +63,8 @@ class Demand:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Policy:
-    """A pool's targets and behaviour (``spec.autoscaling``)."""
+    """A pool's targets and behaviour (``spec.autoscaling``, read by
+    ``controller.scalinginputs.policy``)."""
 
     target_kv_usage: float = 0.8
     target_waiting: int = 4
@@ -78,23 +78,6 @@ class Policy:
     down_pods: int = 1
     down_period_s: float = 300.0
     scale_to_zero_after_s: float = 600.0
-
-    @classmethod
-    def from_spec(cls, spec: modelpool.Autoscaling) -> Policy:
-        return cls(
-            target_kv_usage=spec.target_kv_cache_usage,
-            target_waiting=spec.target_waiting_requests,
-            target_ttft_s=spec.target_ttft_seconds,
-            preference=spec.scale_up_preference,
-            cold_start_s=spec.cold_start_seconds,
-            up_window_s=spec.scale_up_stabilization_seconds,
-            up_pods=spec.scale_up_pods,
-            up_period_s=spec.scale_up_period_seconds,
-            down_window_s=spec.scale_down_stabilization_seconds,
-            down_pods=spec.scale_down_pods,
-            down_period_s=spec.scale_down_period_seconds,
-            scale_to_zero_after_s=spec.scale_to_zero_after_seconds,
-        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

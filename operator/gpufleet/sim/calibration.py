@@ -19,8 +19,8 @@ import statistics
 from typing import Literal
 
 from gpufleet.hardware import catalog
-from gpufleet.planning import ModelArch
-from gpufleet.sim import offline, perfmodel, replica
+from gpufleet.planning import ModelArch, perfmodel
+from gpufleet.sim import offline, replica
 
 Metric = Literal["output_throughput", "tpot", "prefill_throughput"]
 RatioMetric = Literal["ttft", "tpot", "total_throughput"]

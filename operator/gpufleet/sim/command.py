@@ -23,11 +23,11 @@ from pathlib import Path
 import pydantic
 from aiohttp import web
 
-from gpufleet import cliargs
-from gpufleet.gpuagent import scope
+from gpufleet import cliargs, podgpus
 from gpufleet.hardware import catalog
 from gpufleet.planning import models
 from gpufleet.sim import calibration, faults, fleet, replica, server
+from gpufleet.sim.state import STATE, SimSettings
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -209,14 +209,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def list_gpus(path: Path, settings: server.SimSettings) -> None:
+def list_gpus(path: Path, settings: SimSettings) -> None:
     try:
-        scope.write(path, settings.gpu_uuids(), writer="gpufleet sim")
+        podgpus.write(path, settings.gpu_uuids(), writer="gpufleet sim")
     except OSError as exc:  # as the worker: the health agent then judges nothing
         print(f"gpufleet sim: cannot list the GPUs in {path}: {exc}", file=sys.stderr)
 
 
-def settings_from(args: argparse.Namespace) -> server.SimSettings:
+def settings_from(args: argparse.Namespace) -> SimSettings:
     """Validated settings from parsed flags; raises ``ReplicaError``, ``ValueError``,
     ``catalog.UnknownGpu`` or ``models.UnknownModel``."""
     if not args.gpu or not args.model:
@@ -248,7 +248,7 @@ def settings_from(args: argparse.Namespace) -> server.SimSettings:
         gpu_xid=args.gpu_xid,
     )
     built = replica.build(spec)
-    return server.SimSettings(
+    return SimSettings(
         replica=built,
         served_model_name=args.served_model_name or args.model,
         speed=args.speed,
@@ -329,7 +329,7 @@ def claim(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _load(settings: server.SimSettings, stop: asyncio.Event) -> bool:
+async def _load(settings: SimSettings, stop: asyncio.Event) -> bool:
     """Wait out the model load in wall time; False when stopped first."""
     if settings.load_seconds > 0:
         wall = settings.load_seconds / settings.speed
@@ -343,9 +343,7 @@ async def _load(settings: server.SimSettings, stop: asyncio.Event) -> bool:
     return not stop.is_set()
 
 
-async def serve(
-    settings: server.SimSettings, *, host: str, port: int, metrics_port: int | None
-) -> None:
+async def serve(settings: SimSettings, *, host: str, port: int, metrics_port: int | None) -> None:
     """Load the model, then serve until SIGINT or SIGTERM (which also end the load)."""
     app = server.create_app(settings)
     api = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -355,7 +353,7 @@ async def serve(
     except OSError:
         await api.cleanup()
         raise
-    state = app[server.STATE]
+    state = app[STATE]
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[None]] = set()
 

@@ -16,15 +16,12 @@ import random
 import time
 import zlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gpufleet.sim import faults, protocol, tokens
 from gpufleet.sim.engine import Request
-
-if TYPE_CHECKING:
-    from gpufleet.sim.server import SimState
+from gpufleet.sim.state import SimState
 
 
 def vector(ids: Sequence[int], dimensions: int) -> list[float]:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 
+from gpufleet.planning.perfmodel import PerfModel, StepWork
 from gpufleet.sim.kvcache import BlockPool, Holding
-from gpufleet.sim.perfmodel import PerfModel, StepWork
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

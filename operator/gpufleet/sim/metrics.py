@@ -9,27 +9,23 @@ histograms ``vllm:time_to_first_token_seconds``, ``vllm:inter_token_latency_seco
 (older ``vllm:time_per_output_token_seconds``), ``vllm:e2e_request_latency_seconds``; all
 labelled ``model_name``. ``legacy_names`` adds the older names next to the current ones.
 
-DCGM fields follow dcgm-exporter's default counters (etc/default-counters.csv):
-``DCGM_FI_DEV_GPU_UTIL`` (%), ``DCGM_FI_DEV_FB_USED`` / ``DCGM_FI_DEV_FB_FREE`` (MiB),
-``DCGM_FI_DEV_GPU_TEMP`` (C), ``DCGM_FI_DEV_POWER_USAGE`` (W), and the health fields
-``DCGM_FI_DEV_ECC_SBE_VOL_TOTAL`` / ``DCGM_FI_DEV_ECC_DBE_VOL_TOTAL``,
-``DCGM_FI_DEV_XID_ERRORS`` (last XID) and ``DCGM_FI_DEV_CLOCK_THROTTLE_REASONS`` (the
-names gpufleet's GPU health agent exports too), one series per GPU with
-the exporter's labels ``gpu``, ``UUID``, ``device``, ``modelName``, ``Hostname``. A GPU's
-UUID is NVML's form (``GPU-`` and a UUID), derived from the simulator's seed (its host
-and address) and the GPU's index: stable across restarts, distinct between simulators.
+DCGM fields, help texts and labels are dcgm-exporter's (``hardware.dcgm``, the names
+gpufleet's GPU health agent exports too), one series per GPU. A GPU's UUID is NVML's
+form (``GPU-`` and a UUID), derived from the simulator's seed (its host and address) and
+the GPU's index: stable across restarts, distinct between simulators.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gpufleet.hardware import dcgm
 from gpufleet.sim.engine import Counters
 
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
@@ -189,6 +185,20 @@ def gpu_uuid(seed: str, index: int) -> str:
     return f"GPU-{uuid.uuid5(_UUID_NAMESPACE, f'{seed}/{index}')}"
 
 
+# What each DCGM field reads of a simulated GPU, rounded as the exporter reports it.
+DCGM_VALUES: Mapping[dcgm.Field, Callable[[GpuState], float]] = {
+    dcgm.GPU_UTIL: lambda s: round(s.utilization * 100),
+    dcgm.FB_USED: lambda s: s.fb_used_mib,
+    dcgm.FB_FREE: lambda s: s.fb_total_mib - s.fb_used_mib,
+    dcgm.GPU_TEMP: lambda s: round(s.temperature_c),
+    dcgm.POWER_USAGE: lambda s: round(s.power_w, 3),
+    dcgm.ECC_SBE_VOL_TOTAL: lambda s: s.ecc_corrected,
+    dcgm.ECC_DBE_VOL_TOTAL: lambda s: s.ecc_uncorrected,
+    dcgm.XID_ERRORS: lambda s: s.last_xid,
+    dcgm.CLOCK_THROTTLE_REASONS: lambda s: s.throttle_reasons,
+}
+
+
 class DcgmCollector(Collector):
     """Collects DCGM fields at scrape time from ``read()``, one series per GPU."""
 
@@ -207,33 +217,14 @@ class DcgmCollector(Collector):
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         states = self._read()
-        labels = ["gpu", "UUID", "device", "modelName", "Hostname"]
-        fields: tuple[tuple[str, str, Callable[[GpuState], float]], ...] = (
-            ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).",
-             lambda s: round(s.utilization * 100)),
-            ("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).",
-             lambda s: s.fb_used_mib),
-            ("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).",
-             lambda s: s.fb_total_mib - s.fb_used_mib),
-            ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", lambda s: round(s.temperature_c)),
-            ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", lambda s: round(s.power_w, 3)),
-            ("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "Total number of single-bit volatile ECC errors.",
-             lambda s: s.ecc_corrected),
-            ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors.",
-             lambda s: s.ecc_uncorrected),
-            ("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.",
-             lambda s: s.last_xid),
-            ("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "Current clock throttle reasons (bitmask).",
-             lambda s: s.throttle_reasons),
-        )  # fmt: skip
-        for name, doc, value_of in fields:
-            family = GaugeMetricFamily(name, doc, labels=labels)
+        for field in dcgm.FIELDS:
+            family = GaugeMetricFamily(field.name, field.help, labels=dcgm.LABELS)
             for state in states:
                 family.add_metric(
                     [str(state.index), gpu_uuid(self._seed, state.index),
                      f"nvidia{state.index}", self._product,
                      self._hostname],
-                    float(value_of(state)),
+                    float(DCGM_VALUES[field](state)),
                 )  # fmt: skip
             yield family
 

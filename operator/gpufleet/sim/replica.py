@@ -1,10 +1,10 @@
 """One simulated replica from its deployment settings: planner capacity + performance model.
 
 Pure glue between ``gpufleet.planning`` (does the model fit, how many KV tokens are left)
-and ``gpufleet.sim.perfmodel`` / ``engine``. Raises ``ReplicaError`` with the planner's
-reason when the settings cannot run, so the CLI can say why. ``load_seconds`` is how long
-the replica takes to start (simulated time): vLLM's API listens only once the engine has
-loaded the weights and initialised.
+and ``gpufleet.planning.perfmodel`` / ``engine``. Raises ``ReplicaError`` with the
+planner's reason when the settings cannot run, so the CLI can say why. ``load_seconds``
+is how long the replica takes to start (simulated time): vLLM's API listens only once
+the engine has loaded the weights and initialised.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from gpufleet.hardware import catalog
-from gpufleet.planning import ModelArch, VariantPlan, batching, get_model, plan_variant
-from gpufleet.sim import perfmodel
+from gpufleet.planning import ModelArch, VariantPlan, batching, get_model, perfmodel, plan_variant
 from gpufleet.sim.engine import Engine, EngineConfig
 
 # vLLM's start-up besides reading weights, nearly independent of model size: imports,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from gpufleet.controller import podspec
+from gpufleet.hardware import nccl
 from gpufleet.worker.claim import Claim
 from gpufleet.worker.inventory import Gpu
 
@@ -81,7 +81,7 @@ def nccl_env(gpu_count: int, current: Mapping[str, str]) -> dict[str, str]:
     """The NCCL variables to add for ``gpu_count`` GPUs; a variable already set is kept."""
     if gpu_count < 2:
         return {}
-    seeds = dict(podspec.NCCL_ENV)
+    seeds = dict(nccl.ENV)
     if gpu_count < P2P_FROM_GPUS:
         seeds.pop("NCCL_P2P_DISABLE")
     return {k: v for k, v in seeds.items() if k not in current}

@@ -8,7 +8,7 @@ with the pod's claim (``gpufleet.worker.claim``) and refuses to start on a misma
 a pod on the wrong GPU fails at once, naming what it found and what it asked for,
 instead of loading weights for minutes and running out of memory or crawling. When
 ``GPUFLEET_GPU_UUIDS_FILE`` is set (the operator's pods, with the GPU health agent) it
-then writes the UUIDs of the GPUs it checked there (``gpufleet.gpuagent.scope``): they are
+then writes the UUIDs of the GPUs it checked there (``gpufleet.podgpus``): they are
 exactly the GPUs the device plugin gave this container, and the agent sidecar, which
 NVML shows every GPU of the node, judges only those. A file that cannot be written is
 logged and serving goes on (the agent then judges nothing).
@@ -27,8 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from gpufleet import logsetup
-from gpufleet.gpuagent import scope
+from gpufleet import logsetup, podgpus
 from gpufleet.worker import checks, claim
 from gpufleet.worker.inventory import Gpu, Inventory, InventoryError
 
@@ -83,12 +82,12 @@ def _fail(code: int, message: str) -> int:
 def list_gpus(gpus: Sequence[Gpu], env: Mapping[str, str]) -> Path | None:
     """Write the checked GPUs' UUIDs where ``GPUFLEET_GPU_UUIDS_FILE`` says; the file
     written, or None (no variable, or a failure, which is logged)."""
-    where = env.get(scope.ENV, "").strip()
+    where = env.get(podgpus.ENV, "").strip()
     if not where:
         return None
     path = Path(where)
     try:
-        scope.write(path, [g.uuid for g in gpus if g.uuid], writer="gpufleet worker")
+        podgpus.write(path, [g.uuid for g in gpus if g.uuid], writer="gpufleet worker")
     except OSError as exc:
         log.warning("cannot list this pod's GPUs for its health agent in %s: %s", path, exc)
         return None

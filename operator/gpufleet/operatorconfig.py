@@ -2,7 +2,9 @@
 
 ``gpufleet operator`` builds it from its flags; Kopf's own entry point
 (``kopf run -m gpufleet.controller.handlers``) reads the same settings from
-``GPUFLEET_OPERATOR_*`` environment variables.
+``GPUFLEET_OPERATOR_*`` environment variables; the Helm chart's ``operator`` values take
+their defaults from it (``chart.values``). Shared by the operator and its chart, so it
+sits below both and imports nothing.
 """
 
 from __future__ import annotations

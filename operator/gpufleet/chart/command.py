@@ -4,12 +4,12 @@ report drift; ``--stdout`` prints the CRDs for ``kubectl apply -f -``.
 Writes ``crds/<plural>.gpufleet.io.yaml`` under ``--root`` (default: the working
 directory); the same files into ``charts/gpufleet/crds/`` when the chart exists there
 (with the chart's ``values.schema.json``, RBAC rules and copies of the observability
-pack, ``gpufleet.chart.generate``)
-and into ``deploy/crds/`` when the kustomize base ``deploy/kustomization.yaml`` does;
-when ``docs/api.md`` exists there, its generated field reference (``api.reference``).
-``--check`` writes nothing and exits 1 naming each file that differs from what the
-models generate, is missing, or is a stale generated CRD.
-"""
+pack, ``generate``) and into ``deploy/crds/`` when the kustomize base
+``deploy/kustomization.yaml`` does; when ``docs/api.md`` exists there, its generated
+field reference (``api.reference``). ``--check`` writes nothing and exits 1 naming each
+file that differs from what the models generate, is missing, or is a stale generated
+CRD. It lives with the chart, above ``gpufleet.api``, because it writes the chart's
+files as well as the API's."""
 
 from __future__ import annotations
 

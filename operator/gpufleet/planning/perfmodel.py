@@ -17,7 +17,9 @@ KV read, and past the ridge point more FLOPs) and prefill with prompt length.
 The efficiency factors are per GPU generation (``GpuSpec.decode_efficiency`` and
 ``prefill_efficiency``: newer generations reach less of their data-sheet peaks in vLLM),
 calibrated against published vLLM measurements; see ``gpufleet.sim.calibration`` for the
-points, their sources and the model's error.
+points, their sources and the model's error. One model for the whole fleet: the
+simulator's engine steps by it and the router's learned curves start from it
+(``gpufleet.routing.performance``), so it lives here, below both.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from __future__ import annotations
 import dataclasses
 
 from gpufleet.hardware.catalog import GpuSpec
-from gpufleet.planning import ModelArch, VariantPlan, kv_bytes_per_token_per_gpu
+from gpufleet.planning.models import ModelArch
+from gpufleet.planning.planner import VariantPlan, kv_bytes_per_token_per_gpu
 
 # Experts active per token in the catalog's mixture-of-experts models (Mixtral routes
 # each token to 2 of 8: https://huggingface.co/mistralai/Mixtral-8x7B-v0.1 config.json
