@@ -56,6 +56,8 @@ async def test_objective_cost_explains_and_accounts(sims: tuple[Sim, Sim]) -> No
     assert spent["completion_tokens"] == 10 and spent["gpu_seconds"] > 0
     assert spent["dollars_per_million_tokens"] > 0
     assert document["slo"]["interactive"]["A100-40GB"]["met"] == 2
+    served = document["served"]["interactive"]["A100-40GB"]
+    assert served == {"requests": 2, "completion_tokens": 10}
     assert (
         'gpufleet_router_slo_requests_total{class="interactive",gpu="A100-40GB",met="true"} 2.0'
         in exposition

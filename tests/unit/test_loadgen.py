@@ -103,6 +103,29 @@ def test_generation_shares_from_the_router_header() -> None:
     assert "H200" in text and "of output tokens" in text
 
 
+def test_generation_shares_from_the_routers_served_table() -> None:
+    from gpufleet.loadgen import report
+
+    served = {
+        "interactive": {"H200": {"requests": 3, "completion_tokens": 30},
+                        "A100-40GB": {"requests": 1, "completion_tokens": 10}},
+        "batch": {"A100-40GB": {"requests": 4, "completion_tokens": 60}},
+    }  # fmt: skip
+    shares = report.generations_served(served)
+    assert list(shares) == ["A100-40GB", "H200"]
+    assert shares["A100-40GB"]["requests"] == 5 and shares["A100-40GB"]["output_tokens"] == 70
+    assert shares["A100-40GB"]["request_share"] == 5 / 8
+    assert shares["H200"]["token_share"] == 30 / 100
+    assert shares["A100-40GB"]["classes"] == {
+        "interactive": {"requests": 1, "output_tokens": 10},
+        "batch": {"requests": 4, "output_tokens": 60},
+    }
+    [a100, h200] = report.render_generations(shares)
+    assert h200.startswith("  H200 ")
+    assert a100.endswith("(batch 4, interactive 1)") and "62.5% of requests" in a100
+    assert report.generations_served({}) == {}
+
+
 async def test_replay_names_class_and_session_in_headers() -> None:
     seen: list[tuple[str, str]] = []
 

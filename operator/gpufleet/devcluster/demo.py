@@ -7,18 +7,22 @@ ServiceAccount's token), applies the mixed-generation example pool and waits whi
 simulated replicas load their weights, applies a RoutingPolicy from which the operator
 deploys a cost-routing router (ConfigMap, least-privilege Role, Deployment, Service),
 then sends a short traffic run through the router with ``gpufleet bench load`` and
-prints goodput, TTFT/TPOT percentiles and the share of requests and tokens per GPU
-generation (chart and JSON under ``bench/out/demo/``). Every long step reports progress.
-``make demo-down`` is ``gpufleet dev-cluster down``: it stops everything.
+prints goodput, TTFT/TPOT percentiles and, read from the router's ``/stats``, the
+requests and output tokens per GPU generation and class (chart and JSON under
+``bench/out/demo/``; the router's figures are the summary's ``generations``). Every
+long step reports progress. ``make demo-down`` is ``gpufleet dev-cluster down``: it
+stops everything.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from kubernetes import client
 from gpufleet import labels
 from gpufleet.devcluster import build, nodes, podstatus
 from gpufleet.devcluster import cluster as clusters
+from gpufleet.loadgen import report
 
 ROOT = Path(__file__).resolve().parents[3]
 POOL_FILE = ROOT / "examples" / "modelpool-llama-3.1-70b.yaml"
@@ -174,7 +179,21 @@ class Demo:
         argv = [sys.executable, "-m", "gpufleet.cli", "bench", "load", "--target", url,
                 "--model", MODEL, "--requests", str(requests), "--rate", f"{rate:g}",
                 "--out-dir", str(out)]  # fmt: skip
-        return subprocess.run(argv, check=False).returncode
+        code = subprocess.run(argv, check=False).returncode
+        self.routed(url, out / "summary.json")
+        return code
+
+    def routed(self, url: str, summary_path: Path) -> None:
+        """Requests and output tokens per GPU generation and class, as the router counted
+        them (its clients get no header naming the generation), into the summary."""
+        with urllib.request.urlopen(url + "/stats", timeout=10) as response:
+            served = json.loads(response.read()).get("served") or {}
+        shares = report.generations_served(served)
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        summary["generations"] = shares
+        summary_path.write_text(json.dumps(summary, indent=2))
+        say("== where the router sent them, per GPU generation (requests per class) ==")
+        say("\n".join(report.render_generations(shares)) or "  none answered")
 
 
 def main(argv: list[str] | None = None) -> int:

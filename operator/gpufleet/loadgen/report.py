@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from gpufleet.loadgen.trace import Slo
 
@@ -105,6 +106,32 @@ def generations(ok: Sequence[Result]) -> dict[str, dict[str, float]]:
     }
 
 
+def generations_served(
+    served: Mapping[str, Mapping[str, Mapping[str, int]]],
+) -> dict[str, dict[str, object]]:
+    """``generations``' shape from a router's ``/stats`` ``served`` table (class ->
+    generation -> requests and completion tokens), each generation with its classes:
+    what the router itself counted, for clients that get no ``x-gpufleet-gpu`` header."""
+    rows: dict[str, dict[str, int]] = {}
+    by_class: dict[str, dict[str, dict[str, int]]] = {}
+    for klass, per_gpu in served.items():
+        for gpu, counts in per_gpu.items():
+            row = rows.setdefault(gpu, {"requests": 0, "output_tokens": 0})
+            row["requests"] += counts["requests"]
+            row["output_tokens"] += counts["completion_tokens"]
+            by_class.setdefault(gpu, {})[klass] = {
+                "requests": counts["requests"],
+                "output_tokens": counts["completion_tokens"],
+            }
+    requests = sum(r["requests"] for r in rows.values()) or 1
+    tokens = sum(r["output_tokens"] for r in rows.values()) or 1
+    return {
+        gpu: {**row, "request_share": row["requests"] / requests,
+              "token_share": row["output_tokens"] / tokens, "classes": by_class[gpu]}
+        for gpu, row in sorted(rows.items())
+    }  # fmt: skip
+
+
 def _share(part: Sequence[Result], whole: Sequence[Result]) -> float:
     return len(part) / len(whole) if whole else 0.0
 
@@ -127,12 +154,21 @@ def render(summary: Mapping[str, object]) -> str:
     )
     shares = summary.get("generations") or {}
     assert isinstance(shares, dict)
+    return "\n".join(lines + render_generations(shares))
+
+
+def render_generations(shares: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per GPU generation: its shares of requests and output tokens, and the
+    requests of each class when known."""
+    lines = []
     for gpu, share in shares.items():
+        classes = share.get("classes") or {}
+        split = ", ".join(f"{k} {v['requests']}" for k, v in sorted(classes.items()))
         lines.append(
             f"  {gpu:<10} {share['request_share']:6.1%} of requests  "
-            f"{share['token_share']:6.1%} of output tokens"
+            f"{share['token_share']:6.1%} of output tokens" + (f"  ({split})" if split else "")
         )
-    return "\n".join(lines)
+    return lines
 
 
 def _ms(value: object) -> str:

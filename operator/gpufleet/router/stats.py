@@ -7,7 +7,8 @@ the autoscaler reads: ``demand``, requests waiting per pool, ``held`` for a pool
 ready endpoint (scale from zero) and ``queued`` behind saturated endpoints. ``cost``
 gives per GPU generation the tokens, GPU-seconds and dollars of the requests it served
 and their dollars per million completion tokens; ``slo`` per class and generation the
-requests that met and missed the class's SLO; ``spillover`` the requests each spillover
+requests that met and missed the class's SLO; ``served`` per class and generation the
+requests answered and their completion tokens; ``spillover`` the requests each spillover
 tier served (``overflow`` when all were saturated and no fallback took them), the
 requests the fallback model served, and per model each tier's utilisation now, whether
 it is saturated and which tier serves (None: all saturated).
@@ -56,6 +57,8 @@ class Stats:
     # Spillover tier index (or "overflow") -> requests it served; fallback-model requests.
     tiers: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     fallbacks: int = 0
+    # (class, GPU) -> [requests, completion tokens] served with an answer and its usage.
+    served: dict[tuple[str, str], list[int]] = dataclasses.field(default_factory=dict)
 
     def routed(self, tier: int | None, *, tiered: bool, fallback: bool) -> None:
         """Count which spillover tier served a request and whether the fallback did."""
@@ -70,6 +73,9 @@ class Stats:
         row.completion_tokens += used.completion_tokens
         row.gpu_seconds += spend.gpu_seconds
         row.dollars += spend.dollars or 0.0
+        counts = self.served.setdefault((klass, gpu), [0, 0])
+        counts[0] += 1
+        counts[1] += used.completion_tokens
         if spend.slo_met is not None:
             self.slo.setdefault((klass, gpu), [0, 0])[not spend.slo_met] += 1
 
@@ -132,6 +138,7 @@ def document(
         "demand": _demand(demand or {}),
         "cost": _cost(stats),
         "slo": _slo(stats),
+        "served": _served(stats),
         "slo_tightening": {k: round(f, 3) for k, f in sorted((tightening or {}).items())},
         "spillover": _spillover(stats, registry, tiers or Spillover()),
     }
@@ -188,6 +195,14 @@ def _slo(stats: Stats) -> dict[str, dict[str, dict[str, float]]]:
     for (klass, gpu), (met, missed) in sorted(stats.slo.items()):
         row = {"met": met, "missed": missed, "attainment": _share(met, met + missed)}
         out.setdefault(klass, {})[gpu] = row
+    return out
+
+
+def _served(stats: Stats) -> dict[str, dict[str, dict[str, int]]]:
+    """Class -> generation -> requests answered and their completion tokens."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for (klass, gpu), (requests, tokens) in sorted(stats.served.items()):
+        out.setdefault(klass, {})[gpu] = {"requests": requests, "completion_tokens": tokens}
     return out
 
 
