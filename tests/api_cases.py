@@ -187,6 +187,15 @@ INVALID: tuple[Case, ...] = (
             [{"name": "t", "apiKeySecretRef": {"name": "s"}, "defaultClass": "premium"}],
         ),
     ),
+    _rp("allowed-classes", "allowedClasses", ("spec.admission.allowedClasses", ["premium"])),
+    _rp(
+        "tenant-allowed-classes",
+        "allowedClasses",
+        (
+            "spec.admission.tenants",
+            [{"name": "t", "apiKeySecretRef": {"name": "s"}, "allowedClasses": ["premium"]}],
+        ),
+    ),
     _rp("weights-key", "overrides", ("spec.generationWeights.overrides", {"H100": 1.5})),
     _rp("token-method-removed", "method", (_TOKEN_METHOD, "heuristic")),
     _rp(

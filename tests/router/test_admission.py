@@ -218,3 +218,61 @@ async def test_session_affinity_sticks(sims: tuple[Sim, Sim]) -> None:
                 assert r.status == 200
                 seen.add(r.headers["x-gpufleet-endpoint"])
     assert len(seen) == 1
+
+
+async def test_a_tenant_may_name_only_its_allowed_classes(sims: tuple[Sim, Sim]) -> None:
+    fast, _ = sims
+    raw = _tenants(fast, allowedClasses=["interactive"])
+    tenants = raw["policy"]["admission"]["tenants"]
+    tenants[1] |= {"allowedClasses": ["batch", "interactive"]}  # big
+    small = {"Authorization": "Bearer key-small-000"}
+    big = {"Authorization": "Bearer key-big-0000"}
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+
+        async def send(headers: dict[str, str], klass: str | None) -> tuple[int, Any]:
+            named = {"x-gpufleet-class": klass} if klass else {}
+            async with session.post(url + URL, json=chat(max_tokens=2),
+                                    headers=headers | named) as r:  # fmt: skip
+                return r.status, await r.json()
+
+        refused, answer = await send(small, "batch")
+        assert [(await send(small, c))[0] for c in ("interactive", None)] == [200, 200]
+        assert (await send(big, "batch"))[0] == 200
+        anonymous, _ = await send({}, "batch")
+    assert (refused, anonymous) == (403, 403)
+    error = answer["error"]
+    assert error["code"] == "class_not_allowed" and error["param"] == "x-gpufleet-class"
+    assert error["message"] == (
+        "tenant small may not use request class 'batch' (header x-gpufleet-class); "
+        "allowed: interactive"
+    )
+
+
+async def test_without_declared_classes_no_other_name_becomes_a_label(
+    sims: tuple[Sim, Sim],
+) -> None:
+    fast, _ = sims
+    raw = router_config([fast.backend()], requestClasses=[])
+    async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+        statuses = []
+        for klass in ("made-up-1", "made-up-2", "interactive"):
+            headers = {"x-gpufleet-class": klass}
+            async with session.post(url + URL, json=chat(max_tokens=2), headers=headers) as r:
+                statuses.append(r.status)
+        async with session.post(url + URL, json=chat(max_tokens=2)) as r:
+            statuses.append(r.status)
+        async with session.get(url + "/metrics") as r:
+            exposition = await r.text()
+    assert statuses == [400, 400, 200, 200]
+    assert "made-up" not in exposition
+
+
+def test_a_session_id_is_the_tenants_own() -> None:
+    from gpufleet.routing import affinity
+
+    assert affinity.session_key("a", "conv-1") != affinity.session_key("b", "conv-1")
+    assert affinity.session_key("a", "conv-1") == affinity.session_key("a", "conv-1")
+    assert affinity.session_key("", "x" * 8192) != affinity.session_key("", "x" * 8191)
+    assert {len(affinity.session_key("t", "x" * n)) for n in (1, 64, 8192)} == {
+        affinity.SESSION_KEY_CHARS
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 import typing
 from typing import Any
 
@@ -130,3 +131,22 @@ def test_request_class_by_name() -> None:
     found = spec.request_class("interactive")
     assert found is not None and found.slo.ttft_millis == 500
     assert spec.request_class("bulk") is None
+
+
+@pytest.mark.parametrize(
+    ("admission", "allowed"),
+    [
+        ({"allowedClasses": ["batch"]}, "admission.allowedClasses"),
+        ({"tenants": [{"name": "t", "apiKeySecretRef": {"name": "s"},
+                       "allowedClasses": ["batch"]}]}, "admission.tenants[t]"),
+    ],
+    ids=["policy", "tenant"],
+)  # fmt: skip
+def test_a_default_class_a_client_may_not_use_is_refused(
+    admission: dict[str, object], allowed: str
+) -> None:
+    spec = {**api_cases.routingpolicy()["spec"], "admission": admission}
+    with pytest.raises(pydantic.ValidationError, match=re.escape(allowed)):
+        RoutingPolicySpec.model_validate(spec)
+    fine = RoutingPolicySpec.model_validate({**spec, "defaultClass": "batch"}).admission
+    assert fine.allowed_for(fine.tenants[0] if fine.tenants else None) == ("batch",)

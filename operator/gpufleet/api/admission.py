@@ -36,6 +36,14 @@ class Tenant(ApiModel):
         default=None,
         description="Request class when the request names none; unset = the policy's defaultClass.",
     )
+    allowed_classes: tuple[ClassName, ...] | None = pydantic.Field(
+        default=None,
+        max_length=32,
+        description=(
+            "Request classes this tenant may name (x-gpufleet-class); a request naming "
+            "another is refused (403). Unset = admission.allowedClasses."
+        ),
+    )
 
 
 class Queue(ApiModel):
@@ -76,6 +84,14 @@ class Admission(ApiModel):
         )
     )
 
+    allowed_classes: tuple[ClassName, ...] | None = pydantic.Field(
+        default=None,
+        max_length=32,
+        description=(
+            "Request classes that clients without an API key, and tenants that list none "
+            "of their own, may name; unset = every class in requestClasses."
+        ),
+    )
     require_api_key: bool = pydantic.Field(
         default=False, description="Reject requests without a known tenant API key (401)."
     )
@@ -104,3 +120,10 @@ class Admission(ApiModel):
         if len({t.name for t in self.tenants}) != len(self.tenants):
             raise ValueError("tenants must have unique names")
         return self
+
+    def allowed_for(self, tenant: Tenant | None) -> tuple[str, ...] | None:
+        """The request classes a client may name: its tenant's list, else this one;
+        None when neither lists any (every declared class)."""
+        if tenant is not None and tenant.allowed_classes is not None:
+            return tenant.allowed_classes
+        return self.allowed_classes

@@ -82,6 +82,14 @@ class RoutingPolicySpec(ApiModel):
                 field_path=".admission.tenants",
             ),
             cel(
+                "self.admission.tenants.all(t, !has(t.allowedClasses) || "
+                "t.allowedClasses.all(n, self.requestClasses.exists(c, c.name == n))) && "
+                "(!has(self.admission.allowedClasses) || self.admission.allowedClasses.all("
+                "n, self.requestClasses.exists(c, c.name == n)))",
+                "allowedClasses must name classes of requestClasses",
+                field_path=".admission",
+            ),
+            cel(
                 "self.objective == 'balanced' || self.strategy == 'cost'",
                 "objective cost or latency needs strategy cost",
                 field_path=".objective",
@@ -200,11 +208,33 @@ class RoutingPolicySpec(ApiModel):
             raise ValueError("defaultClass must name one of requestClasses")
         if any(t.default_class not in (None, *classes) for t in self.admission.tenants):
             raise ValueError("admission.tenants[].defaultClass must name one of requestClasses")
+        lists = [
+            self.admission.allowed_classes,
+            *(t.allowed_classes for t in self.admission.tenants),
+        ]
+        if any(set(named or ()) - classes for named in lists):
+            raise ValueError("allowedClasses must name classes of requestClasses")
+        for who, default, allowed in self._class_defaults():
+            if allowed is not None and default not in allowed:
+                raise ValueError(f"{who}: the default class {default!r} must be allowed")
         if self.objective != "balanced" and self.strategy != "cost":
             raise ValueError(f"objective {self.objective} needs strategy cost")
         if self.strategy == "cost" and not any(self.scorer_weights.model_dump().values()):
             raise ValueError("scorerWeights must not all be zero when strategy is cost")
         return self
+
+    def _class_defaults(self) -> list[tuple[str, str, tuple[str, ...] | None]]:
+        """(where, default class, allowed classes) for clients without a key and for
+        each tenant: a request naming no class gets its default, which must be allowed."""
+        admission = self.admission
+        rows = [("admission.allowedClasses", self.default_class, admission.allowed_classes)]
+        for t in admission.tenants:
+            allowed = (
+                t.allowed_classes if t.allowed_classes is not None else admission.allowed_classes
+            )
+            where = f"admission.tenants[{t.name}].allowedClasses"
+            rows.append((where, t.default_class or self.default_class, allowed))
+        return rows
 
     def request_class(self, name: str) -> RequestClass | None:
         """The request class called ``name`` (None: the policy declares none by it)."""

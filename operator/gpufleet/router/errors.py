@@ -4,6 +4,7 @@
     RouterError
     ├── BadRequest        400 invalid_request_error
     ├── Unauthorized      401 authentication_error
+    ├── Forbidden         403 permission_error      (class_not_allowed)
     ├── NotFound          404 not_found_error       (model_not_found)
     │   └── RouteNotFound 404 invalid_request_error (unknown_route)
     ├── MethodNotAllowed  405 invalid_request_error (Allow)
@@ -65,6 +66,10 @@ class BadRequest(RouterError):
 
 class Unauthorized(RouterError):
     status, type, code = 401, "authentication_error", "invalid_api_key"
+
+
+class Forbidden(RouterError):
+    status, type, code = 403, "permission_error", "class_not_allowed"
 
 
 class NotFound(RouterError):

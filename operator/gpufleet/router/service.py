@@ -20,7 +20,14 @@ from collections.abc import Callable, Mapping
 from gpufleet.api.routingpolicy import RoutingPolicySpec
 from gpufleet.router import body, explain
 from gpufleet.router.config import RouterConfig
-from gpufleet.router.errors import BadRequest, NotFound, RateLimited, Unauthorized, Unavailable
+from gpufleet.router.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
 from gpufleet.router.gate import Gate
 from gpufleet.router.liveconfig import ConfigState
 from gpufleet.router.metrics import RouterMetrics
@@ -191,11 +198,15 @@ def prepare(router: Router, parsed: body.Parsed, *, tenant: str, headers: Mappin
         klass=klass,
         priority=priority,
         estimate=est,
-        session=headers.get(session_cfg.header) if session_cfg.enabled else None,
+        session=_session(headers.get(session_cfg.header), tenant) if session_cfg.enabled else None,
         prefix_key=affinity.prefix_key(parsed.text, prefix_cfg.prefix_chars)
         if prefix_cfg.enabled
         else None,
     )
+
+
+def _session(sent: str | None, tenant: str) -> str | None:
+    return affinity.session_key(tenant, sent) if sent else None
 
 
 def _klass(router: Router, tenant: str, named: str | None) -> tuple[str, int]:
@@ -207,6 +218,21 @@ def _klass(router: Router, tenant: str, named: str | None) -> tuple[str, int]:
     if classes and name not in classes:
         raise BadRequest(
             f"header {policy.class_header} must name one of: {', '.join(classes)}",
+            param=policy.class_header,
+        )
+    if not classes and name != policy.default_class:
+        # Class names become metrics labels: only declared ones, or the default.
+        raise BadRequest(
+            f"header {policy.class_header}: this policy declares no request classes; "
+            f"omit it or send {policy.default_class!r}",
+            param=policy.class_header,
+        )
+    allowed = policy.admission.allowed_for(spec)
+    if named and allowed is not None and name not in allowed:
+        who = f"tenant {tenant}" if spec else "a client without an API key"
+        raise Forbidden(
+            f"{who} may not use request class {name!r} (header {policy.class_header}); "
+            f"allowed: {', '.join(allowed) or 'none'}",
             param=policy.class_header,
         )
     klass_priority = classes[name].priority if classes else 0

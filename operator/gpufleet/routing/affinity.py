@@ -6,6 +6,11 @@ from a key and returns the first endpoint whose load is at most ``ratio`` x the 
 (Mirrokni et al., "Consistent Hashing with Bounded Loads", 2018), so a hot prefix
 spills to its ring successors instead of swamping one endpoint. ``SessionTable``
 remembers which endpoint served a session, for ``ttl`` seconds of the injected clock.
+
+A session is known by ``session_key``: a fixed-size digest of its tenant and the id the
+client sent, so one tenant cannot re-pin another's session by sending the same id, and
+an entry's size does not depend on the id (an 8 KB id is 32 characters here): the table
+is bounded in bytes by ``MAX_SESSIONS`` x (``SESSION_KEY_CHARS`` + an endpoint id).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 VNODES = 64
 MAX_SESSIONS = 100_000
+SESSION_KEY_CHARS = 32
 
 
 def _hash(data: bytes) -> int:
@@ -27,6 +33,12 @@ def _hash(data: bytes) -> int:
 def prefix_key(text: str, chars: int) -> int:
     """Stable 64-bit key of the first ``chars`` characters of ``text``."""
     return _hash(text[:chars].encode("utf-8", "surrogatepass"))
+
+
+def session_key(tenant: str, session: str) -> str:
+    """The table's key of ``session`` sent by ``tenant`` ("" for no tenant)."""
+    data = tenant.encode() + b"\0" + session.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=SESSION_KEY_CHARS // 2).hexdigest()
 
 
 class Ring:
