@@ -44,7 +44,7 @@ class Cache(Protocol):
 
     def children(self, key: Key) -> dict[tuple[str, str], observe.ObservedChild]: ...
 
-    def pods(self, key: Key) -> list[observe.ObservedPod]: ...
+    def owned_pods(self, key: Key, deployment: str) -> list[observe.ObservedPod]: ...
 
     def remember_applied(self, obj: Mapping[str, Any]) -> None: ...
 
@@ -124,7 +124,9 @@ async def _realise(
 
 
 def _routers(cache: Cache, key: Key) -> list[observe.ObservedPod]:
-    return [p for p in cache.pods(key) if p.ready and p.ip]
+    """The ready pods of the policy's own router Deployment (by owner, not by label)."""
+    pods = cache.owned_pods(key, labels.router_name(key[1]))
+    return [p for p in pods if p.ready and p.ip]
 
 
 async def reconcile(

@@ -33,7 +33,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import kopf
 import pydantic
 
-from gpufleet.controller import kube, liveness, observe, scalingreport
+from gpufleet.controller import kube, liveness, observe, ownership, scalingreport
 from gpufleet.controller.config import OperatorConfig
 from gpufleet.controller.workqueue import Key, WorkQueue
 
@@ -81,6 +81,7 @@ class KindState(Generic[S]):
     kind: Kind[S]
     child_indexes: tuple[ChildIndex, ...] = ()
     pod_index: PodIndex = dataclasses.field(default_factory=dict)
+    replica_set_index: ChildIndex = dataclasses.field(default_factory=dict)
     queue: WorkQueue = dataclasses.field(default_factory=WorkQueue)
     tracker: liveness.WatchTracker = dataclasses.field(
         default_factory=lambda: liveness.WatchTracker(grace_seconds=90.0)
@@ -147,6 +148,15 @@ class KindState(Generic[S]):
 
     def pods(self, key: Key) -> list[observe.ObservedPod]:
         return list(self.pod_index.get(key, ()))
+
+    def owned_pods(self, key: Key, deployment: str) -> list[observe.ObservedPod]:
+        """The pods of ``key``'s Deployment ``deployment`` by their controller chain
+        (``controller.ownership``), not by the labels any pod may carry."""
+        raw = self.objects.get(key) or {}
+        uid = str(raw.get("metadata", {}).get("uid", ""))
+        live = self.children(key).get(("Deployment", deployment))
+        sets = self.replica_set_index.get(key, ())
+        return ownership.controlled_pods(uid, live, sets, self.pods(key))
 
     def remember_applied(self, obj: Mapping[str, Any]) -> None:
         child = observe.child(obj, owner_label=self.kind.owner_label)
