@@ -209,6 +209,8 @@ def test_helm_install_runs_the_operator_which_makes_an_example_pool_ready(
         # The twin's pod IPs are loopback addresses, which EndpointSlices refuse.
         "--set", "operator.routerDiscovery=pods",
         "--set", "operator.resyncSeconds=10",
+        # The demo policy's Prometheus is the dev cluster's, on loopback.
+        "--set", "operator.prometheus.allowLocal=true",
         kubeconfig=cluster.kubeconfig, timeout=120,
     )  # fmt: skip
     installed = time.monotonic() - started

@@ -80,6 +80,12 @@ class Prometheus(Values):
         description="Do not verify an https Prometheus's certificate "
         "(--prometheus-insecure-skip-verify).",
     )
+    allow_local: bool = pydantic.Field(
+        default=False,
+        description="Allow a loopback, link-local or unspecified Prometheus host, in url and "
+        "in RoutingPolicies (--allow-local-prometheus); only for a cluster whose pods share "
+        "loopback with Prometheus, as the dev cluster's do.",
+    )
 
 
 class OperatorSettings(Values):

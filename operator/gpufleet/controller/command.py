@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gpufleet import cliargs, logsetup
 from gpufleet.controller.config import ROUTER_DISCOVERY, OperatorConfig
+from gpufleet.promquery import target
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +122,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not verify an https Prometheus's certificate",
     )
     parser.add_argument(
+        target.FLAG,
+        action="store_true",
+        help="allow a loopback, link-local or unspecified Prometheus host, here and in "
+        "RoutingPolicies (refused by default: from a pod that is the pod itself or the "
+        "node's metadata service); for the dev cluster, where every pod is on loopback",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="log every reconcile (--log-level DEBUG)"
     )
     logsetup.add_arguments(parser)
@@ -146,11 +154,15 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         prometheus_url=args.prometheus_url,
         prometheus_ca_file=args.prometheus_ca_file,
         prometheus_insecure_skip_verify=args.prometheus_insecure_skip_verify,
+        allow_local_prometheus=args.allow_local_prometheus,
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    try:
+        config = config_from(args)
+    except ValueError as exc:
+        raise SystemExit(f"gpufleet operator: {exc}") from exc
     if config.kubeconfig is not None:
         os.environ["KUBECONFIG"] = str(config.kubeconfig)  # Kopf's own login reads it
     import kopf

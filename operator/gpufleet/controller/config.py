@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+from gpufleet.promquery import target
+
 ENV_PREFIX = "GPUFLEET_OPERATOR_"
 
 
@@ -49,7 +51,10 @@ class OperatorConfig:
     reading signals from ``prometheus_url`` (none: it only keeps the replicas within
     bounds and starts pools from zero for held requests); an https Prometheus is
     verified against ``prometheus_ca_file``, else the system CAs, unless
-    ``prometheus_insecure_skip_verify`` — the router's semantics.
+    ``prometheus_insecure_skip_verify`` — the router's semantics. A Prometheus URL — this
+    one, or a RoutingPolicy's ``spec.prometheus.url`` — whose host is loopback, link-local
+    or unspecified is refused unless ``allow_local_prometheus`` (``promquery.target``):
+    the dev cluster and the tests, where everything lives on loopback.
     """
 
     namespaces: tuple[str, ...] = ()
@@ -71,6 +76,7 @@ class OperatorConfig:
     prometheus_ca_file: Path | None = None
     prometheus_insecure_skip_verify: bool = False
     prometheus_timeout_seconds: float = 5.0
+    allow_local_prometheus: bool = False
 
     @property
     def agent_image(self) -> str:
@@ -85,6 +91,11 @@ class OperatorConfig:
             )
         if self.autoscale_seconds <= 0:
             raise ValueError(f"autoscale_seconds {self.autoscale_seconds}: must be positive")
+        local = target.problem(
+            "--prometheus-url", self.prometheus_url, allow_local=self.allow_local_prometheus
+        )
+        if local is not None:
+            raise ValueError(local)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:

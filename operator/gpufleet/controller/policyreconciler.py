@@ -109,8 +109,10 @@ async def _realise(
     """Apply the children unless the spec has problems: (spec, problems, pools routed)."""
     spec = policy.spec
     ref = policyrender.PolicyRef(name=key[1], namespace=key[0], uid=policy.metadata.uid or "")
-    problems = policyrender.problems(ref, spec) + policyrender.image_problems(
-        spec, config.allowed_image_prefixes
+    problems = (
+        policyrender.problems(ref, spec)
+        + policyrender.image_problems(spec, config.allowed_image_prefixes)
+        + policyrender.prometheus_problems(spec, allow_local=config.allow_local_prometheus)
     )
     resolved = policyrender.resolve_pools(spec, pools)
     if not problems:
