@@ -122,6 +122,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not verify an https Prometheus's certificate",
     )
     parser.add_argument(
+        "--no-network-policies",
+        dest="network_policies",
+        action="store_false",
+        help="render no NetworkPolicy for ModelPools: for clusters whose network plugin "
+        "enforces none (vLLM's port is then open to every pod that can reach it)",
+    )
+    parser.add_argument(
+        "--metrics-scraper-namespace",
+        default=defaults.metrics_scraper_namespace,
+        help="namespace of the metrics scraper (Prometheus) that pools' NetworkPolicies admit",
+    )
+    parser.add_argument(
+        "--metrics-scraper-label",
+        dest="metrics_scraper_labels",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a pod label of the metrics scraper that pools' NetworkPolicies admit; "
+        "repeatable; default: " + ", ".join(defaults.metrics_scraper_labels),
+    )
+    parser.add_argument(
         target.FLAG,
         action="store_true",
         help="allow a loopback, link-local or unspecified Prometheus host, here and in "
@@ -155,6 +175,11 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         prometheus_ca_file=args.prometheus_ca_file,
         prometheus_insecure_skip_verify=args.prometheus_insecure_skip_verify,
         allow_local_prometheus=args.allow_local_prometheus,
+        network_policies=args.network_policies,
+        metrics_scraper_namespace=args.metrics_scraper_namespace,
+        metrics_scraper_labels=tuple(
+            args.metrics_scraper_labels or OperatorConfig().metrics_scraper_labels
+        ),
     )
 
 

@@ -55,6 +55,12 @@ class OperatorConfig:
     one, or a RoutingPolicy's ``spec.prometheus.url`` — whose host is loopback, link-local
     or unspecified is refused unless ``allow_local_prometheus`` (``promquery.target``):
     the dev cluster and the tests, where everything lives on loopback.
+
+    With ``network_policies`` (off only where the network plugin enforces none) every
+    ModelPool gets a NetworkPolicy (``controller.netpolicy``): its ports admit the
+    routers of the RoutingPolicies that route it and the metrics scraper, the pods
+    labelled ``metrics_scraper_labels`` (``key=value`` each) in namespace
+    ``metrics_scraper_namespace``.
     """
 
     namespaces: tuple[str, ...] = ()
@@ -77,6 +83,9 @@ class OperatorConfig:
     prometheus_insecure_skip_verify: bool = False
     prometheus_timeout_seconds: float = 5.0
     allow_local_prometheus: bool = False
+    network_policies: bool = True
+    metrics_scraper_namespace: str = "monitoring"
+    metrics_scraper_labels: tuple[str, ...] = ("app.kubernetes.io/name=prometheus",)
 
     @property
     def agent_image(self) -> str:
@@ -96,6 +105,17 @@ class OperatorConfig:
         )
         if local is not None:
             raise ValueError(local)
+        for pair in self.metrics_scraper_labels:
+            if "=" not in pair or not pair.partition("=")[0]:
+                raise ValueError(
+                    f"--metrics-scraper-label {pair!r}: expected key=value (a pod label of "
+                    "the metrics scraper, e.g. app.kubernetes.io/name=prometheus)"
+                )
+
+    @property
+    def scraper_labels(self) -> dict[str, str]:
+        """``metrics_scraper_labels`` as a label map."""
+        return {k: v for k, _, v in (p.partition("=") for p in self.metrics_scraper_labels)}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:

@@ -30,6 +30,7 @@ CHILDREN: dict[str, tuple[Resource, ...]] = {
         ("apps", "v1", "deployments"),
         ("", "v1", "services"),
         ("policy", "v1", "poddisruptionbudgets"),
+        ("networking.k8s.io", "v1", "networkpolicies"),
     ),
     contract.ROUTING_POLICY: (
         ("", "v1", "configmaps"),

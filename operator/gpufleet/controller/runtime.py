@@ -14,9 +14,10 @@ module-level state). For each kind a ``KindState`` holds:
 - a ``WorkQueue`` of keys drained by ``workers`` loops, failures and their backoff, and
   a ``WatchTracker`` checked against a LIST every ``watch_check_seconds``.
 
-A kind may *follow* another: when an object of the followed kind appears, disappears or
-changes its labels, every object of the follower in that namespace is re-queued (a
-RoutingPolicy's pool selector is matched against ModelPool labels).
+A kind may *follow* another: when an object of the followed kind appears, disappears,
+changes its labels or its spec, every object of the follower in that namespace is
+re-queued (a RoutingPolicy's pool selector is matched against ModelPool labels; a
+ModelPool's NetworkPolicy admits the routers of the policies that route it).
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ class KindState(Generic[S]):
 
     # --- what the watches deliver -------------------------------------------------
     def event(self, kind: str | None, body: Mapping[str, Any]) -> bool:
-        """Record a watch event; True when the object appeared, vanished or was relabelled."""
+        """Record a watch event; True when the object appeared, vanished, was relabelled
+        or its spec changed (what a follower reads of it)."""
         meta = body["metadata"]
         key = (str(meta["namespace"]), str(meta["name"]))
         if kind == "DELETED":
@@ -111,7 +113,9 @@ class KindState(Generic[S]):
         self.queue.add(key)
         copied = plain.get("metadata")
         labels = copied.get("labels") if isinstance(copied, dict) else None
-        return before is None or before["metadata"].get("labels") != labels
+        if before is None or before["metadata"].get("labels") != labels:
+            return True
+        return bool(before.get("spec") != plain.get("spec"))
 
     def child_event(self, key: Key) -> None:
         if key in self.objects:
