@@ -95,6 +95,7 @@ UNTUNING = [
     ("--enable-log-requests", "--enable-log-requests", "out of the pod"),
     ("--scheduler-cls=m.S", "--scheduler-cls", "import name"),
     ("--logits-processors", "--logits-processors", "import name"),
+    ("--compilation-config.level", "--compilation-config", "import name"),
 ]
 ALLOWED = [
     "--enforce-eager",
@@ -106,7 +107,6 @@ ALLOWED = [
     "--model-impl",
     "--config-format",
     "--tokenizer-revision",
-    "--compilation-config.level",
     "-O3",
     "--speculative-config",
     "8192",

@@ -57,20 +57,23 @@ REFUSED: dict[str, str] = {
     **dict.fromkeys((
         "config", "tool-parser-plugin", "reasoning-parser-plugin", "middleware", "worker-cls",
         "worker-extension-cls", "scheduler-cls", "logits-processors",
+        # its JSON's inductor_passes name functions to import by qualified name
+        "compilation-config",
     ), _CODE),
 }  # fmt: skip
 # The flags extraArgs may set (vLLM's EngineArgs and serve arguments, docs.vllm.ai
-# "Engine Arguments" and "vllm serve"): batching and scheduling, compilation and CUDA
-# graphs, caching inside the pod's own memory, speculative decoding, and how the API
-# parses tool calls, reasoning and multi-modal prompts. None names a host, a file or a
-# Python import, and none changes the GPUs or memory the planner sized.
+# "Engine Arguments" and "vllm serve"): batching and scheduling, the compilation level
+# (-O0..-O3, not --compilation-config) and CUDA graphs, caching inside the pod's own
+# memory, speculative decoding, and how the API parses tool calls, reasoning and
+# multi-modal prompts. None names a host, a file or a Python import, and none changes
+# the GPUs or memory the planner sized.
 TUNING = (
     # batching and scheduling
     "max-num-batched-tokens", "enable-chunked-prefill", "max-num-partial-prefills",
     "max-long-partial-prefills", "long-prefill-token-threshold", "scheduling-policy",
     "async-scheduling", "stream-interval",
     # execution
-    "enforce-eager", "compilation-config", "cuda-graph-sizes", "max-seq-len-to-capture",
+    "enforce-eager", "cuda-graph-sizes", "max-seq-len-to-capture",
     "disable-custom-all-reduce", "disable-cascade-attn", "enable-expert-parallel",
     "block-size", "swap-space", "cpu-offload-gb", "speculative-config", "model-impl",
     "config-format", "tokenizer-mode", "tokenizer-revision", "seed", "max-logprobs",
