@@ -275,7 +275,8 @@ async def run_arm(arm: str, handle: clusters.Cluster, api: client.ApiClient,
             "-n", namespace, "--liveness", "none", "--resync-seconds", "5",
             "--router-discovery", "pods",
             "--autoscale-seconds", f"{PERIOD_S / speed:g}",
-            "--prometheus-url", handle.prometheus_url or ""]  # fmt: skip
+            "--prometheus-url", handle.prometheus_url or "",
+            "--allow-local-prometheus"]  # fmt: skip
     operator = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220
     fleet = Fleet(api, namespace, speed)
     try:

@@ -93,6 +93,24 @@ INVALID: tuple[Case, ...] = (
     _mp("unknown-gpu", "gpu", ("spec.variants.0.gpu", "H100")),
     _mp("utilization", "gpuMemoryUtilization", ("spec.variants.0.gpuMemoryUtilization", 1.5)),
     _mp("owned-flag", "extraArgs", ("spec.variants.0.extraArgs", ["--tensor-parallel-size=2"])),
+    _mp("untuning-flag", "extraArgs", ("spec.variants.0.extraArgs", ["--kv-events-config={}"])),
+    _mp("abbreviated-flag", "extraArgs", ("spec.variants.0.extraArgs", ["--tensor-par", "2"])),
+    _mp("old-vllm", "image", ("spec.serving.image", "vllm/vllm-openai:v0.14.0")),
+    _mp(
+        "media-ip",
+        "allowedMediaDomains",
+        ("spec.serving.allowedMediaDomains", ["example.com", "169.254.169.254"]),
+    ),
+    _mp(
+        "media-svc",
+        "allowedMediaDomains",
+        ("spec.serving.allowedMediaDomains", ["prometheus.monitoring.svc.cluster.local"]),
+    ),
+    _mp(
+        "media-localhost",
+        "allowedMediaDomains",
+        ("spec.serving.allowedMediaDomains", ["localhost"]),
+    ),
     _mp("quantization", "quantization", ("spec.variants.0.quantization", "int3")),
     _mp("no-architecture", "catalogName", ("spec.model.catalogName", DELETE)),
     _mp(

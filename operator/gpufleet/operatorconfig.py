@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+from gpufleet import prometheustarget as target
+
 ENV_PREFIX = "GPUFLEET_OPERATOR_"
 
 
@@ -51,7 +53,16 @@ class OperatorConfig:
     reading signals from ``prometheus_url`` (none: it only keeps the replicas within
     bounds and starts pools from zero for held requests); an https Prometheus is
     verified against ``prometheus_ca_file``, else the system CAs, unless
-    ``prometheus_insecure_skip_verify`` — the router's semantics.
+    ``prometheus_insecure_skip_verify`` — the router's semantics. A Prometheus URL — this
+    one, or a RoutingPolicy's ``spec.prometheus.url`` — whose host is loopback, link-local
+    or unspecified is refused unless ``allow_local_prometheus`` (``prometheustarget``):
+    the dev cluster and the tests, where everything lives on loopback.
+
+    With ``network_policies`` (off only where the network plugin enforces none) every
+    ModelPool gets a NetworkPolicy (``controller.netpolicy``): its ports admit the
+    routers of the RoutingPolicies that route it and the metrics scraper, the pods
+    labelled ``metrics_scraper_labels`` (``key=value`` each) in namespace
+    ``metrics_scraper_namespace``.
     """
 
     namespaces: tuple[str, ...] = ()
@@ -73,6 +84,10 @@ class OperatorConfig:
     prometheus_ca_file: Path | None = None
     prometheus_insecure_skip_verify: bool = False
     prometheus_timeout_seconds: float = 5.0
+    allow_local_prometheus: bool = False
+    network_policies: bool = True
+    metrics_scraper_namespace: str = "monitoring"
+    metrics_scraper_labels: tuple[str, ...] = ("app.kubernetes.io/name=prometheus",)
 
     @property
     def agent_image(self) -> str:
@@ -87,6 +102,22 @@ class OperatorConfig:
             )
         if self.autoscale_seconds <= 0:
             raise ValueError(f"autoscale_seconds {self.autoscale_seconds}: must be positive")
+        local = target.problem(
+            "--prometheus-url", self.prometheus_url, allow_local=self.allow_local_prometheus
+        )
+        if local is not None:
+            raise ValueError(local)
+        for pair in self.metrics_scraper_labels:
+            if "=" not in pair or not pair.partition("=")[0]:
+                raise ValueError(
+                    f"--metrics-scraper-label {pair!r}: expected key=value (a pod label of "
+                    "the metrics scraper, e.g. app.kubernetes.io/name=prometheus)"
+                )
+
+    @property
+    def scraper_labels(self) -> dict[str, str]:
+        """``metrics_scraper_labels`` as a label map."""
+        return {k: v for k, _, v in (p.partition("=") for p in self.metrics_scraper_labels)}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:

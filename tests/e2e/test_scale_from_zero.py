@@ -43,7 +43,8 @@ def operator(
 ) -> Iterator[Operator]:
     url = cluster.handle.prometheus_url
     assert url is not None, "the session cluster runs without Prometheus"
-    extra = ("--router-discovery", "pods", "--prometheus-url", url, "--autoscale-seconds", "1")
+    extra = ("--router-discovery", "pods", "--prometheus-url", url, "--allow-local-prometheus",
+             "--autoscale-seconds", "1")  # fmt: skip
     op = Operator(operator_kubeconfig, tmp_path / "operator.log", namespaces=(namespace,),
                   extra=extra)  # fmt: skip
     try:

@@ -47,7 +47,8 @@ def operator(
 ) -> Iterator[Operator]:
     url = cluster.handle.prometheus_url
     assert url is not None, "the session cluster runs without Prometheus"
-    extra = ("--prometheus-url", url, "--autoscale-seconds", "1")
+    # The dev cluster's Prometheus is on loopback, as every pod of the twin.
+    extra = ("--prometheus-url", url, "--allow-local-prometheus", "--autoscale-seconds", "1")
     op = Operator(operator_kubeconfig, tmp_path / "operator.log", namespaces=(namespace,),
                   extra=extra)  # fmt: skip
     try:

@@ -131,6 +131,28 @@ def test_the_autoscaler_settings_reach_the_operator() -> None:
     assert not any(a.startswith("--prometheus") for a in plain_args)
 
 
+def _operator_args(rendered: str) -> list[str]:
+    (deployment,) = [d for d in _docs(rendered) if d["kind"] == "Deployment"]
+    return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_the_network_policy_switch_reaches_the_operator() -> None:
+    """networkPolicy.enabled: the operator's NetworkPolicy and the scraper flags, or
+    neither and --no-network-policies; prometheus.allowLocal its flag."""
+    on = _helm("template", "np", str(CHART),
+               "--set", "networkPolicy.metricsScraper.namespace=obs",
+               "--set", "operator.prometheus.allowLocal=true")  # fmt: skip
+    assert [d["kind"] for d in _docs(on)].count("NetworkPolicy") == 1
+    wanted = {"--metrics-scraper-namespace=obs", "--allow-local-prometheus",
+              "--metrics-scraper-label=app.kubernetes.io/name=prometheus"}  # fmt: skip
+    assert wanted <= set(_operator_args(on))
+    assert "--no-network-policies" not in _operator_args(on)
+    off = _helm("template", "np", str(CHART), "--set", "networkPolicy.enabled=false")
+    assert "NetworkPolicy" not in [d["kind"] for d in _docs(off)]
+    assert "--no-network-policies" in _operator_args(off)
+    assert "--allow-local-prometheus" not in _operator_args(off)
+
+
 def test_a_prometheus_url_without_a_scheme_is_refused() -> None:
     argv = [str(build.binary_path("helm")), "template", "x", str(CHART)]
     done = subprocess.run([*argv, "--set", "operator.prometheus.url=prom:9090"],
@@ -147,10 +169,11 @@ def test_render_is_accepted_by_the_api_server(
     rendered = _helm("template", f"dry-{scope}", str(CHART), "-n", namespace, *extra)
     kinds = sorted(d["kind"] for d in _docs(rendered))
     binding = "RoleBinding" if scope == "namespaced" else "ClusterRoleBinding"
-    assert kinds == sorted(["ServiceAccount", "ClusterRole", binding, "Deployment"])
+    expected = ["ServiceAccount", "ClusterRole", binding, "Deployment", "NetworkPolicy"]
+    assert kinds == sorted(expected)
     done = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("(server dry run)") == 4
+    assert done.stdout.count("(server dry run)") == len(expected)
 
 
 def test_kustomize_base_is_the_charts_default_render(cluster: LocalCluster) -> None:
@@ -201,6 +224,8 @@ def test_helm_install_runs_the_operator_which_makes_an_example_pool_ready(
         # The twin's pod IPs are loopback addresses, which EndpointSlices refuse.
         "--set", "operator.routerDiscovery=pods",
         "--set", "operator.resyncSeconds=10",
+        # The demo policy's Prometheus is the dev cluster's, on loopback.
+        "--set", "operator.prometheus.allowLocal=true",
         kubeconfig=cluster.kubeconfig, timeout=120,
     )  # fmt: skip
     installed = time.monotonic() - started

@@ -323,7 +323,7 @@ def _state() -> Any:
     return runtime.OperatorState(config=OperatorConfig(), client=None, kinds=kinds)  # type: ignore[arg-type]
 
 
-async def test_a_pool_appearing_or_relabelled_requeues_the_policies_of_its_namespace() -> None:
+async def test_a_pool_changing_requeues_the_policies_of_its_namespace() -> None:
     state = _state()
     policies = state.kind("RoutingPolicy")
     state.object_event("RoutingPolicy", "ADDED", _body("a", "p", "1"))
@@ -336,7 +336,9 @@ async def test_a_pool_appearing_or_relabelled_requeues_the_policies_of_its_names
         (_body("a", "m", "2", tier="small"), "ADDED", 1),  # appeared
         (_body("a", "m", "3", tier="small"), "MODIFIED", 0),  # status only: same labels
         (_body("a", "m", "4", tier="large"), "MODIFIED", 1),  # relabelled
-        (_body("a", "m", "5", tier="large"), "DELETED", 1),  # gone
+        (_body("a", "m", "5", tier="large") | {"spec": {"x": 1}}, "MODIFIED", 1),  # spec edited
+        (_body("a", "m", "6", tier="large") | {"spec": {"x": 1}}, "MODIFIED", 0),  # same spec
+        (_body("a", "m", "7", tier="large"), "DELETED", 1),  # gone
     ]
     for body, event, queued in steps:
         state.object_event("ModelPool", event, body)

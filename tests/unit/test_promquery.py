@@ -1,9 +1,10 @@
 """The shared Prometheus reader: series mapped to owners by label (table-driven), the
 TLS ``verify`` option, and instant queries against an in-process HTTP peer that answers
-as Prometheus's ``/api/v1/query`` does."""
+as Prometheus's ``/api/v1/query`` does — or redirects, which the reader does not follow."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import pathlib
@@ -82,9 +83,10 @@ class _Prometheus(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def prometheus_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Prometheus)
+@contextlib.contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """The URL of an in-process HTTP server answering with ``handler``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -92,6 +94,42 @@ def prometheus_url() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def prometheus_url() -> Iterator[str]:
+    with serving(_Prometheus) as url:
+        yield url
+
+
+class _Redirect(http.server.BaseHTTPRequestHandler):
+    """Sends every query elsewhere, and records any request that followed."""
+
+    followed: list[str] = []
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/elsewhere"):
+            self.followed.append(self.path)
+            self.send_error(500)
+            return
+        self.send_response(302)
+        self.send_header("Location", "/elsewhere" + self.path)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_reader_follows_no_redirect() -> None:
+    _Redirect.followed.clear()
+    with serving(_Redirect) as url:
+        reader = client.PrometheusReader(url, verify=True, timeout_s=2)
+        try:
+            with pytest.raises(Exception, match="redirect"):
+                reader.query_all(["up"])
+        finally:
+            reader.close()
+    assert _Redirect.followed == []
 
 
 async def test_reader_drops_non_finite_values(prometheus_url: str) -> None:

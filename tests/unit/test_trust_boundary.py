@@ -1,8 +1,9 @@
 """The operator's trust boundary (table-driven): what a ModelPool author may not reach.
 
-Extra vLLM arguments in every spelling vLLM's parser accepts, images outside the
-operator's allowed prefixes, model code the operator does not allow, and media URLs
-fetched by the server.
+Extra vLLM arguments beyond the tuning flags, in every spelling vLLM's parser accepts,
+images outside the operator's allowed prefixes or older than the first vLLM release
+whose media host check holds, model code the operator does not allow, and media hosts
+inside the cluster, the host or link-local space.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from gpufleet.api import vllmflags
+from gpufleet.api import mediahosts, vllmflags, vllmrelease
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.api.variant import Variant
 from gpufleet.controller import command, images, podspec, variants
@@ -85,6 +86,17 @@ ABBREVIATED = [
     ("--allowed-med", "--allowed-media-domains"),
     ("--no-enable-prefix", "--enable-prefix-caching"),
 ]
+# Flags outside the tuning list that the issue found passing the old deny-list, with the
+# reason each now gets.
+UNTUNING = [
+    ("--kv-events-config={}", "--kv-events-config", "out of the pod"),
+    ("--kv_transfer_config", "--kv-transfer-config", "out of the pod"),
+    ("--otlp-traces-endpoint=http://x", "--otlp-traces-endpoint", "out of the pod"),
+    ("--enable-log-requests", "--enable-log-requests", "out of the pod"),
+    ("--scheduler-cls=m.S", "--scheduler-cls", "import name"),
+    ("--logits-processors", "--logits-processors", "import name"),
+    ("--compilation-config.level", "--compilation-config", "import name"),
+]
 ALLOWED = [
     "--enforce-eager",
     "--max-num-batched-tokens=4096",  # documented: overrides workloadClass
@@ -95,7 +107,6 @@ ALLOWED = [
     "--model-impl",
     "--config-format",
     "--tokenizer-revision",
-    "--compilation-config.level",
     "-O3",
     "--speculative-config",
     "8192",
@@ -108,22 +119,39 @@ def test_refused_reads_each_spelling_as_vllm_does(arg: str, flag: str) -> None:
     assert vllmflags.refused(arg) == flag
 
 
-@pytest.mark.parametrize(("arg", "flag"), REFUSED)
-def test_the_api_servers_pattern_sees_every_full_spelling(arg: str, flag: str) -> None:
-    assert vllmflags.matches_pattern(arg)
+@pytest.mark.parametrize(("arg", "flag"), REFUSED + ABBREVIATED)
+def test_the_api_servers_pattern_refuses_every_spelling(arg: str, flag: str) -> None:
+    assert not vllmflags.allowed(arg)
+    assert flag in str(vllmflags.problem(arg))
+
+
+@pytest.mark.parametrize(("arg", "flag", "why"), UNTUNING)
+def test_flags_outside_the_tuning_list_are_refused_with_their_reason(
+    arg: str, flag: str, why: str
+) -> None:
+    assert not vllmflags.allowed(arg)
+    assert vllmflags.problem(arg) == f"sets vLLM's {flag}, {vllmflags.REFUSED[flag[2:]]}"
+    assert why in vllmflags.REFUSED[flag[2:]]
+
+
+@pytest.mark.parametrize("arg", ["--foo", "--enforce", "--tokenizer=other/repo", "-x"])
+def test_any_other_flag_is_not_a_tuning_flag(arg: str) -> None:
+    assert not vllmflags.allowed(arg)
+    assert "not one of the tuning flags" in str(vllmflags.problem(arg))
 
 
 @pytest.mark.parametrize("arg", ALLOWED)
-def test_other_flags_and_values_pass(arg: str) -> None:
+def test_tuning_flags_and_values_pass(arg: str) -> None:
     assert vllmflags.refused(arg) is None
-    assert not vllmflags.matches_pattern(arg)
+    assert vllmflags.allowed(arg)
+    assert vllmflags.problem(arg) is None
 
 
 def test_pattern_is_anchored_like_re2() -> None:
     # Python's $ also matches before a final newline, RE2's (the API server's) does not;
-    # vLLM reads "--port\n" as an unknown flag.
-    assert not vllmflags.matches_pattern("--port\n")
-    assert vllmflags.matches_pattern("--port")
+    # vLLM reads "--enforce-eager\n" as an unknown flag.
+    assert not vllmflags.allowed("--enforce-eager\n")
+    assert vllmflags.allowed("--enforce-eager")
 
 
 @pytest.mark.parametrize(
@@ -141,6 +169,7 @@ def test_the_api_refuses_the_obvious_spellings(extra: list[str]) -> None:
         (["--enforce-eager", "--tensor-par", "8"], 1, "--tensor-parallel-size"),
         (["--trust-rem"], 0, "--trust-remote-code"),
         (["--allowed-med", "169.254.169.254"], 0, "--allowed-media-domains"),
+        (["--enforce-eager", "--kv-events-config", "{}"], 1, "--kv-events-config"),
     ],
 )
 def test_operator_names_the_extra_arg_at_fault(extra: list[str], index: int, flag: str) -> None:
@@ -150,7 +179,7 @@ def test_operator_names_the_extra_arg_at_fault(extra: list[str], index: int, fla
 
 
 def test_operator_refuses_a_value_first() -> None:
-    (problem,) = variants.extra_arg_problems(variant_with(["169.254.169.254", "--x"]))
+    (problem,) = variants.extra_arg_problems(variant_with(["169.254.169.254", "--enforce-eager"]))
     assert problem.startswith("spec.variants[a].extraArgs[0] ")
 
 
@@ -207,9 +236,66 @@ def test_media_urls_are_fetched_from_no_host_unless_the_pool_lists_some() -> Non
     assert env["VLLM_MEDIA_URL_ALLOW_REDIRECTS"] == "0"
 
 
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("169.254.169.254", "IP address"),
+        ("127.1", "IP address"),
+        ("0x7f.1", "IP address"),
+        ("2130706433", "IP address"),
+        ("localhost", "loopback"),
+        ("app.localhost", "loopback"),
+        ("kubernetes", "single label"),
+        ("prometheus.monitoring.svc", "Service"),
+        ("prometheus.monitoring.svc.cluster.local", "Service"),
+        ("x.cluster.local", ".local"),
+        ("metadata.google.internal", ".internal"),
+        ("1.0.0.127.in-addr.arpa", ".arpa"),
+    ],
+)
+def test_media_domains_outside_public_dns_are_refused(host: str, why: str) -> None:
+    assert why in str(mediahosts.problem(host))
+    with pytest.raises(pydantic.ValidationError, match=r"allowedMediaDomains\[1\]"):
+        pool(serving={"allowedMediaDomains": ["example.com", host]})
+
+
+@pytest.mark.parametrize("host", ["upload.wikimedia.org", "example.com", "svc.example.com"])
+def test_public_media_domains_pass(host: str) -> None:
+    assert mediahosts.problem(host) is None
+    pool(serving={"allowedMediaDomains": [host]})
+
+
 def test_media_domains_are_host_names() -> None:
     with pytest.raises(pydantic.ValidationError, match="allowedMediaDomains"):
         pool(serving={"allowedMediaDomains": ["http://169.254.169.254/"]})
+
+
+@pytest.mark.parametrize(
+    ("image", "old"),
+    [
+        ("vllm/vllm-openai:v0.14.0", True),
+        ("vllm/vllm-openai:v0.11.0", True),
+        ("vllm/vllm-openai:0.9.2", True),
+        ("vllm/vllm-openai:v0.13", True),
+        ("vllm/vllm-openai:v0.13.0-cu128", True),
+        ("vllm/vllm-openai:v0.14.1rc1", True),
+        ("docker.io/vllm/vllm-openai:v0.12.0", True),
+        ("registry.corp:5000/vllm/vllm-openai:v0.10.1", True),  # a mirror: the same image
+        ("vllm/vllm-openai:v0.14.1", False),
+        ("vllm/vllm-openai:v0.14.10", False),
+        ("vllm/vllm-openai:v0.15.0", False),
+        ("vllm/vllm-openai:v1.0.0", False),
+        ("vllm/vllm-openai:latest", False),
+        ("vllm/vllm-openai@sha256:ab12", False),
+        ("vllm/vllm-openai-cpu:v0.9.0", False),
+        (podspec.DEFAULT_AGENT_IMAGE, False),
+    ],
+)
+def test_vllm_releases_before_the_media_fix_are_refused(image: str, old: bool) -> None:
+    assert vllmrelease.too_old(image) is old
+    if old:
+        with pytest.raises(pydantic.ValidationError, match="CVE-2026-24779"):
+            pool(serving={"image": image})
 
 
 def test_settings_from_flags_and_environment() -> None:

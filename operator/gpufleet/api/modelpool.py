@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import pydantic
 
-from gpufleet.api import common
+from gpufleet.api import common, mediahosts, vllmrelease
 from gpufleet.api.common import ApiModel, cel, rules
 from gpufleet.api.modelsource import ModelSpec
 from gpufleet.api.variant import Variant
@@ -72,7 +72,7 @@ class Placement(ApiModel):
 
 # The vLLM release the worker image is built on: --allowed-media-domains exists from
 # v0.11.0 (CVE-2025-6242), and its host check cannot be bypassed with a backslash from
-# v0.14.1 (CVE-2026-24779).
+# v0.14.1 (CVE-2026-24779); older vllm-openai tags are refused (api.vllmrelease).
 DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.14.1"
 # The default model-server image: that vLLM behind ``gpufleet worker``
 # (worker-image/Dockerfile), which checks the GPUs before it starts vLLM.
@@ -134,7 +134,18 @@ class Serving(ApiModel):
                 f"port must not be {GPU_AGENT_PORT}, the GPU health agent's, while "
                 "gpuHealth.enabled",
                 field_path=".port",
-            )
+            ),
+            cel(
+                f"!has(self.image) || !self.image.matches('{vllmrelease.PATTERN}')",
+                vllmrelease.MESSAGE,
+                field_path=".image",
+            ),
+            cel(
+                f"!has(self.allowedMediaDomains) || self.allowedMediaDomains.all(d, "
+                f"!d.matches('{mediahosts.PATTERN}'))",
+                mediahosts.MESSAGE,
+                field_path=".allowedMediaDomains",
+            ),
         )
     )
 
@@ -146,8 +157,9 @@ class Serving(ApiModel):
             "Model-server image: gpufleet's worker image (vLLM behind `gpufleet worker`, "
             "which checks the GPUs first), or vLLM's own OpenAI-server image, which runs "
             "`vllm serve` unchecked; vLLM v0.11.0 or later (the pods are given "
-            "--allowed-media-domains). It must start with one of the operator's allowed "
-            "image prefixes, else the pool is Degraded and gets no Deployment."
+            "--allowed-media-domains), and vllm/vllm-openai v0.14.1 or later (earlier "
+            "tags are refused: CVE-2026-24779). It must start with one of the operator's "
+            "allowed image prefixes, else the pool is Degraded and gets no Deployment."
         ),
     )
     trust_remote_code: bool = pydantic.Field(
@@ -164,7 +176,9 @@ class Serving(ApiModel):
         description=(
             "Hosts whose http(s) media URLs (image_url, audio_url, video_url) the server "
             "may fetch (--allowed-media-domains, redirects not followed); empty = none: "
-            "clients send media inline as data: URLs."
+            "clients send media inline as data: URLs. Public DNS names only: no IP "
+            "addresses, single labels, localhost, Service names (svc, .cluster.local) or "
+            ".local/.internal/.arpa names."
         ),
     )
     enable_prefix_caching: bool = pydantic.Field(
@@ -193,6 +207,24 @@ class Serving(ApiModel):
         description="The GPU health agent and its limits.",
         json_schema_extra=common.object_default(GpuHealth),
     )
+
+    @pydantic.field_validator("image")
+    @classmethod
+    def _fixed_release(cls, value: str) -> str:
+        if vllmrelease.too_old(value):
+            raise ValueError(f"{vllmrelease.MESSAGE} (got {value[:128]!r})")
+        return value
+
+    @pydantic.field_validator("allowed_media_domains")
+    @classmethod
+    def _public_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for i, host in enumerate(value):
+            why = mediahosts.problem(host)
+            if why is not None:
+                raise ValueError(
+                    f"allowedMediaDomains[{i}] {host!r} {why}; list public DNS names only"
+                )
+        return value
 
     @pydantic.model_validator(mode="after")
     def _agent_port_free(self) -> Serving:

@@ -15,10 +15,10 @@ _TP_RULE = (
     "type(self.tensorParallelSize) == string ? self.tensorParallelSize == 'auto' "
     ": self.tensorParallelSize in [1, 2, 4, 8]"
 )
-_EXTRA_ARGS_RULE = f"self.extraArgs.all(a, !a.matches('{vllmflags.PATTERN}'))"
+_EXTRA_ARGS_RULE = vllmflags.RULE
 _EXTRA_ARGS_MESSAGE = (
-    "extraArgs may not set a flag the operator sets or gates, in any spelling (_ for -, "
-    "=value, .key, short form, --no-): see docs/operator.md#trust-boundary"
+    "extraArgs may set only vLLM's tuning flags, spelled in full (_ or -, =value, .key, "
+    "--no-), and their values: see docs/operator.md#trust-boundary"
 )
 _FIRST_ARG_MESSAGE = "extraArgs[0] must be a flag (start with '-'), not a value"
 
@@ -93,8 +93,8 @@ class Variant(ApiModel):
         max_length=32,
         description=(
             "Extra vLLM arguments, appended after the operator's: the first must be a flag, "
-            "and none may set a flag the operator sets or gates (docs/operator.md, Trust "
-            "boundary)."
+            "and every flag one of vLLM's tuning flags, spelled in full (docs/operator.md, "
+            "Trust boundary, lists them)."
         ),
     )
     cost_per_gpu_hour: float | None = pydantic.Field(
@@ -128,9 +128,10 @@ class Variant(ApiModel):
     def _not_owned(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if value and not value[0].startswith("-"):
             raise ValueError(f"{_FIRST_ARG_MESSAGE} (got {value[0][:64]!r})")
-        for arg in value:
-            if vllmflags.matches_pattern(arg):
-                raise ValueError(f"{_EXTRA_ARGS_MESSAGE} (got {arg[:64]!r})")
+        for i, arg in enumerate(value):
+            why = vllmflags.problem(arg)
+            if why is not None:
+                raise ValueError(f"extraArgs[{i}] {arg[:64]!r} {why}")
         return value
 
     @pydantic.model_validator(mode="after")

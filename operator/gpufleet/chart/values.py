@@ -73,6 +73,12 @@ class Prometheus(Values):
         description="Do not verify an https Prometheus's certificate "
         "(--prometheus-insecure-skip-verify).",
     )
+    allow_local: bool = pydantic.Field(
+        default=False,
+        description="Allow a loopback, link-local or unspecified Prometheus host, in url and "
+        "in RoutingPolicies (--allow-local-prometheus); only for a cluster whose pods share "
+        "loopback with Prometheus, as the dev cluster's do.",
+    )
 
 
 class OperatorSettings(Values):
@@ -238,6 +244,36 @@ class Monitoring(Values):
     )
 
 
+class MetricsScraper(Values):
+    """The Prometheus that pools' NetworkPolicies admit to the vLLM and GPU agent ports."""
+
+    namespace: str = pydantic.Field(
+        default=_OPERATOR.metrics_scraper_namespace,
+        min_length=1,
+        pattern=DNS_LABEL,
+        description="Its namespace (--metrics-scraper-namespace).",
+    )
+    pod_labels: dict[str, str] = pydantic.Field(
+        default_factory=lambda: _OPERATOR.scraper_labels,
+        min_length=1,
+        description="Labels of its pods (--metrics-scraper-label key=value each).",
+    )
+
+
+class NetworkPolicy(Values):
+    """NetworkPolicies: the operator's per ModelPool, and the chart's for the operator."""
+
+    enabled: bool = pydantic.Field(
+        default=True,
+        description="Render them; false (--no-network-policies) only where the network "
+        "plugin enforces none: vLLM's port is then open to every pod that can reach it.",
+    )
+    metrics_scraper: MetricsScraper = pydantic.Field(
+        default_factory=MetricsScraper,
+        description="The Prometheus admitted to the pools' metrics.",
+    )
+
+
 class ChartValues(Values):
     """``values.yaml`` of charts/gpufleet."""
 
@@ -252,6 +288,10 @@ class ChartValues(Values):
         default_factory=ServiceAccount, description="The operator's ServiceAccount."
     )
     rbac: Rbac = pydantic.Field(default_factory=Rbac, description="The operator's RBAC.")
+    network_policy: NetworkPolicy = pydantic.Field(
+        default_factory=NetworkPolicy,
+        description="Who may reach the model servers and the operator (docs/operator.md).",
+    )
     resources: Resources = pydantic.Field(
         default_factory=Resources, description="Resources of the operator container."
     )

@@ -12,7 +12,9 @@ reconciler then leaves that field alone (``plan.replicas_intent``). Each change 
 posted as an Event; the decision goes to the pool reconciler through the
 ``ScalingView``, which re-queues the pool when what its status says changed — the
 reconciler alone writes the status. A failed read leaves that input unknown for the
-pass (no nodes: no free-GPU limit; no signals: replicas held), never a crash.
+pass (no nodes: no free-GPU limit; no signals: replicas held), never a crash; a router
+whose ``/stats`` cannot be read counts as silent (``controller.routerstats``), and a pool
+whose decision fails is skipped for the pass, never the pools after it.
 """
 
 from __future__ import annotations
@@ -87,7 +89,10 @@ class Autoscaler:
         results = await self._signals()
         stats = await self._router_stats(state, {key[0] for key in scaled})
         for key, pool in scaled.items():
-            await self._decide(state, key, pool, results, stats.get(key[0], []))
+            try:
+                await self._decide(state, key, pool, results, stats.get(key[0], []))
+            except Exception:  # one pool's failure is its own: the others still scale
+                LOG.exception("autoscaler: %s/%s skipped this pass", *key)
 
     async def _read_nodes(self, state: runtime.OperatorState) -> None:
         view, before = state.scaling, state.scaling.shapes()
@@ -118,13 +123,15 @@ class Autoscaler:
     async def _router_stats(
         self, state: runtime.OperatorState, namespaces: set[str]
     ) -> dict[str, list[object]]:
-        """Decoded ``/stats`` bodies of every ready router pod, per namespace."""
+        """Decoded ``/stats`` bodies of every ready router pod, per namespace: the pods
+        of each policy's own router Deployment, found by owner, never by label."""
         policies = state.kind(kinds.ROUTING_POLICY)
         out: dict[str, list[object]] = {ns: [] for ns in namespaces}
         for key in policies.keys_in():
             if key[0] not in namespaces:
                 continue
-            pods = [p for p in policies.pods(key) if p.ready and p.ip]
+            owned = policies.owned_pods(key, labels.router_name(key[1]))
+            pods = [p for p in owned if p.ready and p.ip]
             port = _router_port(policies.body(key))
             out[key[0]] += await self.poller.bodies(pods, port=port)
         return out

@@ -258,6 +258,47 @@ class PodDisruptionBudget(TypedDict):
     spec: PdbSpec
 
 
+class SelectorRequirement(TypedDict):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: NotRequired[list[str]]
+
+
+class PeerSelector(TypedDict):
+    matchLabels: NotRequired[dict[str, str]]
+    matchExpressions: NotRequired[list[SelectorRequirement]]
+
+
+class NetworkPolicyPeer(TypedDict):
+    podSelector: NotRequired[PeerSelector]
+    namespaceSelector: NotRequired[PeerSelector]
+
+
+class NetworkPolicyPort(TypedDict):
+    port: int
+    protocol: Literal["TCP"]
+
+
+# ``from`` is a Python keyword, hence the functional form. Never empty: a rule without
+# ``from`` admits every source (``controller.netpolicy`` leaves such a rule out).
+NetworkPolicyRule = TypedDict(
+    "NetworkPolicyRule", {"ports": list[NetworkPolicyPort], "from": list[NetworkPolicyPeer]}
+)
+
+
+class NetworkPolicySpec(TypedDict):
+    podSelector: LabelSelector
+    policyTypes: list[Literal["Ingress"]]
+    ingress: list[NetworkPolicyRule]
+
+
+class NetworkPolicy(TypedDict):
+    apiVersion: Literal["networking.k8s.io/v1"]
+    kind: Literal["NetworkPolicy"]
+    metadata: Metadata
+    spec: NetworkPolicySpec
+
+
 class ConfigMap(TypedDict):
     apiVersion: Literal["v1"]
     kind: Literal["ConfigMap"]
@@ -374,11 +415,13 @@ Child = (
     | Role
     | RoleBinding
     | RouterDeployment
+    | NetworkPolicy
 )
 ChildKind = Literal[
     "Deployment",
     "Service",
     "PodDisruptionBudget",
+    "NetworkPolicy",
     "ConfigMap",
     "ServiceAccount",
     "Role",

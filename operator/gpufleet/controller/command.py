@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from gpufleet import cliargs, logsetup
+from gpufleet import prometheustarget as target
 from gpufleet.operatorconfig import ROUTER_DISCOVERY, OperatorConfig
 
 
@@ -121,6 +122,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not verify an https Prometheus's certificate",
     )
     parser.add_argument(
+        "--no-network-policies",
+        dest="network_policies",
+        action="store_false",
+        help="render no NetworkPolicy for ModelPools: for clusters whose network plugin "
+        "enforces none (vLLM's port is then open to every pod that can reach it)",
+    )
+    parser.add_argument(
+        "--metrics-scraper-namespace",
+        default=defaults.metrics_scraper_namespace,
+        help="namespace of the metrics scraper (Prometheus) that pools' NetworkPolicies admit",
+    )
+    parser.add_argument(
+        "--metrics-scraper-label",
+        dest="metrics_scraper_labels",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a pod label of the metrics scraper that pools' NetworkPolicies admit; "
+        "repeatable; default: " + ", ".join(defaults.metrics_scraper_labels),
+    )
+    parser.add_argument(
+        target.FLAG,
+        action="store_true",
+        help="allow a loopback, link-local or unspecified Prometheus host, here and in "
+        "RoutingPolicies (refused by default: from a pod that is the pod itself or the "
+        "node's metadata service); for the dev cluster, where every pod is on loopback",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="log every reconcile (--log-level DEBUG)"
     )
     logsetup.add_arguments(parser)
@@ -146,11 +174,20 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         prometheus_url=args.prometheus_url,
         prometheus_ca_file=args.prometheus_ca_file,
         prometheus_insecure_skip_verify=args.prometheus_insecure_skip_verify,
+        allow_local_prometheus=args.allow_local_prometheus,
+        network_policies=args.network_policies,
+        metrics_scraper_namespace=args.metrics_scraper_namespace,
+        metrics_scraper_labels=tuple(
+            args.metrics_scraper_labels or OperatorConfig().metrics_scraper_labels
+        ),
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    try:
+        config = config_from(args)
+    except ValueError as exc:
+        raise SystemExit(f"gpufleet operator: {exc}") from exc
     if config.kubeconfig is not None:
         os.environ["KUBECONFIG"] = str(config.kubeconfig)  # Kopf's own login reads it
     import kopf

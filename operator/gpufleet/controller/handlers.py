@@ -30,6 +30,7 @@ CHILDREN: dict[str, tuple[Resource, ...]] = {
         ("apps", "v1", "deployments"),
         ("", "v1", "services"),
         ("policy", "v1", "poddisruptionbudgets"),
+        ("networking.k8s.io", "v1", "networkpolicies"),
     ),
     contract.ROUTING_POLICY: (
         ("", "v1", "configmaps"),
@@ -43,6 +44,10 @@ CHILDREN: dict[str, tuple[Resource, ...]] = {
 }
 # The pods each kind indexes, besides its owner label: a policy's are its routers.
 POD_COMPONENT = {contract.POOL: contract.MODEL_SERVER, contract.ROUTING_POLICY: contract.ROUTER}
+# The kinds whose pods the operator sends requests to (a router's /stats) also index
+# the ReplicaSets between their Deployment and its pods: a pod is theirs by that
+# controller chain, not by labels (controller.ownership). Never children: not pruned.
+REPLICA_SETS = frozenset({contract.ROUTING_POLICY})
 OWNERS = {
     kinds.MODEL_POOL: (contract.POOL, "modelpools"),
     kinds.ROUTING_POLICY: (contract.ROUTING_POLICY, "routingpolicies"),
@@ -75,6 +80,10 @@ def _indexes(owner_label: str) -> tuple[list[str], str]:
     )
 
 
+def _replica_set_index(owner_label: str) -> str:
+    return _index_id(owner_label, ("apps", "v1", "replicasets"))
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     configure(settings)
@@ -86,6 +95,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
             kind=kind,
             child_indexes=tuple(kwargs[name] for name in children),
             pod_index=kwargs[pods],
+            replica_set_index=kwargs.get(_replica_set_index(kind.owner_label), {}),
         )
     state = runtime.OperatorState(
         config=config,
@@ -151,6 +161,9 @@ def _register(kind: str, owner_label: str, plural: str) -> None:
         kopf.index(*resource, labels=owned, id=index_id)(index_child)
         kopf.on.event(*resource, labels=owned, id=f"{index_id}_event")(child_event)
     kopf.index("", "v1", "pods", labels=pod_labels, id=pods)(index_pod)
+    if owner_label in REPLICA_SETS:
+        sets = _replica_set_index(owner_label)
+        kopf.index("apps", "v1", "replicasets", labels=pod_labels, id=sets)(index_child)
     kopf.on.event("", "v1", "pods", labels=pod_labels, id=f"{pods}_event")(child_event)
     kopf.on.event(common.GROUP, common.VERSION, plural, id=f"gpufleet_{plural}")(object_event)
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pydantic
+
 from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolStatus
-from gpufleet.api.routingpolicy import RoutingPolicyStatus
-from gpufleet.controller import policyreconciler, reconciler, routerstats, runtime
+from gpufleet.api.routingpolicy import RoutingPolicySpec, RoutingPolicyStatus
+from gpufleet.controller import netpolicy, policyreconciler, reconciler, routerstats, runtime
 from gpufleet.controller.workqueue import Key
 from gpufleet.operatorconfig import OperatorConfig
 
@@ -33,7 +35,25 @@ async def _reconcile_pool(state: runtime.OperatorState, key: Key) -> None:
         config=state.config,
         clock=state.clock,
         scaling=state.scaling,
+        routers=routing_policies(state, key),
     )
+
+
+def routing_policies(state: runtime.OperatorState, key: Key) -> tuple[str, ...]:
+    """The RoutingPolicies of the pool's namespace that route it. An invalid policy
+    counts as routing every pool of its namespace: its routers keep serving the last
+    good configuration, which is not known here, and cutting them off would turn a
+    typo into an outage (they are the operator's own routers either way)."""
+    policies = state.kind(ROUTING_POLICY)
+    specs, invalid = {}, []
+    for policy in policies.keys_in(key[0]):
+        raw = policies.body(policy) or {}
+        try:
+            specs[policy[1]] = RoutingPolicySpec.model_validate(raw.get("spec") or {})
+        except pydantic.ValidationError:
+            invalid.append(policy[1])
+    routed = netpolicy.routing(key[1], specs, pool_labels(state, key[0]))
+    return tuple(sorted({*routed, *invalid}))
 
 
 def pool_labels(state: runtime.OperatorState, namespace: str) -> dict[str, dict[str, str]]:
@@ -81,6 +101,7 @@ def build(config: OperatorConfig) -> tuple[runtime.Kind[Any], ...]:
         owner_label=labels.POOL,
         status_model=ModelPoolStatus,
         reconcile=_reconcile_pool,
+        follows=(ROUTING_POLICY,),
     )
     policies = runtime.Kind(
         name=ROUTING_POLICY,

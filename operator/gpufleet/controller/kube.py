@@ -42,6 +42,7 @@ _PATHS: Mapping[str, str] = {
     "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts/{name}",
     "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/{name}",
     "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/{name}",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}",
 }
 _CUSTOM = f"/apis/{common.GROUP}/{common.VERSION}"
 TIMEOUT = (5, 30)

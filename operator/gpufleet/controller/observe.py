@@ -40,6 +40,7 @@ class ObservedChild:
     observed_generation: int = 0
     replicas_managers: frozenset[str] = frozenset()
     resource_version: str = ""
+    controller: str = ""  # the uid of its controlling ownerReference; empty: none
 
     def newer_than(self, other: ObservedChild) -> bool:
         """Whether this is a later version of the same object (resourceVersions of one
@@ -72,6 +73,7 @@ class ObservedPod:
     uid: str = ""
     cost: str | None = None
     started: float | None = None  # status.startTime, else creation; seconds since the epoch
+    controller: str = ""  # the uid of its controlling ownerReference (its ReplicaSet)
 
 
 def _field(obj: Mapping[str, Any], *path: str, default: Any = None) -> Any:
@@ -87,6 +89,15 @@ def plain(value: Any) -> bodies.Json:
     """A detached JSON copy of a (possibly read-only, Kopf-owned) mapping."""
     result: bodies.Json = json.loads(json.dumps(value, default=dict))
     return result
+
+
+def controller_uid(meta: Any) -> str:
+    """The uid of the ``ownerReference`` marked ``controller``; empty when there is none."""
+    refs = meta.get("ownerReferences") if isinstance(meta, Mapping) else None
+    for ref in refs if isinstance(refs, list | tuple) else ():
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            return str(ref.get("uid", ""))
+    return ""
 
 
 def replicas_managers(managed_fields: Any) -> frozenset[str]:
@@ -122,6 +133,7 @@ def child(obj: Mapping[str, Any], *, owner_label: str = labels.POOL) -> Observed
         observed_generation=int(_field(obj, "status", "observedGeneration", default=0) or 0),
         replicas_managers=replicas_managers(meta.get("managedFields")),
         resource_version=str(meta.get("resourceVersion", "")),
+        controller=controller_uid(meta),
     )
 
 
@@ -160,6 +172,7 @@ def pod(obj: Mapping[str, Any]) -> ObservedPod:
         started=epoch(
             _field(obj, "status", "startTime") or _field(obj, "metadata", "creationTimestamp")
         ),
+        controller=controller_uid(obj.get("metadata")),
     )
 
 

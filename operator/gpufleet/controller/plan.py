@@ -19,7 +19,7 @@ from typing import Any
 from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.api.variant import Variant
-from gpufleet.controller import bodies, observe, podspec, render
+from gpufleet.controller import bodies, netpolicy, observe, podspec, render
 from gpufleet.controller.variants import VariantDecision
 from gpufleet.labels import deployment_name
 
@@ -66,10 +66,17 @@ def desired(
     observed: Mapping[tuple[str, str], observe.ObservedChild],
     *,
     agent_image: str = podspec.DEFAULT_AGENT_IMAGE,
+    ingress: netpolicy.Ingress | None = None,
 ) -> tuple[bodies.Child, ...]:
-    """Service, PodDisruptionBudget, then one Deployment per feasible variant, whose GPU
-    health sidecars run ``agent_image``."""
+    """Service, PodDisruptionBudget, the NetworkPolicy (with ``ingress``: who may reach
+    the pods; None: no policy), then one Deployment per feasible variant, whose GPU
+    health sidecars run ``agent_image``. The policy comes before the Deployments, so no
+    pod of a new pool is ever reachable from everywhere."""
     children: list[bodies.Child] = [render.service(pool, spec), render.disruption_budget(pool)]
+    if ingress is not None:
+        children.append(
+            netpolicy.pool_policy(pool, spec, routers=ingress.routers, scraper=ingress.scraper)
+        )
     for decision in decisions:
         if not decision.feasible:
             continue

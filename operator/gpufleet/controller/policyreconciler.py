@@ -44,7 +44,7 @@ class Cache(Protocol):
 
     def children(self, key: Key) -> dict[tuple[str, str], observe.ObservedChild]: ...
 
-    def pods(self, key: Key) -> list[observe.ObservedPod]: ...
+    def owned_pods(self, key: Key, deployment: str) -> list[observe.ObservedPod]: ...
 
     def remember_applied(self, obj: Mapping[str, Any]) -> None: ...
 
@@ -109,8 +109,10 @@ async def _realise(
     """Apply the children unless the spec has problems: (spec, problems, pools routed)."""
     spec = policy.spec
     ref = policyrender.PolicyRef(name=key[1], namespace=key[0], uid=policy.metadata.uid or "")
-    problems = policyrender.problems(ref, spec) + policyrender.image_problems(
-        spec, config.allowed_image_prefixes
+    problems = (
+        policyrender.problems(ref, spec)
+        + policyrender.image_problems(spec, config.allowed_image_prefixes)
+        + policyrender.prometheus_problems(spec, allow_local=config.allow_local_prometheus)
     )
     resolved = policyrender.resolve_pools(spec, pools)
     if not problems:
@@ -124,7 +126,9 @@ async def _realise(
 
 
 def _routers(cache: Cache, key: Key) -> list[observe.ObservedPod]:
-    return [p for p in cache.pods(key) if p.ready and p.ip]
+    """The ready pods of the policy's own router Deployment (by owner, not by label)."""
+    pods = cache.owned_pods(key, labels.router_name(key[1]))
+    return [p for p in pods if p.ready and p.ip]
 
 
 async def reconcile(

@@ -20,6 +20,7 @@ from typing import Literal
 import yaml
 
 from gpufleet import labels as contract
+from gpufleet import prometheustarget as target
 from gpufleet.api import common
 from gpufleet.api.routingpolicy import RoutingPolicySpec
 from gpufleet.controller import bodies, images, render, routerpod
@@ -109,6 +110,15 @@ def image_problems(spec: RoutingPolicySpec, allowed_prefixes: Iterable[str]) -> 
         f"({', '.join(prefixes) or 'none'}); unset it to run the operator's router image, "
         "or ask the operator's administrator to allow it (--allowed-image-prefix)",
     )
+
+
+def prometheus_problems(spec: RoutingPolicySpec, *, allow_local: bool) -> tuple[str, ...]:
+    """Why the routers may not read ``spec.prometheus.url``: a loopback or link-local
+    host is the router pod itself or the node's metadata service, refused unless the
+    operator allows local Prometheus hosts (``prometheustarget``)."""
+    url = spec.prometheus.url if spec.prometheus else ""
+    why = target.problem("spec.prometheus.url", url, allow_local=allow_local) if url else None
+    return () if why is None else (why,)
 
 
 def router_config(

@@ -22,7 +22,16 @@ import pydantic
 from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolStatus
 from gpufleet.api.resources import ModelPool
-from gpufleet.controller import kube, observe, plan, render, scalingreport, status, variants
+from gpufleet.controller import (
+    kube,
+    netpolicy,
+    observe,
+    plan,
+    render,
+    scalingreport,
+    status,
+    variants,
+)
 from gpufleet.controller.workqueue import Key
 from gpufleet.operatorconfig import OperatorConfig
 
@@ -86,6 +95,13 @@ def execute(
         cache.forget_applied(target.kind, target.namespace, target.name)
 
 
+def _ingress(config: OperatorConfig, routers: tuple[str, ...]) -> netpolicy.Ingress | None:
+    if not config.network_policies:
+        return None
+    scraper = netpolicy.Scraper(config.metrics_scraper_namespace, config.scraper_labels)
+    return netpolicy.Ingress(routers=routers, scraper=scraper)
+
+
 def _price(client: kube.Kube, namespace: str, patches: tuple[plan.PricePatch, ...]) -> None:
     for patch in patches:
         client.annotate_pod(namespace, patch.pod, {labels.COST_ANNOTATION: patch.value})
@@ -99,11 +115,14 @@ async def reconcile(
     config: OperatorConfig,
     clock: Callable[[], datetime.datetime],
     scaling: scalingreport.ScalingView | None = None,
+    routers: tuple[str, ...] = (),
 ) -> None:
     """Bring pool ``key``'s children and status to its spec; no-op if the pool is gone.
 
     ``scaling`` is the autoscaler's view: TP is planned for the node shape it saw, and
-    the status shows its decision and the free GPUs per generation."""
+    the status shows its decision and the free GPUs per generation. ``routers`` names
+    the RoutingPolicies that route the pool: their routers are what its NetworkPolicy
+    admits (with ``config.network_policies``)."""
     scaling = scaling or scalingreport.ScalingView()
     raw = cache.body(key)
     if raw is None:
@@ -119,7 +138,10 @@ async def reconcile(
     )
     if not problems:
         observed = cache.children(key)
-        intents = plan.desired(ref, spec, decisions, observed, agent_image=config.agent_image)
+        intents = plan.desired(
+            ref, spec, decisions, observed, agent_image=config.agent_image,
+            ingress=_ingress(config, routers),
+        )  # fmt: skip
         todo = plan.diff(intents, observed, hold_deployments=bool(missing))
         prices = plan.price_patches(spec, cache.pods(key))
         try:

@@ -34,6 +34,7 @@ _C = TypeVar(
     bodies.Role,
     bodies.RoleBinding,
     bodies.RouterDeployment,
+    bodies.NetworkPolicy,
 )
 
 

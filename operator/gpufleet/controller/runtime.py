@@ -14,9 +14,10 @@ module-level state). For each kind a ``KindState`` holds:
 - a ``WorkQueue`` of keys drained by ``workers`` loops, failures and their backoff, and
   a ``WatchTracker`` checked against a LIST every ``watch_check_seconds``.
 
-A kind may *follow* another: when an object of the followed kind appears, disappears or
-changes its labels, every object of the follower in that namespace is re-queued (a
-RoutingPolicy's pool selector is matched against ModelPool labels).
+A kind may *follow* another: when an object of the followed kind appears, disappears,
+changes its labels or its spec, every object of the follower in that namespace is
+re-queued (a RoutingPolicy's pool selector is matched against ModelPool labels; a
+ModelPool's NetworkPolicy admits the routers of the policies that route it).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import kopf
 import pydantic
 
-from gpufleet.controller import kube, liveness, observe, scalingreport
+from gpufleet.controller import kube, liveness, observe, ownership, scalingreport
 from gpufleet.controller.workqueue import Key, WorkQueue
 from gpufleet.operatorconfig import OperatorConfig
 
@@ -81,6 +82,7 @@ class KindState(Generic[S]):
     kind: Kind[S]
     child_indexes: tuple[ChildIndex, ...] = ()
     pod_index: PodIndex = dataclasses.field(default_factory=dict)
+    replica_set_index: ChildIndex = dataclasses.field(default_factory=dict)
     queue: WorkQueue = dataclasses.field(default_factory=WorkQueue)
     tracker: liveness.WatchTracker = dataclasses.field(
         default_factory=lambda: liveness.WatchTracker(grace_seconds=90.0)
@@ -95,7 +97,8 @@ class KindState(Generic[S]):
 
     # --- what the watches deliver -------------------------------------------------
     def event(self, kind: str | None, body: Mapping[str, Any]) -> bool:
-        """Record a watch event; True when the object appeared, vanished or was relabelled."""
+        """Record a watch event; True when the object appeared, vanished, was relabelled
+        or its spec changed (what a follower reads of it)."""
         meta = body["metadata"]
         key = (str(meta["namespace"]), str(meta["name"]))
         if kind == "DELETED":
@@ -110,7 +113,9 @@ class KindState(Generic[S]):
         self.queue.add(key)
         copied = plain.get("metadata")
         labels = copied.get("labels") if isinstance(copied, dict) else None
-        return before is None or before["metadata"].get("labels") != labels
+        if before is None or before["metadata"].get("labels") != labels:
+            return True
+        return bool(before.get("spec") != plain.get("spec"))
 
     def child_event(self, key: Key) -> None:
         if key in self.objects:
@@ -147,6 +152,15 @@ class KindState(Generic[S]):
 
     def pods(self, key: Key) -> list[observe.ObservedPod]:
         return list(self.pod_index.get(key, ()))
+
+    def owned_pods(self, key: Key, deployment: str) -> list[observe.ObservedPod]:
+        """The pods of ``key``'s Deployment ``deployment`` by their controller chain
+        (``controller.ownership``), not by the labels any pod may carry."""
+        raw = self.objects.get(key) or {}
+        uid = str(raw.get("metadata", {}).get("uid", ""))
+        live = self.children(key).get(("Deployment", deployment))
+        sets = self.replica_set_index.get(key, ())
+        return ownership.controlled_pods(uid, live, sets, self.pods(key))
 
     def remember_applied(self, obj: Mapping[str, Any]) -> None:
         child = observe.child(obj, owner_label=self.kind.owner_label)

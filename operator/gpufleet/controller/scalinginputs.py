@@ -17,6 +17,7 @@ but its size does not change; ``policy`` reads its targets and behaviour from
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from gpufleet.api.modelpool import Autoscaling, ModelPoolSpec
@@ -114,7 +115,11 @@ def _fields(q: Queries) -> list[tuple[str, str]]:
 
 
 def _count(value: object) -> int:
-    return int(value) if isinstance(value, int | float) and value > 0 else 0
+    # JSON's 1e999 decodes to inf, which int() refuses (OverflowError); a count that
+    # is not a finite positive number is no count.
+    if isinstance(value, int | float) and math.isfinite(value) and value > 0:
+        return int(value)
+    return 0
 
 
 def demand(stats: Iterable[object], pool: str) -> model.Demand:

@@ -4,8 +4,8 @@ Pure. ``plan_pool`` runs the planner (``gpufleet.planning``) once per variant wi
 variant's own dtype, TP, context and memory settings; ``spec_problems`` lists what makes
 a schema-valid spec impossible to realise (names the API server would reject on the
 children) or what the operator will not run for it (the trust boundary: an image outside
-its allowed prefixes, model code it does not allow, an extra argument setting a flag the
-operator sets or gates), each naming the field at fault.
+its allowed prefixes, model code it does not allow, an extra argument that is not one of
+vLLM's tuning flags), each naming the field at fault.
 """
 
 from __future__ import annotations
@@ -134,21 +134,20 @@ def trust_problems(spec: ModelPoolSpec, *, config: OperatorConfig) -> list[str]:
 
 
 def extra_arg_problems(variant: Variant) -> list[str]:
-    """Each extra argument that sets a flag the operator sets or gates, in any spelling."""
+    """Each extra argument that is not a tuning flag (or its value), naming its index and,
+    for a flag the operator sets or gates, the field to set instead."""
     where = f"spec.variants[{variant.name}].extraArgs"
     args = variant.extra_args
     problems: list[str] = []
     if args and not args[0].startswith("-"):
         problems.append(f"{where}[0] {args[0][:64]!r} must be a flag (start with '-')")
     for i, arg in enumerate(args):
-        flag = vllmflags.refused(arg)
-        if flag is None:
+        why = vllmflags.problem(arg)
+        if why is None:
             continue
-        instead = _FIELD_FOR.get(flag)
+        instead = _FIELD_FOR.get(vllmflags.refused(arg) or "")
         hint = f"; set {instead} instead" if instead else ""
-        problems.append(
-            f"{where}[{i}] {arg[:64]!r} sets vLLM's {flag}, which the operator sets or gates{hint}"
-        )
+        problems.append(f"{where}[{i}] {arg[:64]!r} {why}{hint}")
     return problems
 
 

@@ -7,7 +7,9 @@ one read the same. There are no client-side retries: callers poll, and the next 
 the retry — a slow failure would only delay noticing that the data went stale.
 
 TLS: an https Prometheus's certificate is verified against ``ca_file`` when given, else
-the system CAs, unless ``insecure_skip_verify`` (``verify_option``).
+the system CAs, unless ``insecure_skip_verify`` (``verify_option``). Redirects are not
+followed (a redirect fails the query): Prometheus's query API answers where it is asked,
+and a redirect would carry the request to a host no one vetted (``prometheustarget``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class PrometheusReader:
         self.key = (url, verify, timeout_s)
         self._session = requests.Session()
         self._session.verify = verify
+        self._session.max_redirects = 0  # requests raises TooManyRedirects on the first
         self._client: Any = PrometheusConnect(
             url=url, session=self._session, retry=Retry(total=0), timeout=max(1, int(timeout_s))
         )

@@ -4,9 +4,11 @@ The router's own code never logs a key or a prompt; libraries can. aiohttp logs 
 malformed request at ERROR with the offending bytes — an ``Authorization`` header over
 its 8,190-byte line limit appears whole, key included — and an exception raised while
 reading a body can quote it. ``Redactor`` rewrites every record it sees: the message
-and any traceback pass through ``redact`` (bearer tokens, ``sk-`` keys, values of
-key-like fields), and the exception of a record about a malformed request is reduced to
-its type, since its text holds request bytes no pattern can tell from a prompt.
+and any traceback pass through ``redact`` (``Authorization`` credentials of any scheme —
+``Bearer``, ``Basic``, ``Token``, ``Digest`` … — and Bearer, Basic and Token credentials
+wherever they appear, ``sk-`` keys, values of key-like fields), and the exception of a
+record about a malformed request is reduced to its type, since its text holds request
+bytes no pattern can tell from a prompt.
 Structured ``fields`` (``gpufleet.logsetup``'s JSON) get the same rewriting.
 ``install`` puts it on the root logger's handlers (every record this process writes)
 and on the loggers that carry request data (so records also reach other handlers, such
@@ -22,20 +24,35 @@ from aiohttp import http_exceptions
 
 LOGGERS = ("aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.client", "asyncio",
            "gpufleet", "gpufleet.router")  # fmt: skip
+_VALUE = r"[^\s'\",;]+"
+# Schemes of the Authorization header (RFC 9110 and what APIs use) whose credential
+# follows a space: after an Authorization field the credential goes, the scheme stays.
+_SCHEMES = r"(?:bearer|basic|token|digest|negotiate|apikey|api-key)\s+"
+# A Basic or Token credential outside a header: eight or more characters with a digit, a
+# symbol or an inner capital (base64 of user:pass has them), so prose such as "token
+# budget" or "basic functionality" stays as written.
+_CREDENTIAL = r"(?=[^\s'\",;]{8})(?=[^\s'\",;]*(?:[0-9+/=_.~-]|[a-z][A-Z]))" + _VALUE
 _PATTERNS = (
-    (re.compile(r"(?i)\bbearer\s+[^\s'\",;]+"), "Bearer [redacted]"),
+    (
+        re.compile(r"(?i)\b(authorization|proxy-authorization)([\"']?\s*[:=]\s*[\"']?)"
+                   rf"({_SCHEMES})?{_VALUE}"),
+        r"\1\2\3[redacted]",
+    ),
+    (re.compile(rf"(?i)\bbearer\s+{_VALUE}"), "Bearer [redacted]"),
+    (re.compile(rf"(?i:\b(basic|token))\s+{_CREDENTIAL}"), r"\1 [redacted]"),
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{4,}"), "sk-[redacted]"),
     (
-        re.compile(r"(?i)\b(authorization|api[-_]?key|x-api-key|password|secret|token)"
-                   r"([\"']?\s*[:=]\s*[\"']?)([^\s'\",;]+)"),
-        r"\1\2[redacted]",
+        re.compile(r"(?i)\b(api[-_]?key|x-api-key|password|secret|token)"
+                   rf"([\"']?\s*[:=]\s*[\"']?)({_SCHEMES})?{_VALUE}"),
+        r"\1\2\3[redacted]",
     ),
 )  # fmt: skip
 _WITHHELD = "details withheld: they quote the request, which may hold a key or a prompt"
 
 
 def redact(text: str) -> str:
-    """``text`` with bearer tokens, ``sk-`` keys and key-like field values replaced."""
+    """``text`` with credentials (Authorization values of any scheme, Bearer, Basic and
+    Token credentials), ``sk-`` keys and key-like field values replaced."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

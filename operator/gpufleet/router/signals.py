@@ -39,6 +39,8 @@ from gpufleet.routing.model import Signals
 
 log = logging.getLogger("gpufleet.router.signals")
 IDLE_S = 5.0
+# What /stats says of a Prometheus that did not answer, whatever the failure.
+UNREACHABLE = "unreachable"
 
 
 def _hostport(url: str) -> str:
@@ -124,7 +126,10 @@ async def _refresh(router: Router, reader: client.PrometheusReader, names: Metri
     try:
         results = await reader.query(_queries(names))
     except Exception as exc:  # any failure of Prometheus degrades to local accounting
-        router.signals_error = f"{type(exc).__name__}"
+        # /stats says only "unreachable": the error's type told a refused connection
+        # from a timeout or a bad answer, which made the router a port scanner for
+        # anyone who may write spec.prometheus.url. The log, the operator's, keeps it.
+        router.signals_error = UNREACHABLE
         log.debug("prometheus query failed: %s", type(exc).__name__)
     else:
         keys = endpoint_keys(router.config, router.registry.slots)
