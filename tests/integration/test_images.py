@@ -117,7 +117,7 @@ def test_the_operator_from_its_image_makes_a_pool_ready_and_deploys_its_router(
     ca = _readable(tmp_path / "ca.crt", cluster.handle.layout.pki.ca_cert.read_text())
     health = free_port()
     args = ["operator", "--kubeconfig", "/etc/gpufleet/kubeconfig", "-n", namespace,
-            "--router-discovery", "pods", "--resync-seconds", "10",
+            "--router-discovery", "pods", "--resync-seconds", "10", "--allow-local-prometheus",
             "--liveness", f"http://127.0.0.1:{health}/healthz"]  # fmt: skip
     mounts = [(kubeconfig, "/etc/gpufleet/kubeconfig"), (ca, "/etc/gpufleet/ca.crt")]
     with container(imagespec.GPUFLEET.reference, args, log=tmp_path / "operator.log",
