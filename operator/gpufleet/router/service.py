@@ -2,12 +2,12 @@
 
 ``Router`` holds every component, built once by ``build`` (no module-level state).
 ``prepare`` turns an authenticated, parsed request into a ``Job`` (served model, class,
-priority, cost estimate); ``route`` asks the picker for an endpoint, switching to the
-fallback model when the requested one has no capacity or every spillover tier is
-saturated (then, when the fallback has none either, routing over all tiers), and
-otherwise waiting in the admission queue while all are saturated (queued) or while the
-routed pool that serves the model has no ready endpoint (held: scale from zero;
-``wait_reason`` decides which).
+priority, cost estimate); ``plan`` takes a read-only ``snapshot`` of the router for it
+and asks ``gpufleet.routing.routeplan`` what to do (an endpoint, possibly of the
+fallback model or another spillover tier; wait; or refuse), keeping the turn and the
+session it moved; ``route`` waits in the admission queue while the plan says wait
+(queued behind saturated endpoints, or held while the routed pool that serves the
+model has no ready endpoint: scale from zero) and plans again when woken.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from gpufleet.routing import (
     performance,
     picker,
     retrybudget,
+    routeplan,
     throughput,
 )
 from gpufleet.routing.model import Candidate, RoutingRequest
@@ -118,14 +119,6 @@ class Router:
         """Routed pool -> the model it serves, as configured (known with no pod up)."""
         source = self.config.kubernetes
         return source.pool_models if source is not None else {}
-
-    def discovered_pools(self) -> dict[str, str]:
-        """Model -> the pool of its first routable endpoint (by id)."""
-        found: dict[str, str] = {}
-        for endpoint_id in sorted(self.registry.slots):
-            endpoint = self.registry.slots[endpoint_id].endpoint
-            found.setdefault(endpoint.model, endpoint.pool)
-        return found
 
     def served_models(self) -> dict[str, str]:
         """Every name clients may use -> the served model it means: the models of the
@@ -248,55 +241,49 @@ def admit(router: Router, job: Job) -> None:
         raise RateLimited(verdict.reason, retry_after_s=verdict.retry_after_s)
 
 
-async def route(router: Router, job: Job, exclude: frozenset[str]) -> picker.Decision:
-    """An endpoint for ``job``: the fallback model when the requested one has no capacity
-    or its spillover tiers are all saturated; queued while saturated."""
-    outcome = _pick(router, job, job.model, exclude)
-    fallback = router.policy.failure_handling.fallback_model
-    if isinstance(outcome, picker.NoCapacity) and fallback and fallback != job.model:
-        alternative = _pick(router, job, fallback, exclude)
-        if isinstance(alternative, picker.Decision):
-            return alternative
-    outcome = _overflow(router, job, exclude, outcome)
-    waiting = _wait_reason(router, job.model, outcome)
-    if waiting is not None:
-        outcome = await _queued(router, job, exclude, waiting)
-    if isinstance(outcome, picker.Decision):
-        return outcome
-    if outcome.kind == "too_large":
-        raise BadRequest(outcome.reason, param="messages")
-    raise Unavailable(outcome.reason, retry_after_s=1)
-
-
-def _overflow(
-    router: Router, job: Job, exclude: frozenset[str], outcome: picker.Decision | picker.NoCapacity
-) -> picker.Decision | picker.NoCapacity:
-    """Every spillover tier saturated and no fallback took the request: a tier's
-    threshold is a preference, not a limit, so any endpoint with room serves it."""
-    if isinstance(outcome, picker.NoCapacity) and outcome.kind == "spilled":
-        return _pick(router, job, job.model, exclude, tiers=False)
-    return outcome
-
-
-def _pick(
-    router: Router, job: Job, model: str, exclude: frozenset[str], *, tiers: bool = True
-) -> picker.Decision | picker.NoCapacity:
+def snapshot(router: Router, job: Job, exclude: frozenset[str]) -> routeplan.Snapshot:
+    """What ``routeplan.plan`` sees of the router for ``job``: learned curves and margins
+    of the endpoints of the request's model and of the fallback model, not yet tried."""
     now = router.clock()
     session = router.sessions.get(job.session, now) if job.session else None
-    router.turn += 1
     candidates = router.registry.candidates()
-    serving = [c for c in candidates if c.endpoint.model == model and c.id not in exclude]
-    inputs = picker.Inputs(
-        router.policy, turn=router.turn, ring=router.registry.ring, session_target=session,
-        exclude=exclude, curves=curves(router, serving), explain=router.config.debug_headers,
-        tiers=tiers, margins=margins(router, serving, now, job.klass),
+    models = (job.model, router.policy.failure_handling.fallback_model)
+    serving = [c for c in candidates if c.endpoint.model in models and c.id not in exclude]
+    return routeplan.Snapshot(
+        router.policy, candidates, turn=router.turn, ring=router.registry.ring,
+        session_target=session, exclude=exclude, curves=curves(router, serving),
+        margins=margins(router, serving, now, job.klass), explain=router.config.debug_headers,
+        pool_models=router.pool_models,
     )  # fmt: skip
-    outcome = picker.pick(job.routing_request(model), candidates, inputs)
-    if isinstance(outcome, picker.Decision):
-        explain.sample(outcome, objective=router.policy.objective, turn=router.turn)
-    if isinstance(outcome, picker.Decision) and job.session:
-        router.sessions.put(job.session, outcome.endpoint.id, now)
-    return outcome
+
+
+def plan(
+    router: Router, job: Job, exclude: frozenset[str], *, fallback: bool = True
+) -> routeplan.Plan:
+    """Plan ``job`` over the router's state now, and keep what the plan moved: the
+    tie-breaking turn, and the session's endpoint when it names one."""
+    result = routeplan.plan(
+        job.routing_request(job.model), snapshot(router, job, exclude), fallback=fallback
+    )
+    router.turn = result.turn
+    if isinstance(result, routeplan.Send):
+        explain.sample(result.decision, objective=router.policy.objective, turn=result.turn)
+        if job.session:
+            router.sessions.put(job.session, result.decision.endpoint.id, router.clock())
+    return result
+
+
+async def route(router: Router, job: Job, exclude: frozenset[str]) -> picker.Decision:
+    """An endpoint for ``job`` (``routeplan.plan``), after waiting in the admission
+    queue while the plan says wait; ``BadRequest`` or ``Unavailable`` when refused."""
+    result = plan(router, job, exclude)
+    if isinstance(result, routeplan.Wait):
+        result = await _queued(router, job, exclude, result.waiting)
+    if isinstance(result, routeplan.Send):
+        return result.decision
+    if result.kind == "too_large":
+        raise BadRequest(result.reason, param="messages")
+    raise Unavailable(result.reason, retry_after_s=1)
 
 
 def curves(router: Router, candidates: list[Candidate]) -> dict[str, performance.Curve]:
@@ -329,55 +316,19 @@ def margins(
     }
 
 
-def wait_reason(
-    outcome: picker.Decision | picker.NoCapacity,
-    model: str,
-    *,
-    discovered: Mapping[str, str],
-    pool_models: Mapping[str, str],
-) -> admission.Waiting | None:
-    """Whether a request for ``model`` that got ``outcome`` waits, and for which pool.
-
-    Saturated endpoints: queued for their pool. No routable endpoint of the model at all
-    (``discovered``: model -> pool of its endpoints) while a routed pool serves it
-    (``pool_models``: pool -> model; the first such pool by name): held for that pool,
-    which the autoscaler starts. Anything else is answered at once.
-    """
-    if isinstance(outcome, picker.Decision):
-        return None
-    declared = sorted(pool for pool, served in pool_models.items() if served == model)
-    if outcome.kind == "saturated":
-        pool = discovered.get(model) or (declared[0] if declared else "")
-        return admission.Waiting(pool)
-    if outcome.kind == "unavailable" and model not in discovered and declared:
-        return admission.Waiting(declared[0], held=True)
-    return None
-
-
-def _wait_reason(
-    router: Router, model: str, outcome: picker.Decision | picker.NoCapacity
-) -> admission.Waiting | None:
-    if isinstance(outcome, picker.Decision):
-        return None
-    return wait_reason(
-        outcome, model, discovered=router.discovered_pools(), pool_models=router.pool_models
-    )
-
-
 async def _queued(
     router: Router, job: Job, exclude: frozenset[str], waiting: admission.Waiting
-) -> picker.Decision | picker.NoCapacity:
+) -> routeplan.Send | routeplan.Refuse:
     queue = router.policy.admission.queue
     entered = router.clock()
     ticket = router.gate.enter(job.priority, waiting)
     try:
         while True:
             await router.gate.wait(ticket, entered + queue.timeout_seconds)
-            outcome = _overflow(router, job, exclude, _pick(router, job, job.model, exclude))
-            now_waiting = _wait_reason(router, job.model, outcome)
-            if now_waiting is None:
-                return outcome
-            router.gate.mark(ticket, now_waiting)
+            result = plan(router, job, exclude, fallback=False)
+            if not isinstance(result, routeplan.Wait):
+                return result
+            router.gate.mark(ticket, result.waiting)
     finally:
         router.gate.leave(ticket)
         router.metrics.queue_wait.labels(job.klass).observe(router.clock() - entered)
