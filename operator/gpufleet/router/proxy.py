@@ -21,12 +21,9 @@ Four timeouts (``failureHandling``), each on its own clock:
   answers 504 and is not retried (no time is left); after, the stream ends with an
   error event. It is charged to no endpoint: the request's length is at fault.
 
-Breaker bookkeeping: connect errors, connect, first-byte and idle timeouts, 5xx and
-streams that break off count as failures, except 503, which a busy engine answers
-(backpressure, as is 429); a request timeout counts as nothing; any other answer is a
-success, a stream only once it has finished. Retried error statuses are counted when
-the request ends, and not at all when every endpoint tried failed it with the same
-status: that failure follows the request, not the endpoints.
+What each failure, answer and stream end means for retries, the endpoint's circuit
+breaker and the outcome's label is decided in ``gpufleet.routing.verdicts``; this
+module only applies it.
 """
 
 from __future__ import annotations
@@ -43,7 +40,7 @@ from gpufleet.router import appkeys, explain, firsttoken, learning, service, spe
 from gpufleet.router.errors import RouterError, Unavailable, UpstreamFailed, UpstreamTimeout
 from gpufleet.router.outcome import Outcome
 from gpufleet.router.registry import Lease, Slot
-from gpufleet.routing import accounting, breaker, picker
+from gpufleet.routing import accounting, picker, verdicts
 from gpufleet.routing.model import Endpoint
 
 _HOP_HEADERS = {"content-type", "content-encoding", "x-request-id", "openai-processing-ms"}
@@ -119,7 +116,9 @@ async def _tries(
             tried.add(decision.endpoint.id)
             if failed.status is not None:
                 failed_with.append((lease.slot, failed.status))
-            if len(tried) > retries.max_retries or not router.take_retry():
+            if not verdicts.may_retry(len(tried), max_retries=retries.max_retries) or not (
+                router.take_retry()
+            ):
                 raise failed.error from None
             last = failed
         finally:
@@ -131,7 +130,7 @@ async def _tries(
 def _charge(router: service.Router, failed_with: list[tuple[Slot, int]], *, served: bool) -> None:
     """Count a request's error statuses against their endpoints' breakers, unless they
     follow the request (every endpoint tried failed it alike: a poison request)."""
-    if breaker.follows_request([status for _, status in failed_with], served=served):
+    if not verdicts.charged([status for _, status in failed_with], served=served):
         return
     now = router.clock()
     for slot, _ in failed_with:
@@ -184,16 +183,14 @@ async def _attempt(
         async with asyncio.timeout_at(min(first_byte_at, deadline)):
             upstream, first = await _open(http, slot.endpoint, job, request, fh)
     except aiohttp.ConnectionTimeoutError:
-        slot.breaker.on_failure(router.clock())
-        raise _Retryable(_connect_timeout(fh), "connect_timeout") from None
+        raise _failure(router, slot, "connect_timeout", _connect_timeout(fh)) from None
     except TimeoutError:
         if first_byte_at >= deadline:  # the request's own limit came first
-            raise request_timeout(fh) from None
-        slot.breaker.on_failure(router.clock())
-        raise _Retryable(_first_byte_timeout(fh), "timeout") from None
+            raise _failure(router, slot, "request_timeout", request_timeout(fh)) from None
+        raise _failure(router, slot, "first_byte_timeout", _first_byte_timeout(fh)) from None
     except (aiohttp.ClientError, OSError) as exc:
-        slot.breaker.on_failure(router.clock())
-        raise _Retryable(UpstreamFailed("could not reach a model server"), _reason(exc)) from exc
+        error = UpstreamFailed("could not reach a model server")
+        raise _failure(router, slot, _reason(exc), error) from exc
     streaming = job.parsed.stream and upstream.status == 200
     first_byte_s = router.clock() - started
 
@@ -204,13 +201,13 @@ async def _attempt(
 
     marker = firsttoken.Marker(router, lease, sent=started, then=late)
     try:
-        _judge(router, upstream.status, slot, streaming=streaming)
+        label = _judge(router, upstream.status, slot, streaming=streaming)
         router.metrics.ttft.labels(job.model, slot.endpoint.gpu, job.klass).observe(first_byte_s)
         if streaming:
             return await _stream(router, upstream, first, request, marker, outcome, deadline,
                                  job=job)  # fmt: skip
         learning.first_token(router, lease, seconds=first_byte_s, streamed=False)
-        outcome.label = _label(upstream.status)
+        outcome.label = label
         if upstream.status == 200:
             learning.answer_finished(router, slot.endpoint.id, body=first, since=started)
             outcome.usage = usage.from_body(first)
@@ -270,21 +267,32 @@ async def _first_chunk(upstream: aiohttp.ClientResponse, stream: bool) -> bytes:
     return await upstream.read()
 
 
-def _judge(router: service.Router, status: int, slot: Slot, *, streaming: bool) -> None:
-    """Breaker bookkeeping for an answer; ``_Retryable`` for the 5xx to retry.
-
-    A stream's 200 is not yet a success: it counts when the stream finishes, and a
-    stream that breaks off counts as a failure (``_stream``). A retried error status
-    is judged when the request ends (``_charge``), once it is known whether other
-    endpoints failed the request alike.
-    """
-    retried = status >= 500 and status in router.policy.failure_handling.retries.on_status
-    if retried:
+def _judge(router: service.Router, status: int, slot: Slot, *, streaming: bool) -> str:
+    """Breaker bookkeeping for an answer (``verdicts.answer``) and its outcome label;
+    ``_Retryable`` for the 5xx to retry, whose status waits for the request's end."""
+    retry_on = router.policy.failure_handling.retries.on_status
+    verdict = verdicts.answer(status, streaming=streaming, retry_on=retry_on)
+    if verdict.retry:
         error = UpstreamFailed(f"the model server answered {status}")
-        raise _Retryable(error, f"status_{status}", status if status != 503 else None)
-    if status >= 500 and status != 503:
+        raise _Retryable(error, verdict.label, status if verdict.count == verdicts.AT_END else None)
+    _count(router, slot, verdict.count)
+    return verdict.label
+
+
+def _failure(
+    router: service.Router, slot: Slot, kind: verdicts.Failure, error: RouterError
+) -> Exception:
+    """What to raise for an attempt that got no answer (``verdicts.failure``), once its
+    breaker has counted it."""
+    verdict = verdicts.failure(kind)
+    _count(router, slot, verdict.count)
+    return _Retryable(error, verdict.label) if verdict.retry else error
+
+
+def _count(router: service.Router, slot: Slot, count: verdicts.Count) -> None:
+    if count == verdicts.FAILURE:
         slot.breaker.on_failure(router.clock())
-    elif status not in (429, 503) and not streaming:
+    elif count == verdicts.SUCCESS:
         slot.breaker.on_success()
 
 
@@ -308,8 +316,8 @@ async def _stream(
 ) -> web.StreamResponse:
     lease = marker.lease
     if not first:
-        lease.slot.breaker.on_failure(router.clock())
-        raise _Retryable(UpstreamFailed("the model server ended the stream at once"), "empty")
+        error = UpstreamFailed("the model server ended the stream at once")
+        raise _failure(router, lease.slot, "empty", error) from None
     response = web.StreamResponse(status=200, headers=_down_headers(upstream))
     response.headers["Cache-Control"] = "no-cache"
     # A stream's headers leave before the handler sees it.
@@ -324,6 +332,8 @@ async def _stream(
         lease.progress(first.count(b"data:"))
         marker.seen(first)
         end = await _pump(router, upstream, response, marker, deadline)
+        verdict = verdicts.stream_end(end.kind)
+        _count(router, lease.slot, verdict.count)
         finished = end.error is None
         if finished:
             events = first.count(b"data:") + end.events
@@ -331,17 +341,13 @@ async def _stream(
                 events=events, prompt_estimate=job.estimate.input_tokens,
                 chat=job.parsed.kind == "chat",
             )  # fmt: skip
-            lease.slot.breaker.on_success()
             if marker.at is not None:
                 learning.stream_finished(
                     router, lease, events=marker.events_after,
                     tokens=outcome.usage.completion_tokens, since=marker.at,
                 )  # fmt: skip
-        elif end.endpoint_at_fault:
-            lease.slot.breaker.on_failure(router.clock())
-            outcome.label = "upstream_error_mid_stream"
         else:
-            outcome.label = "request_timeout_mid_stream"
+            outcome.label = verdict.label
         if end.error is not None:
             await response.write(end.error.sse_event())
         await response.write_eof()
@@ -355,12 +361,11 @@ async def _stream(
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _StreamEnd:
-    """How a stream ended: ``error`` None when the upstream finished it; a failure is
-    charged to the endpoint unless the request ran out of time (``endpoint_at_fault``)."""
+    """How a stream ended (``kind``): ``error`` None when the upstream finished it."""
 
     events: int
+    kind: verdicts.StreamEnd = "finished"
     error: RouterError | None = None
-    endpoint_at_fault: bool = True
     tail: tuple[bytes, ...] = ()
 
 
@@ -392,24 +397,18 @@ async def _pump(
                 limit.reschedule(min(loop.time() + idle, deadline))
     except TimeoutError:
         if loop.time() >= deadline:
-            return _StreamEnd(events, request_timeout(fh), endpoint_at_fault=False)
+            return _StreamEnd(events, "request_timeout", request_timeout(fh))
         message = f"the model server sent nothing for chunkIdleTimeoutSeconds ({idle}s)"
-        return _StreamEnd(events, UpstreamTimeout(message))
+        return _StreamEnd(events, "idle_timeout", UpstreamTimeout(message))
     except aiohttp.ClientPayloadError:
-        return _StreamEnd(events, UpstreamFailed("the model server's stream broke off"))
+        return _StreamEnd(events, "broken", UpstreamFailed("the model server's stream broke off"))
     if not upstream.content.at_eof():
-        return _StreamEnd(events, UpstreamFailed("the model server's stream broke off"))
+        return _StreamEnd(events, "broken", UpstreamFailed("the model server's stream broke off"))
     return _StreamEnd(events, tail=tuple(tail))
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException) -> verdicts.Failure:
     return "connect" if isinstance(exc, aiohttp.ClientConnectorError) else "connection"
-
-
-def _label(status: int) -> str:
-    if status < 400:
-        return "success"
-    return "upstream_busy" if status in (429, 503) else f"upstream_{status // 100}xx"
 
 
 def _upstream_headers(request: web.Request) -> dict[str, str]:
