@@ -186,6 +186,10 @@ async def test_n_multiplies_the_estimate_the_quota_and_the_cost() -> None:
                 pass
         assert router.quotas.in_flight("acme") == 1
     assert router.quotas.in_flight("acme") == 0  # given back when the scope ends
+    with pytest.raises(ConnectionResetError):  # however it ends
+        async with pipeline.admitted(router, one):
+            raise ConnectionResetError
+    assert router.quotas.in_flight("acme") == 0
 
 
 SEEN = web.AppKey("seen", list)

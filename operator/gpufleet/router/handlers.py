@@ -64,7 +64,8 @@ async def _generate(request: web.Request, kind: body.Kind, drain: Drain) -> web.
             max_tokens_limit=router.config.limits.max_tokens_limit,
         )
         job = intake.prepare(router, parsed, tenant=tenant, headers=request.headers)
-        response = await pipeline.run(router, appkeys.http(request.app), job, request, outcome)
+        http = appkeys.http(request.app)
+        response = await pipeline.run(router, job, http=http, client=request, outcome=outcome)
         outcome.status = outcome.status or response.status
         return _debug(router, response, outcome)
     except RouterError as error:

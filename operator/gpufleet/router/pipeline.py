@@ -62,14 +62,16 @@ class Context:
 
 async def run(
     router: service.Router,
-    http: aiohttp.ClientSession,
     job: intake.Job,
+    *,
+    http: aiohttp.ClientSession,
     client: web.Request,
     outcome: Outcome,
 ) -> web.StreamResponse:
     """Admit, plan, execute; ``RateLimited`` when the tenant is over its quota."""
     async with admitted(router, job):
-        return await forward(router, context(router, job, http, client, outcome))
+        ctx = context(router, job, http=http, client=client, outcome=outcome)
+        return await forward(router, ctx)
 
 
 @contextlib.asynccontextmanager
@@ -89,6 +91,7 @@ async def admitted(router: service.Router, job: intake.Job) -> AsyncIterator[Non
 def context(
     router: service.Router,
     job: intake.Job,
+    *,
     http: aiohttp.ClientSession,
     client: web.Request,
     outcome: Outcome,
@@ -162,7 +165,9 @@ async def _attempt(
 ) -> web.StreamResponse:
     target = _target(router, ctx, decision)
     try:
-        return await proxy.attempt(ctx.http, target, ctx.timeouts, ctx.client, watch)
+        return await proxy.attempt(
+            ctx.http, target, timeouts=ctx.timeouts, client=ctx.client, observer=watch
+        )
     except proxy.NoAnswer as failure:
         raise watch.unanswered(failure) from failure.__cause__
 

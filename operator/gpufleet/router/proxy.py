@@ -116,6 +116,7 @@ class Observer(Protocol):
 async def attempt(
     http: aiohttp.ClientSession,
     target: Target,
+    *,
     timeouts: Timeouts,
     client: web.Request,
     observer: Observer,
@@ -126,7 +127,9 @@ async def attempt(
         streaming = target.stream and upstream.status == 200
         observer.answered(upstream.status, first, streaming=streaming)
         if streaming:
-            return await _stream(upstream, first, target, timeouts, client, observer)
+            return await _stream(
+                upstream, first, target=target, timeouts=timeouts, client=client, observer=observer
+            )
         return web.Response(body=first, status=upstream.status, headers=_down_headers(upstream))
     finally:
         upstream.close()
@@ -194,6 +197,7 @@ def _first_byte_timeout(timeouts: Timeouts) -> UpstreamTimeout:
 async def _stream(
     upstream: aiohttp.ClientResponse,
     first: bytes,
+    *,
     target: Target,
     timeouts: Timeouts,
     client: web.Request,
@@ -210,7 +214,7 @@ async def _stream(
         observer.sending(response.status)
         await response.write(first)
         observer.passed(first)
-        end = await _pump(upstream, response, first, timeouts, observer)
+        end = await _pump(upstream, response, first=first, timeouts=timeouts, observer=observer)
         finished = end.error is None
         observer.ended(end)
         if end.error is not None:
@@ -227,6 +231,7 @@ async def _stream(
 async def _pump(
     upstream: aiohttp.ClientResponse,
     response: web.StreamResponse,
+    *,
     first: bytes,
     timeouts: Timeouts,
     observer: Observer,
