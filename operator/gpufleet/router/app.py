@@ -38,7 +38,7 @@ from gpufleet.router.gate import Gate
 from gpufleet.router.metrics import RouterMetrics
 from gpufleet.router.registry import Registry
 from gpufleet.router.stats import Stats
-from gpufleet.routing import admission, affinity, throughput
+from gpufleet.routing import admission, affinity, throughput, waitqueue
 
 Clock = Callable[[], float]
 
@@ -62,7 +62,7 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
     def signal_age() -> float | None:
         return router.signal_age()
 
-    def demand() -> dict[str, admission.Demand]:
+    def demand() -> dict[str, waitqueue.Demand]:
         return router.demand()
 
     router = service.Router(
@@ -75,7 +75,7 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
         keyring=admission.KeyRing({} if from_secrets else config.keys()),
         sessions=affinity.SessionTable(ttl_s=policy.affinity.session.ttl_seconds),
         gate=Gate(
-            admission.WaitQueue(policy.admission.queue.max_size, policy.admission.queue.order),
+            waitqueue.WaitQueue(policy.admission.queue.max_size, policy.admission.queue.order),
             clock=clock,
         ),
         metrics=RouterMetrics(registry, signal_age, demand=demand),
@@ -86,7 +86,7 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
             generation=config.policy_generation, applied_at=time.time(), loaded=not from_secrets
         ),
     )
-    registry.listeners.append(router.gate.wake)
+    registry.listeners.append(router.gate.wake_all)
     registry.forgetters.append(router.forget)
     return router
 
