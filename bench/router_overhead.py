@@ -8,9 +8,10 @@ Arms (``--arms``, both by default):
   body, parses its JSON, forwards it: the least a proxy of this kind does), each its own
   process on uvloop. Directly, through the minimal proxy and through the router, in one
   run: latency percentiles at 1 and 16 connections (added p50/p99), non-streaming
-  requests/s at 32 and 64 connections (the router's over the minimal proxy's at 32),
-  and, directly and through the router, up to 1,000 concurrent streams (errors and
-  throughput).
+  requests/s at 32 and 64 connections, and, directly and through the router, up to
+  1,000 concurrent streams (errors and throughput). Then ``--rounds`` short runs at 32
+  connections alternating between the minimal proxy and the router: requests/s and
+  each process's CPU time per request, router over minimal proxy round by round.
 - ``overload``: 8 upstreams (one process) that hold every request ``--hold`` seconds,
   behind a router that lets 16 in flight on each, and closed-loop clients enough to
   keep 128 requests in flight and ``--waiting`` more in the router's admission queue
@@ -210,7 +211,7 @@ async def _throughput(url: str, seconds: float, concurrency: int) -> dict[str, f
         started = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.monotonic() - started
-    return {"requests_per_s": done / elapsed, "errors": errors}
+    return {"requests_per_s": done / elapsed, "errors": errors, "seconds": elapsed}
 
 
 async def _streams(url: str, streams: int, tokens: int) -> dict[str, float]:
@@ -449,6 +450,30 @@ def _router(config: dict[str, Any]) -> Iterator[tuple[str, subprocess.Popen[byte
             _stop(proc)
 
 
+async def _alternating(
+    targets: dict[str, tuple[str, int]], rounds: int, seconds: float
+) -> dict[str, Any]:
+    """Requests/s at 32 connections and the serving process's CPU per request, target
+    after target (name -> URL and pid) for ``rounds`` rounds: on a machine shared with
+    other work, alternating short runs compare like with like better than one long run
+    each, and CPU per request is what the other work disturbs least."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, (url, pid) in targets.items():
+            before = cpu_seconds(pid)
+            found = await _throughput(url, seconds, 32)
+            done = found["requests_per_s"] * found["seconds"]
+            found["cpu_us_per_request"] = 1e6 * (cpu_seconds(pid) - before) / max(done, 1)
+            runs[name].append(found)
+    return runs
+
+
+def _versus(runs: dict[str, list[dict[str, float]]], key: str) -> dict[str, Any]:
+    """Router over minimal proxy, round by round: median and range."""
+    ratios = [r[key] / m[key] for r, m in zip(runs["router"], runs["minimal"], strict=True)]
+    return {"median": statistics.median(ratios), "range": [min(ratios), max(ratios)]}
+
+
 def overhead(args: argparse.Namespace) -> dict[str, Any]:
     up_port = _port()
     up_url = f"http://127.0.0.1:{up_port}"
@@ -461,17 +486,19 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
     minimal_args = ["--minimal", min_url.rsplit(":", 1)[1], "--to", up_url]
     with (
         _process(["--upstream", str(up_port)], [up_url]),
-        _process(minimal_args, [min_url]),
-        _router(config) as (router_url, _),
+        _process(minimal_args, [min_url]) as least_proc,
+        _router(config) as (router_url, router_proc),
     ):
         direct = asyncio.run(_measure(up_url, args.seconds, args.streams))
         least = asyncio.run(_measure(min_url, args.seconds, 0))
         routed = asyncio.run(_measure(router_url, args.seconds, args.streams))
+        targets = {"minimal": (min_url, least_proc.pid), "router": (router_url, router_proc.pid)}
+        runs = asyncio.run(_alternating(targets, args.rounds, args.seconds / 2))
     return {
         "direct": direct, "minimal": least, "router": routed, "added": _added(direct, routed),
-        "minimal_added": _added(direct, least),
-        "router_vs_minimal_c32": routed["throughput_c32"]["requests_per_s"]
-        / least["throughput_c32"]["requests_per_s"],
+        "minimal_added": _added(direct, least), "alternating_c32": runs,
+        "router_vs_minimal_c32": _versus(runs, "requests_per_s"),
+        "router_vs_minimal_cpu": _versus(runs, "cpu_us_per_request"),
     }  # fmt: skip
 
 
@@ -480,6 +507,7 @@ def main() -> int:
     parser.add_argument("--arms", default="overhead,overload", help="comma-separated")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5, help="router vs minimal proxy runs")
     parser.add_argument("--waiting", default="10,1000,10000", help="queue depths, comma-separated")
     parser.add_argument("--hold", type=float, default=2.0, help="seconds an upstream holds one")
     parser.add_argument("--window", type=float, default=8.0, help="seconds per CPU window")
@@ -535,7 +563,15 @@ def _print(doc: dict[str, Any]) -> None:
         )
     print("added (router):", {k: round(v, 3) for k, v in doc["added"].items()})
     print("added (minimal proxy):", {k: round(v, 3) for k, v in doc["minimal_added"].items()})
-    print(f"router / minimal proxy requests/s at c32: {doc['router_vs_minimal_c32']:.2f}")
+    for key, what in (("router_vs_minimal_c32", "requests/s at c32"),
+                      ("router_vs_minimal_cpu", "CPU per request")):  # fmt: skip
+        low, high = doc[key]["range"]
+        print(f"router / minimal proxy, {what}, alternating: {doc[key]['median']:.2f} "
+              f"({low:.2f}-{high:.2f})")  # fmt: skip
+    for name, runs in doc["alternating_c32"].items():
+        cpu = statistics.median(r["cpu_us_per_request"] for r in runs)
+        rate = statistics.median(r["requests_per_s"] for r in runs)
+        print(f"  {name}: {rate:.0f} req/s, {cpu:.0f} us CPU per request (medians)")
 
 
 if __name__ == "__main__":
