@@ -124,7 +124,7 @@ async def _tries(
             last = failed
         finally:
             lease.release()
-            router.gate.wake()
+            router.gate.freed(lease.slot.endpoint.model)
         await asyncio.sleep(retries.backoff_millis / 1000)
 
 

@@ -38,10 +38,12 @@ from gpufleet.routing import (
     affinity,
     calibration,
     cost,
+    filters,
     performance,
     picker,
     retrybudget,
     throughput,
+    waitqueue,
 )
 from gpufleet.routing.model import Candidate, RoutingRequest
 
@@ -135,13 +137,13 @@ class Router:
         aliases = {a.name: a.model for a in self.policy.model_aliases if a.model in served}
         return served | aliases
 
-    def demand(self) -> dict[str, admission.Demand]:
+    def demand(self) -> dict[str, waitqueue.Demand]:
         """Pool -> requests waiting for it, for every routed or discovered pool (zero
         when none wait) and any other pool a request waits for."""
         source = self.config.kubernetes
         pools = {*self.pool_models, *(source.pools or () if source else ())}
         pools |= {s.endpoint.pool for s in self.registry.slots.values()}
-        zero = {pool: admission.Demand() for pool in pools}
+        zero = {pool: waitqueue.Demand() for pool in pools}
         return dict(sorted((zero | self.gate.demand()).items()))
 
     def take_retry(self) -> bool:
@@ -335,7 +337,7 @@ def wait_reason(
     *,
     discovered: Mapping[str, str],
     pool_models: Mapping[str, str],
-) -> admission.Waiting | None:
+) -> waitqueue.Waiting | None:
     """Whether a request for ``model`` that got ``outcome`` waits, and for which pool.
 
     Saturated endpoints: queued for their pool. No routable endpoint of the model at all
@@ -348,15 +350,15 @@ def wait_reason(
     declared = sorted(pool for pool, served in pool_models.items() if served == model)
     if outcome.kind == "saturated":
         pool = discovered.get(model) or (declared[0] if declared else "")
-        return admission.Waiting(pool)
+        return waitqueue.Waiting(pool)
     if outcome.kind == "unavailable" and model not in discovered and declared:
-        return admission.Waiting(declared[0], held=True)
+        return waitqueue.Waiting(declared[0], held=True)
     return None
 
 
 def _wait_reason(
     router: Router, model: str, outcome: picker.Decision | picker.NoCapacity
-) -> admission.Waiting | None:
+) -> waitqueue.Waiting | None:
     if isinstance(outcome, picker.Decision):
         return None
     return wait_reason(
@@ -365,19 +367,21 @@ def _wait_reason(
 
 
 async def _queued(
-    router: Router, job: Job, exclude: frozenset[str], waiting: admission.Waiting
+    router: Router, job: Job, exclude: frozenset[str], waiting: waitqueue.Waiting
 ) -> picker.Decision | picker.NoCapacity:
-    queue = router.policy.admission.queue
-    entered = router.clock()
-    ticket = router.gate.enter(job.priority, waiting)
+    """Wait in ``job.model``'s lane until woken with an endpoint free for it."""
+    gate, entered = router.gate, router.clock()
+    ticket = gate.enter(job.priority, waiting, lane=job.model)
+    outcome: picker.Decision | picker.NoCapacity | None = None
     try:
         while True:
-            await router.gate.wait(ticket, entered + queue.timeout_seconds)
+            await gate.wait(ticket, entered + router.policy.admission.queue.timeout_seconds)
             outcome = _overflow(router, job, exclude, _pick(router, job, job.model, exclude))
             now_waiting = _wait_reason(router, job.model, outcome)
             if now_waiting is None:
                 return outcome
-            router.gate.mark(ticket, now_waiting)
+            room = filters.free_slots(job.model, router.registry.candidates())
+            gate.retry(ticket, now_waiting, room=room)
     finally:
-        router.gate.leave(ticket)
+        gate.leave(ticket, served=isinstance(outcome, picker.Decision))
         router.metrics.queue_wait.labels(job.klass).observe(router.clock() - entered)
