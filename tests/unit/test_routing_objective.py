@@ -262,7 +262,8 @@ def test_pressure_is_the_share_of_the_headroom_under_the_slo_the_queue_takes(
 
 
 @pytest.mark.parametrize(
-    ("pressures", "fill"), [([], 0.0), ([None, None], 0.0), ([0.2, None, 0.6], 0.4)]
+    ("pressures", "fill"),
+    [([], 0.0), ([None, None], 0.0), ([0.2, None, 0.6], 0.4), ([5.0, 0.0, 0.0], 1 / 3)],
 )
 def test_fill_is_the_mean_pressure_of_the_candidates_that_have_one(
     pressures: list[float | None], fill: float

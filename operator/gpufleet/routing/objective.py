@@ -33,8 +33,8 @@ keeps it, counting the prompts sent there since it was placed.
   saturation). How full is read from the learned curves, not from slot counts: each
   candidate's ``pressure`` is the share of its headroom under the class's SLO — bound
   minus its prediction when idle — that the queue it has now takes up, and the fill is
-  the mean over the candidates that could meet the SLO at all (none, or a class
-  without an SLO: no pressure, the cheapest wins).
+  the mean over the candidates that could meet the SLO at all, each counted at most
+  as full (none, or a class without an SLO: no pressure, the cheapest wins).
 - ``latency``: the least predicted TTFT + output tokens x TPOT, the scorers breaking
   ties.
 - ``balanced``: the scorers' weighted sum alone, where the ``cost`` scorer is the
@@ -128,8 +128,10 @@ def pressure(
 
 
 def fill(pressures: Sequence[float | None]) -> float:
-    """The candidates' mean pressure, over those that have one (0 when none has)."""
-    known = [p for p in pressures if p is not None]
+    """The candidates' mean pressure, over those that have one (0 when none has), each
+    counted at most as full: one endpoint far past its bound beside idle ones is one
+    full endpoint, not a full fleet."""
+    known = [min(1.0, p) for p in pressures if p is not None]
     return sum(known) / len(known) if known else 0.0
 
 
