@@ -90,7 +90,8 @@ def all_cases() -> list[Case]:
 
 
 def tiny_pool(*, claim_path: str = "tiny-llama") -> ModelPoolSpec:
-    """A ModelPool of the tiny Llama (tests/vllm/tinymodel.py), by explicit architecture."""
+    """A ModelPool of the tiny Llama (tests/vllm/tinymodel.py), by explicit architecture,
+    scheduling by the ``priority`` field (the protocol suite sends one)."""
     architecture = {
         "parameters": 2 * 4096 * 128 + 2 * (4 * 128 * 128 + 3 * 128 * 256),
         "numLayers": 2, "hiddenSize": 128, "numAttentionHeads": 4, "numKvHeads": 4,
@@ -100,7 +101,7 @@ def tiny_pool(*, claim_path: str = "tiny-llama") -> ModelPoolSpec:
         "model": {"name": "tiny", "source": f"pvc://models/{claim_path}",
                   "architecture": architecture, "maxModelLen": 512},
         "workloadClass": "interactive",
-        "variants": [_one_gpu("L4")],
+        "variants": [_one_gpu("L4", extraArgs=["--scheduling-policy", "priority"])],
     })  # fmt: skip
 
 
