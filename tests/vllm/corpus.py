@@ -89,28 +89,32 @@ def all_cases() -> list[Case]:
     return examples() + axes()
 
 
-def tiny_pool(*, claim_path: str = "tiny-llama") -> ModelPoolSpec:
+def tiny_pool(
+    *, model: dict[str, Any] | None = None, variant: dict[str, Any] | None = None
+) -> ModelPoolSpec:
     """A ModelPool of the tiny Llama (tests/vllm/tinymodel.py), by explicit architecture,
-    scheduling by the ``priority`` field (the protocol suite sends one)."""
+    scheduling by the ``priority`` field (the protocol suite sends one); ``model`` and
+    ``variant`` change its fields."""
     architecture = {
         "parameters": 2 * 4096 * 128 + 2 * (4 * 128 * 128 + 3 * 128 * 256),
         "numLayers": 2, "hiddenSize": 128, "numAttentionHeads": 4, "numKvHeads": 4,
         "headDim": 32, "maxContext": 512, "vocabSize": 4096,
     }  # fmt: skip
-    return ModelPoolSpec.model_validate({
-        "model": {"name": "tiny", "source": f"pvc://models/{claim_path}",
-                  "architecture": architecture, "maxModelLen": 512},
-        "workloadClass": "interactive",
-        "variants": [_one_gpu("L4", extraArgs=["--scheduling-policy", "priority"])],
-    })  # fmt: skip
+    base = {"name": "tiny", "source": "pvc://models/tiny-llama", "architecture": architecture,
+            "maxModelLen": 512}  # fmt: skip
+    one = _one_gpu("L4", extraArgs=["--scheduling-policy", "priority"]) | (variant or {})
+    return ModelPoolSpec.model_validate(
+        {"model": base | (model or {}), "workloadClass": "interactive", "variants": [one]}
+    )
 
 
-def tiny_args(model_dir: Path) -> list[str]:
-    """The operator's command line for ``tiny_pool``, the model path pointed at ``model_dir``.
+def tiny_args(model_dir: Path, pool: ModelPoolSpec | None = None) -> list[str]:
+    """The operator's command line for ``pool`` (by default ``tiny_pool()``), the model
+    path pointed at ``model_dir``.
 
     Only the location changes: the pod would mount the claim at ``podspec.MODELS_DIR``.
     """
-    pool = tiny_pool()
+    pool = pool or tiny_pool()
     (decision,) = variants.plan_pool(pool)
     args = podspec.vllm_args(pool, decision)
     assert args[0].startswith(podspec.MODELS_DIR), args[0]
