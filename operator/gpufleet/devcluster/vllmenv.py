@@ -112,7 +112,7 @@ def _install(venv: Path, lock: Path, version: str, progress: Progress) -> None:
         shutil.rmtree(venv)
     progress(f"[vllm] creating {venv}")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    progress(f"[vllm] installing {DISTRIBUTION}=={version} from {lock} (minutes, ~3.5 GB cold)")
+    progress(f"[vllm] installing {DISTRIBUTION}=={version} from {lock} (~6 GB, minutes cold)")
     subprocess.run(install_command(venv, lock), check=True)
     _write_alias(venv, version)
 
