@@ -2,14 +2,15 @@
 
 The router runs in-process (tests.router.peers.serve_router, as ``gpufleet router``
 serves it) with real vLLM (the session's ``vllm_server``) as its one endpoint, and the
-checks are the router's own /metrics and real vLLM's. What the router learns from
-Prometheus with vLLM's labels needs the twin's Prometheus and is not run here.
+checks are the router's own /metrics and real vLLM's; its signals come from a real
+Prometheus scraping vLLM, so they are read with vLLM's own labels (``engine`` too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gpufleet.routing.admission import ANONYMOUS
+from tests.router import peers
 from tests.router.peers import router_config, serve_router, stream_events
 from tests.vllm import servers
 
@@ -24,9 +26,9 @@ pytestmark = [pytest.mark.vllm, pytest.mark.timeout(600)]
 MODEL = servers.MODEL
 
 
-def config(server: servers.Server) -> dict[str, Any]:
+def config(server: servers.Server, **policy: Any) -> dict[str, Any]:
     backend = {"url": server.url, "model": MODEL, "gpu": "L4", "tensorParallelSize": 1}
-    return router_config([backend])
+    return router_config([backend], **policy)
 
 
 def chat(max_tokens: int, **extra: Any) -> dict[str, Any]:
@@ -96,3 +98,26 @@ async def test_an_aborted_stream_is_released_by_router_and_engine(
                 break
             await asyncio.sleep(0.2)
     assert (router, engine) == (0, 0)
+
+
+async def test_signals_from_prometheus_scraping_vllm(
+    vllm_server: servers.Server, tmp_path: Path
+) -> None:
+    target = vllm_server.url.removeprefix("http://")
+    with peers.prometheus([target], tmp_path) as (prom_url, _):
+        prometheus = {"url": prom_url, "refreshIntervalSeconds": 0.5, "stalenessSeconds": 5}
+        raw = config(vllm_server, prometheus=prometheus)
+        async with serve_router(raw) as (url, _), aiohttp.ClientSession() as session:
+            async with session.post(url + "/v1/chat/completions", json=chat(3)) as response:
+                assert response.status == 200
+
+            def fresh(stats: dict[str, Any]) -> bool:
+                (row,) = [e.get("signals") or {} for e in stats["endpoints"]]
+                return row.get("kv_usage") is not None and row.get("waiting") is not None
+
+            stats = await peers.stats_until(session, url, fresh, timeout_s=60)
+    assert stats["signals"]["source"] == "prometheus"
+    assert stats["signals"]["fresh_endpoints"] == 1
+    (endpoint,) = stats["endpoints"]
+    assert 0 <= endpoint["signals"]["kv_usage"] <= 1
+    assert endpoint["signals"]["waiting"] == 0
