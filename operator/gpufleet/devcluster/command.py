@@ -13,9 +13,17 @@ from gpufleet.devcluster import build, cluster, errors, processes, twin
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    sub.add_parser(
+    build_parser = sub.add_parser(
         "build",
         help="build etcd, Kubernetes, KWOK and Prometheus from their Go modules (cached)",
+    )
+    build_parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        choices=[c.name for c in build.components()],
+        metavar="COMPONENT",
+        help="build only this component (repeatable; default: all), e.g. prometheus",
     )
     up = sub.add_parser("up", help="start a cluster, its KWOK GPU nodes and Prometheus")
     up.add_argument(
@@ -117,7 +125,7 @@ def _pod_table(port: int) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "build":
-            build.build_all(progress=_say)
+            build.build_all(progress=_say, only=args.only)
             return 0
         if args.action == "up":
             started = cluster.up(
