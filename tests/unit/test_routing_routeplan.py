@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from gpufleet.api.routingpolicy import RoutingPolicySpec
-from gpufleet.routing import admission, routeplan
+from gpufleet.routing import routeplan, waitqueue
 from gpufleet.routing.model import Candidate, Endpoint, Load, RoutingRequest
 
 MODEL, SMALL = "llama-3.1-8b", "small"
@@ -52,14 +52,14 @@ def _where(result: routeplan.Plan) -> object:
     [
         ([IDLE], _policy(), {}, 100, ("send", IDLE.id, None), 1),
         # Saturated: queued for the endpoints' pool.
-        ([FULL], _policy(), {}, 100, ("wait", admission.Waiting("p")), 1),
+        ([FULL], _policy(), {}, 100, ("wait", waitqueue.Waiting("p")), 1),
         # No endpoint of the model, a routed pool serves it: held for it (scale from zero).
-        ([], _policy(), {"z": MODEL, "y": MODEL}, 100, ("wait", admission.Waiting("y", True)), 1),
+        ([], _policy(), {"z": MODEL, "y": MODEL}, 100, ("wait", waitqueue.Waiting("y", True)), 1),
         ([], _policy(), {}, 100, ("refuse", "unavailable"), 1),
         ([IDLE], _policy(), {}, 20_000, ("refuse", "too_large"), 1),
         # No capacity for the model: the fallback model's endpoint, one more turn.
         ([FULL, SMALL_IDLE], _policy(fallback=SMALL), {}, 100, ("send", SMALL_IDLE.id, None), 2),
-        ([FULL], _policy(fallback=SMALL), {}, 100, ("wait", admission.Waiting("p")), 2),
+        ([FULL], _policy(fallback=SMALL), {}, 100, ("wait", waitqueue.Waiting("p")), 2),
         # Spillover: the first tier with room; all saturated: over all tiers (tier None).
         ([H200_BUSY, A100_IDLE], _policy(spillover=TIERS), {}, 100,
          ("send", A100_IDLE.id, 1), 1),
@@ -86,7 +86,7 @@ def test_plan(
 def test_a_woken_request_asks_for_no_fallback() -> None:
     snapshot = routeplan.Snapshot(_policy(fallback=SMALL), [FULL, SMALL_IDLE])
     result = routeplan.plan(RoutingRequest(MODEL, 100, 10), snapshot, fallback=False)
-    assert _where(result) == ("wait", admission.Waiting("p"))
+    assert _where(result) == ("wait", waitqueue.Waiting("p"))
 
 
 def test_a_retry_excludes_the_endpoints_tried() -> None:

@@ -168,6 +168,8 @@ def _record(router: service.Router, job: intake.Job | None, outcome: Outcome) ->
 def _log_outcome(router: service.Router, job: intake.Job | None, outcome: Outcome) -> None:
     """One INFO line per request: who asked for what, where it went, how it ended. No
     prompt and no key: the job's tenant is the name the key maps to."""
+    if not log.isEnabledFor(logging.INFO):
+        return  # its fields cost more than the rest of the accounting
     decision = outcome.decision
     fields: dict[str, object] = {
         "model": job.model if job else "",

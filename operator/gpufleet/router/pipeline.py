@@ -37,7 +37,7 @@ from gpufleet.router.attempt import Retry, Watch
 from gpufleet.router.errors import BadRequest, RateLimited, Unavailable
 from gpufleet.router.outcome import Outcome
 from gpufleet.router.registry import Lease, Slot
-from gpufleet.routing import admission, picker, routeplan, verdicts
+from gpufleet.routing import filters, picker, routeplan, verdicts, waitqueue
 from gpufleet.routing.model import Endpoint, RoutingRequest
 
 
@@ -156,7 +156,7 @@ async def _tries(
             last = failed
         finally:
             watch.close()
-            router.gate.wake()
+            router.gate.freed(decision.endpoint.model)
         await asyncio.sleep(retries.backoff_millis / 1000)
 
 
@@ -244,21 +244,23 @@ async def _planned(router: service.Router, ctx: Context, tried: frozenset[str]) 
 
 
 async def _queued(
-    router: service.Router, ctx: Context, exclude: frozenset[str], waiting: admission.Waiting
+    router: service.Router, ctx: Context, exclude: frozenset[str], waiting: waitqueue.Waiting
 ) -> routeplan.Send | routeplan.Refuse:
-    """Wait in the gate, planning again (for the request's own model) each time woken,
-    until the plan no longer says wait; ``Unavailable`` past the queue's timeout."""
-    job = ctx.job
-    queue = router.policy.admission.queue
+    """Wait in the request's model's lane of the gate, planning again (for its own
+    model) each time woken, until the plan no longer says wait; ``Unavailable`` past the
+    queue's timeout. Woken with nothing free, it goes back with the lane's free slots."""
+    job, gate = ctx.job, router.gate
     entered = router.clock()
-    ticket = router.gate.enter(job.priority, waiting)
+    ticket = gate.enter(job.priority, waiting, lane=job.model)
+    result: routeplan.Plan | None = None
     try:
         while True:
-            await router.gate.wait(ticket, entered + queue.timeout_seconds)
+            await gate.wait(ticket, entered + router.policy.admission.queue.timeout_seconds)
             result = service.plan(router, ctx.routing, exclude, fallback=False)
             if not isinstance(result, routeplan.Wait):
                 return result
-            router.gate.mark(ticket, result.waiting)
+            room = filters.free_slots(job.model, router.registry.candidates())
+            gate.retry(ticket, result.waiting, room=room)
     finally:
-        router.gate.leave(ticket)
+        gate.leave(ticket, served=isinstance(result, routeplan.Send))
         router.metrics.queue_wait.labels(job.klass).observe(router.clock() - entered)

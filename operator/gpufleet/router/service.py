@@ -31,6 +31,7 @@ from gpufleet.routing import (
     retrybudget,
     routeplan,
     throughput,
+    waitqueue,
 )
 from gpufleet.routing.model import Candidate, RoutingRequest
 
@@ -91,13 +92,13 @@ class Router:
         aliases = {a.name: a.model for a in self.policy.model_aliases if a.model in served}
         return served | aliases
 
-    def demand(self) -> dict[str, admission.Demand]:
+    def demand(self) -> dict[str, waitqueue.Demand]:
         """Pool -> requests waiting for it, for every routed or discovered pool (zero
         when none wait) and any other pool a request waits for."""
         source = self.config.kubernetes
         pools = {*self.pool_models, *(source.pools or () if source else ())}
         pools |= {s.endpoint.pool for s in self.registry.slots.values()}
-        zero = {pool: admission.Demand() for pool in pools}
+        zero = {pool: waitqueue.Demand() for pool in pools}
         return dict(sorted((zero | self.gate.demand()).items()))
 
     def take_retry(self) -> bool:

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from gpufleet.api.routingpolicy import RoutingPolicySpec
-from gpufleet.routing import admission, affinity, calibration, performance, picker
+from gpufleet.routing import affinity, calibration, performance, picker, waitqueue
 from gpufleet.routing.model import Candidate, RoutingRequest
 
 
@@ -66,7 +66,7 @@ class Send:
 class Wait:
     """Wait in the admission queue for ``waiting`` (a pool, queued or held)."""
 
-    waiting: admission.Waiting
+    waiting: waitqueue.Waiting
     turn: int
 
 
@@ -140,7 +140,7 @@ def wait_reason(
     *,
     discovered: Mapping[str, str],
     pool_models: Mapping[str, str],
-) -> admission.Waiting | None:
+) -> waitqueue.Waiting | None:
     """Whether a request for ``model`` that got ``outcome`` waits, and for which pool.
 
     Saturated endpoints: queued for their pool. No routable endpoint of the model at all
@@ -153,7 +153,7 @@ def wait_reason(
     declared = sorted(pool for pool, served in pool_models.items() if served == model)
     if outcome.kind == "saturated":
         pool = discovered.get(model) or (declared[0] if declared else "")
-        return admission.Waiting(pool)
+        return waitqueue.Waiting(pool)
     if outcome.kind == "unavailable" and model not in discovered and declared:
-        return admission.Waiting(declared[0], held=True)
+        return waitqueue.Waiting(declared[0], held=True)
     return None
