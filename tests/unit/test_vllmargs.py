@@ -134,7 +134,7 @@ FLAG_SPELLINGS: list[tuple[list[str], str, object]] = [
     (["--load-format", "runai_streamer", "-tp", "2"], "tensor_parallel_size", 2),
     (["--trust-remote-code", "--port", "9000"], "port", 9000),
     (["-O3", "--port", "9000"], "port", 9000),
-    # Repeatable and list flags as vLLM 0.32 takes them (its parser, tests/vllm).
+    # Repeatable and list flags as vLLM 0.30 takes them (its parser, tests/vllm).
     (["--middleware", "a.B", "--middleware", "c.D", "--port", "9000"], "port", 9000),
     (["--cudagraph-capture-sizes", "1", "2", "4", "--port", "9000"], "port", 9000),
     (["--api-key", "k1", "k2", "-tp", "2"], "tensor_parallel_size", 2),
@@ -155,7 +155,7 @@ POSITIONAL_MODEL: list[tuple[list[str], list[str], str]] = [
     (SERVE, ["--enable-prefix-caching", M, "--port", "9000"], M),
     # An unknown valued flag takes the next token; the model comes after.
     (SERVE, ["--download-dir", "/cache", M], M),
-    # --model alone is the model (vLLM 0.32 reads it as the positional one).
+    # --model alone is the model (vLLM 0.30 reads it as the positional one).
     (SERVE, ["--model", M, "--port", "9000"], M),
     # --served-model-name takes every value up to the next flag (argparse nargs="+").
     (SERVE, ["--model", M, "--served-model-name", "a", "b"], M),
@@ -181,9 +181,9 @@ REFUSED: list[tuple[list[str], str]] = [
     (["-tp", "two"], "--tensor-parallel-size"),
     (["--gpu-memory-utilization", "most"], "--gpu-memory-utilization"),
     (["--max-num-seqs", "--port", "9000"], "--max-num-seqs"),
-    # vLLM 0.32 reads K as 1024 but has no Ki; decimals only with k/m/g/t.
+    # vLLM 0.30 reads K as 1024 but has no Ki; decimals only with k/m/g/t.
     (["--max-model-len", "1Ki"], "--max-model-len"),
-    # Switches vLLM 0.32 no longer has, a renamed one, one that never existed.
+    # Switches vLLM 0.30 no longer has, a renamed one, one that never existed.
     (["--calculate-kv-scales"], "--calculate-kv-scales"),
     (["--disable-async-output-proc"], "--disable-async-output-proc"),
     (["--disable-frontend-multiprocessing"], "--disable-frontend-multiprocessing"),

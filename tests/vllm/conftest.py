@@ -55,7 +55,9 @@ def ask_vllm(python: Path, request: dict[str, Any]) -> dict[str, Any]:
     )
     if done.returncode != 0:
         raise AssertionError(f"vLLM's parser probe failed:\n{done.stderr[-3000:]}")
-    answer: dict[str, Any] = json.loads(done.stdout)
+    # The answer is the last line: vLLM may log to standard output as it is imported.
+    lines = done.stdout.strip().splitlines()
+    answer: dict[str, Any] = json.loads(lines[-1] if lines else "")
     return answer
 
 

@@ -211,7 +211,7 @@ async def test_abort_mid_stream_releases_the_request(server: servers.Server) -> 
             break
         await asyncio.sleep(0.2)
     assert await _running(server) == 0
-    # A request its client abandoned is no finished request, of any reason (vLLM 0.32
+    # A request its client abandoned is no finished request, of any reason (vLLM 0.30
     # counts finished_reason="abort" only for aborts of its own).
     assert _finished(await metrics(server)) == _finished(before)
 

@@ -77,7 +77,7 @@ class Placement(ApiModel):
 # pods need v0.11.0 or later (--allowed-media-domains, CVE-2025-6242) and v0.14.1 or
 # later for a host check that a backslash cannot bypass (CVE-2026-24779); older
 # vllm-openai tags are refused (api.vllmrelease).
-VLLM_VERSION = "0.32.0"
+VLLM_VERSION = "0.30.0"
 DEFAULT_VLLM_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
 # The default model-server image: that vLLM behind ``gpufleet worker``
 # (worker-image/Dockerfile), which checks the GPUs before it starts vLLM.

@@ -52,7 +52,7 @@ _MULTI = vllmflagtable.MULTI
 _APPEND = vllmflagtable.APPEND
 _KNOWN = _BOOLEAN | _MULTI | _APPEND | vllmflagtable.SINGLE
 _NEGATIVE_NUMBER = re.compile(r"^-\d")
-# vLLM's human_readable_int (vllm/utils/argparse_utils.py, v0.32.0): k/m/g/t decimal
+# vLLM's human_readable_int (vllm/utils/argparse_utils.py, v0.30.0): k/m/g/t decimal
 # (decimals allowed), K/M/G/T binary (whole numbers only); ``1Ki`` is refused.
 _HUMAN_INT = re.compile(r"(\d+(?:\.\d+)?)([kmgtKMGT])?")
 _MULTIPLIER = {

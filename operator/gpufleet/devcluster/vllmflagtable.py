@@ -1,4 +1,4 @@
-"""vLLM 0.32.0's ``vllm serve`` flags by how each takes its values (generated, pure).
+"""vLLM 0.30.0's ``vllm serve`` flags by how each takes its values (generated, pure).
 
 Generated from vLLM's own parser by tests/vllm/flagtable.py; do not edit by hand. The
 contract tests (``make test-vllm``) fail when real vLLM's parser no longer agrees.
@@ -7,7 +7,7 @@ contract tests (``make test-vllm``) fail when real vLLM's parser no longer agree
 
 import types
 
-VLLM_VERSION = "0.32.0"
+VLLM_VERSION = "0.30.0"
 
 # Single-dash forms and the flag each stands for.
 SHORT = types.MappingProxyType(
@@ -73,7 +73,6 @@ BOOLEAN = frozenset(
         "--enable-flash-late-interaction",
         "--enable-flashinfer-autotune",
         "--enable-force-include-usage",
-        "--enable-hc-sp",
         "--enable-layerwise-nvtx-tracing",
         "--enable-log-deltas",
         "--enable-log-outputs",
@@ -81,7 +80,7 @@ BOOLEAN = frozenset(
         "--enable-logging-iteration-details",
         "--enable-lora",
         "--enable-mamba-cache-stochastic-rounding",
-        "--enable-mamba-shared-prefix-checkpoint",
+        "--enable-mamba-fine-grained-prefix-cache",
         "--enable-mfu-metrics",
         "--enable-mixed-moe-lora-format",
         "--enable-mm-embeds",
@@ -96,7 +95,6 @@ BOOLEAN = frozenset(
         "--enable-return-routed-experts",
         "--enable-scale-out",
         "--enable-server-load-tracking",
-        "--enable-shm-tensor-arena",
         "--enable-sleep-mode",
         "--enable-ssl-refresh",
         "--enable-tokenizer-info-endpoint",
@@ -114,7 +112,6 @@ BOOLEAN = frozenset(
         "--kv-sharing-fast-prefill",
         "--language-model-only",
         "--log-error-stack",
-        "--long-prefill-token-threshold-adaptive",
         "--mm-device-do-normalize",
         "--mm-encoder-only",
         "--no-allow-credentials",
@@ -146,7 +143,6 @@ BOOLEAN = frozenset(
         "--no-enable-flash-late-interaction",
         "--no-enable-flashinfer-autotune",
         "--no-enable-force-include-usage",
-        "--no-enable-hc-sp",
         "--no-enable-layerwise-nvtx-tracing",
         "--no-enable-log-deltas",
         "--no-enable-log-outputs",
@@ -154,7 +150,7 @@ BOOLEAN = frozenset(
         "--no-enable-logging-iteration-details",
         "--no-enable-lora",
         "--no-enable-mamba-cache-stochastic-rounding",
-        "--no-enable-mamba-shared-prefix-checkpoint",
+        "--no-enable-mamba-fine-grained-prefix-cache",
         "--no-enable-mfu-metrics",
         "--no-enable-mixed-moe-lora-format",
         "--no-enable-mm-embeds",
@@ -169,7 +165,6 @@ BOOLEAN = frozenset(
         "--no-enable-return-routed-experts",
         "--no-enable-scale-out",
         "--no-enable-server-load-tracking",
-        "--no-enable-shm-tensor-arena",
         "--no-enable-sleep-mode",
         "--no-enable-ssl-refresh",
         "--no-enable-tokenizer-info-endpoint",
@@ -185,7 +180,6 @@ BOOLEAN = frozenset(
         "--no-kv-sharing-fast-prefill",
         "--no-language-model-only",
         "--no-log-error-stack",
-        "--no-long-prefill-token-threshold-adaptive",
         "--no-mm-device-do-normalize",
         "--no-mm-encoder-only",
         "--no-numa-bind",
@@ -195,13 +189,10 @@ BOOLEAN = frozenset(
         "--no-scheduler-reserve-full-isl",
         "--no-skip-mm-profiling",
         "--no-skip-tokenizer-init",
-        "--no-sleep-mode-offload-cudagraph",
         "--no-specialize-active-lora",
-        "--no-swa-bounded-replay",
         "--no-tokens-only",
         "--no-trust-remote-code",
         "--no-trust-request-chat-template",
-        "--no-trust-request-mm-kwargs",
         "--no-use-fp64-gumbel",
         "--no-use-replayssm",
         "--no-use-tqdm-on-load",
@@ -212,13 +203,10 @@ BOOLEAN = frozenset(
         "--scheduler-reserve-full-isl",
         "--skip-mm-profiling",
         "--skip-tokenizer-init",
-        "--sleep-mode-offload-cudagraph",
         "--specialize-active-lora",
-        "--swa-bounded-replay",
         "--tokens-only",
         "--trust-remote-code",
         "--trust-request-chat-template",
-        "--trust-request-mm-kwargs",
         "--use-fp64-gumbel",
         "--use-replayssm",
         "--use-tqdm-on-load",
@@ -242,7 +230,6 @@ MULTI = frozenset(
         "--numa-bind-nodes",
         "--offload-params",
         "--served-model-name",
-        "--sleep-preserve-parameter-names",
     }
 )
 
@@ -262,11 +249,9 @@ SINGLE = frozenset(
         "--allowed-local-media-path",
         "--allowed-methods",
         "--allowed-origins",
-        "--anthropic-disabled-thinking-effort",
         "--api-server-count",
         "--attention-backend",
         "--attention-config",
-        "--aux-output-config",
         "--block-size",
         "--chat-template",
         "--chat-template-content-format",
@@ -279,7 +264,6 @@ SINGLE = frozenset(
         "--cp-kv-cache-interleave-size",
         "--cpu-distributed-timeout-seconds",
         "--cpu-offload-gb",
-        "--custom-histogram-buckets",
         "--data-parallel-address",
         "--data-parallel-backend",
         "--data-parallel-rank",
@@ -296,7 +280,6 @@ SINGLE = frozenset(
         "--default-chat-template-kwargs",
         "--default-mm-loras",
         "--device-ids",
-        "--device-memory-utilization",
         "--diffusion-config",
         "--disable-access-log-for-endpoints",
         "--distributed-executor-backend",
@@ -319,7 +302,6 @@ SINGLE = frozenset(
         "--gdn-prefill-backend",
         "--generation-config",
         "--gpu-memory-utilization",
-        "--grpc-port",
         "--h11-max-header-count",
         "--h11-max-incomplete-event-size",
         "--hf-config-path",
@@ -343,8 +325,6 @@ SINGLE = frozenset(
         "--linear-backend",
         "--load-format",
         "--log-config-file",
-        "--log-level",
-        "--logging-config",
         "--logprobs-mode",
         "--long-prefill-token-threshold",
         "--lora-dtype",
@@ -361,11 +341,9 @@ SINGLE = frozenset(
         "--max-cudagraph-capture-size",
         "--max-log-len",
         "--max-logprobs",
-        "--max-lora-cls-labels",
         "--max-lora-rank",
         "--max-loras",
         "--max-model-len",
-        "--max-num-active-seqs",
         "--max-num-batched-tokens",
         "--max-num-queued-reqs",
         "--max-num-queued-tokens",
@@ -453,7 +431,6 @@ SINGLE = frozenset(
         "--tool-call-parser",
         "--tool-parser-plugin",
         "--tool-server",
-        "--tool-strict-level",
         "--ubatch-size",
         "--uds",
         "--uvicorn-log-level",

@@ -35,7 +35,7 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75
                 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
 ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
                5.0, 7.5, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
-# vLLM's FinishReason names (vllm/v1/engine/__init__.py, v0.32.0), each a
+# vLLM's FinishReason names (vllm/v1/engine/__init__.py, v0.30.0), each a
 # vllm:request_success series from the start.
 FINISH_REASONS = ("stop", "length", "abort", "error", "repetition")
 # The data-parallel rank vLLM puts in the ``engine`` label: 0 without data parallelism.
