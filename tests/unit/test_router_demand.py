@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpufleet.router import config, service
-from gpufleet.routing import picker, waitqueue
+from gpufleet.router import config
+from gpufleet.routing import picker, routeplan, waitqueue
 from gpufleet.routing.model import Endpoint
 
 SATURATED = picker.NoCapacity("saturated", "every endpoint is at its request limit")
@@ -37,7 +37,7 @@ def test_wait_reason(
     pool_models: dict[str, str],
     expected: waitqueue.Waiting | None,
 ) -> None:
-    got = service.wait_reason(outcome, "m", discovered=discovered, pool_models=pool_models)
+    got = routeplan.wait_reason(outcome, "m", discovered=discovered, pool_models=pool_models)
     assert got == expected
 
 

@@ -29,7 +29,7 @@ class Lane:
     served: list[str] = dataclasses.field(default_factory=list)
 
     async def waiter(self, name: str, priority: int, *, gives_up: bool = False) -> None:
-        """What ``service._queued`` does, with taking a free slot as the pick;
+        """What ``pipeline._queued`` does, with taking a free slot as the pick;
         ``gives_up``: it leaves once woken, as a request refused then does."""
         ticket = self.gate.enter(priority, QUEUED, lane="m")
         got = False
