@@ -1,10 +1,11 @@
 """The label and annotation contract between the operator, the router and the twin.
 
 Pure constants and the few helpers that read or build them. The operator writes these
-on what it creates (``gpufleet.controller.render``, ``gpufleet.controller.router_render``);
-the router reads them to know each endpoint's pool, GPU generation, tensor-parallel
-size, served model and price (``gpufleet.router.discovery``); the dev cluster's pod
-runner and Prometheus configuration read them to simulate and scrape model servers.
+on what it creates (``gpufleet.controller.modelpool.render``,
+``gpufleet.controller.routingpolicy.policyrender``); the router reads them to know each
+endpoint's pool, GPU generation, tensor-parallel size, served model and price
+(``gpufleet.router.discovery``); the dev cluster's pod runner and Prometheus
+configuration read them to simulate and scrape model servers.
 Nothing else spells a ``gpufleet.io/`` key.
 """
 
@@ -56,7 +57,7 @@ POD_TEMPLATE_HASH = "pod-template-hash"  # pod → its ReplicaSet's name suffix
 DISRUPTION_TARGET = "DisruptionTarget"
 
 # The key of a RoutingPolicy's ConfigMap that holds the router's configuration: the
-# operator writes it (``controller.policyrender``) and mounts it as the router's file,
+# operator writes it (``controller.routingpolicy.policyrender``) and mounts it as the router's file,
 # which the router watches and applies live (``router.liveconfig``).
 ROUTER_CONFIG_KEY = "router.yaml"
 

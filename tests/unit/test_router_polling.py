@@ -13,7 +13,9 @@ from aiohttp.test_utils import TestServer
 
 from gpufleet import labels as contract
 from gpufleet.api.routingpolicy import RoutingPolicyStatus
-from gpufleet.controller import observe, ownership, routerstats, runtime, scalinginputs
+from gpufleet.controller import observe, ownership, runtime
+from gpufleet.controller.autoscaling import scalinginputs
+from gpufleet.controller.routingpolicy import routerstats
 from gpufleet.controller.workqueue import Key
 
 POLICY_UID, DEPLOY_UID, RS_UID = "policy-uid", "deploy-uid", "rs-uid"

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import observe, scalinginputs, scalingreport, variants
+from gpufleet.controller import observe
+from gpufleet.controller.autoscaling import scalinginputs
+from gpufleet.controller.modelpool import scalingreport, variants
 from gpufleet.scaling import inventory, model
 
 Q = scalinginputs.queries()

@@ -20,7 +20,8 @@ import kopf
 
 from gpufleet import labels as contract
 from gpufleet.api import common
-from gpufleet.controller import autoscaler, kinds, kube, observe, runtime
+from gpufleet.controller import kinds, kube, observe, runtime
+from gpufleet.controller.autoscaling import autoscaler
 from gpufleet.operatorconfig import OperatorConfig
 
 Resource = tuple[str, str, str]

@@ -1,10 +1,10 @@
 """The kinds the operator serves, as ``runtime.Kind`` descriptions bound to their reconcilers.
 
-ModelPool: children labelled ``gpufleet.io/pool``, reconciled by ``controller.reconciler``
+ModelPool: children labelled ``gpufleet.io/pool``, reconciled by ``controller.modelpool.reconciler``
 on events, every ``resync_seconds`` and after each autoscaler decision that changes what
 its status says (with the autoscaler's view: node shapes and the decision).
 RoutingPolicy: children labelled ``gpufleet.io/routing-policy``, reconciled by
-``controller.policyreconciler`` on events, every ``policy_poll_seconds`` (its routers'
+``controller.routingpolicy.policyreconciler`` on events, every ``policy_poll_seconds`` (its routers'
 ``/stats`` feed its status), and whenever a ModelPool in its namespace appears,
 disappears or is relabelled (its ``poolSelector`` may now match differently).
 """
@@ -18,7 +18,9 @@ import pydantic
 from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolStatus
 from gpufleet.api.routingpolicy import RoutingPolicySpec, RoutingPolicyStatus
-from gpufleet.controller import netpolicy, policyreconciler, reconciler, routerstats, runtime
+from gpufleet.controller import runtime
+from gpufleet.controller.modelpool import netpolicy, reconciler
+from gpufleet.controller.routingpolicy import policyreconciler, routerstats
 from gpufleet.controller.workqueue import Key
 from gpufleet.operatorconfig import OperatorConfig
 

@@ -30,7 +30,7 @@ from kubernetes import client
 
 from gpufleet import kube, labels
 from gpufleet.api import common
-from gpufleet.controller import bodies, plan, status
+from gpufleet.controller import bodies, conditions, owned
 
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
@@ -167,7 +167,7 @@ class Kube:
         except NotFound:
             return None
 
-    def delete(self, target: plan.Deletion) -> None:
+    def delete(self, target: owned.Deletion) -> None:
         """Delete one child (only the object with that UID); already gone is success."""
         path = _PATHS[target.kind].format(ns=target.namespace, name=target.name)
         body = {"preconditions": {"uid": target.uid}, "propagationPolicy": "Background"}
@@ -208,7 +208,7 @@ class Kube:
             return f'Secret "{ref.name}" has no key "{ref.key}" (hubTokenSecretRef.key)'
         return ""
 
-    def event(self, about: Mapping[str, Any], event: status.Event, *, at: str) -> None:
+    def event(self, about: Mapping[str, Any], event: conditions.Event, *, at: str) -> None:
         """Post a core/v1 Event about a custom object (best effort: a lost Event is no
         failure)."""
         meta = about["metadata"]

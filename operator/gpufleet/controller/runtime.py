@@ -34,7 +34,8 @@ from typing import Any, Generic, Protocol, TypeVar
 import kopf
 import pydantic
 
-from gpufleet.controller import kube, liveness, observe, ownership, scalingreport
+from gpufleet.controller import kube, liveness, observe, ownership
+from gpufleet.controller.modelpool import scalingreport
 from gpufleet.controller.workqueue import Key, WorkQueue
 from gpufleet.operatorconfig import OperatorConfig
 

@@ -1,9 +1,9 @@
 """Reconcile one ModelPool: gather (caches, one Secret read) → plan (pure) → execute → prices
 → status.
 
-The I/O half of the reconcile; every decision is made by ``controller.variants``,
-``controller.plan`` and ``controller.status``. Failures leave as Kopf's exception types,
-which the worker loop (``controller.runtime``) treats as Kopf would treat them in a
+The I/O half of the reconcile; every decision is made by ``variants``, ``plan``,
+``controller.owned`` and ``status``. Failures leave as Kopf's exception types, which the
+worker loop (``controller.runtime``) treats as Kopf would treat them in a
 handler: ``kopf.TemporaryError`` → retried after its ``delay``; ``kopf.PermanentError``
 → the pool's status says why, and the pool is left alone until its spec changes.
 """
@@ -22,26 +22,10 @@ import pydantic
 from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolStatus
 from gpufleet.api.resources import ModelPool
-from gpufleet.controller import (
-    kube,
-    netpolicy,
-    observe,
-    plan,
-    render,
-    scalingreport,
-    status,
-    variants,
-)
+from gpufleet.controller import conditions, kube, observe, owned, writes
+from gpufleet.controller.modelpool import netpolicy, plan, render, scalingreport, status, variants
 from gpufleet.controller.workqueue import Key
 from gpufleet.operatorconfig import OperatorConfig
-
-
-class Applied(Protocol):
-    """Where ``execute`` records what it wrote (``controller.runtime.KindState``)."""
-
-    def remember_applied(self, obj: Mapping[str, Any]) -> None: ...
-
-    def forget_applied(self, kind: str, namespace: str, name: str) -> None: ...
 
 
 class Cache(Protocol):
@@ -72,27 +56,6 @@ def _parse(raw: Mapping[str, Any]) -> ModelPool:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
         raise kopf.PermanentError(f"invalid ModelPool: {where}: {first['msg']}") from exc
-
-
-def execute(
-    client: kube.Kube,
-    cache: Applied,
-    todo: plan.Plan,
-    observed: Mapping[tuple[str, str], observe.ObservedChild],
-) -> None:
-    """Apply then delete, remembering what was written (blocking: run it in a thread).
-
-    A child that no watch shows as this owner's is read first: an object of that name
-    that someone else controls is refused (``kube.Rejected``), never taken over."""
-    for intent in todo.apply:
-        if (intent["kind"], intent["metadata"]["name"]) not in observed:
-            problem = plan.claim_problem(intent, client.live(intent))
-            if problem:
-                raise kube.Rejected(problem)
-        cache.remember_applied(client.apply(intent))
-    for target in todo.delete:
-        client.delete(target)
-        cache.forget_applied(target.kind, target.namespace, target.name)
 
 
 def _ingress(config: OperatorConfig, routers: tuple[str, ...]) -> netpolicy.Ingress | None:
@@ -142,10 +105,10 @@ async def reconcile(
             ref, spec, decisions, observed, agent_image=config.agent_image,
             ingress=_ingress(config, routers),
         )  # fmt: skip
-        todo = plan.diff(intents, observed, hold_deployments=bool(missing))
+        todo = owned.diff(intents, observed, hold_deployments=bool(missing))
         prices = plan.price_patches(spec, cache.pods(key))
         try:
-            await asyncio.to_thread(execute, client, cache, todo, observed)
+            await asyncio.to_thread(writes.execute, client, cache, todo, observed)
             await asyncio.to_thread(_price, client, key[0], prices)
         except kube.Transient as exc:
             raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
@@ -202,6 +165,6 @@ async def _report(
     except kube.Transient as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
     cache.remember_status(key, new, version)
-    at = status.rfc3339(clock())
-    for event in status.transitions(previous, new):
+    at = conditions.rfc3339(clock())
+    for event in conditions.transitions(previous, new):
         await asyncio.to_thread(client.event, raw, event, at=at)

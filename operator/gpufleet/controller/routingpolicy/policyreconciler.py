@@ -1,7 +1,7 @@
 """Reconcile one RoutingPolicy: parse → render (pure) → apply and prune → poll routers → status.
 
-The I/O half; decisions are ``controller.policyrender`` (children, problems),
-``controller.plan.diff`` (what to write) and ``controller.policystatus`` (the status).
+The I/O half; decisions are ``policyrender`` (children, problems),
+``controller.owned.diff`` (what to write) and ``policystatus`` (the status).
 A policy the operator cannot realise — pydantic rejects it, or ``policyrender.problems``
 names a field — leaves every child as it is: the ConfigMap keeps the last good
 ``router.yaml``, so the routers keep serving it, and the status says Degraded and why.
@@ -23,16 +23,9 @@ import pydantic
 from gpufleet import labels
 from gpufleet.api.resources import RoutingPolicy
 from gpufleet.api.routingpolicy import RoutingPolicySpec, RoutingPolicyStatus
-from gpufleet.controller import (
-    kube,
-    observe,
-    plan,
-    policyrender,
-    policystatus,
-    reconciler,
-    status,
-)
-from gpufleet.controller.routerstats import Poller
+from gpufleet.controller import conditions, kube, observe, owned, selection, writes
+from gpufleet.controller.routingpolicy import policyrender, policystatus
+from gpufleet.controller.routingpolicy.routerstats import Poller
 from gpufleet.controller.workqueue import Key
 from gpufleet.operatorconfig import OperatorConfig
 
@@ -90,9 +83,9 @@ async def _apply(
         discovery=config.router_discovery,
     )
     observed = cache.children(key)
-    todo = plan.diff(intents, observed)
+    todo = owned.diff(intents, observed)
     try:
-        await asyncio.to_thread(reconciler.execute, client, cache, todo, observed)
+        await asyncio.to_thread(writes.execute, client, cache, todo, observed)
     except kube.Transient as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
 
@@ -114,7 +107,7 @@ async def _realise(
         + policyrender.image_problems(spec, config.allowed_image_prefixes)
         + policyrender.prometheus_problems(spec, allow_local=config.allow_local_prometheus)
     )
-    resolved = policyrender.resolve_pools(spec, pools)
+    resolved = selection.resolve_pools(spec, pools)
     if not problems:
         try:
             await _apply(
@@ -197,6 +190,6 @@ async def _report(
     except kube.Transient as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
     cache.remember_status(key, new, version)
-    at = status.rfc3339(clock())
+    at = conditions.rfc3339(clock())
     for event in policystatus.transitions(previous, new):
         await asyncio.to_thread(client.event, raw, event, at=at)

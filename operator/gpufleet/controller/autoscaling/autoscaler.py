@@ -5,7 +5,7 @@ the API server's cache → ``scaling.inventory``), vLLM's signals (four instant 
 through ``gpufleet.promquery``, when ``prometheus_url`` is set) and the routers'
 ``/stats`` (their ``demand``). Then, for each pool with ``autoscaling.mode: gpufleet``
 and a variant that asks for a replica range, it gathers the inputs
-(``controller.scalinginputs``), decides (``scaling.decide``, with the pool's ``History``
+(``scalinginputs``), decides (``scaling.decide``, with the pool's ``History``
 kept in memory) and applies each changed variant's ``spec.replicas`` by server-side
 apply under its own field manager (``kube.AUTOSCALER_FIELD_MANAGER``); the pool
 reconciler then leaves that field alone (``plan.replicas_intent``). Each change is
@@ -13,8 +13,8 @@ posted as an Event; the decision goes to the pool reconciler through the
 ``ScalingView``, which re-queues the pool when what its status says changed — the
 reconciler alone writes the status. A failed read leaves that input unknown for the
 pass (no nodes: no free-GPU limit; no signals: replicas held), never a crash; a router
-whose ``/stats`` cannot be read counts as silent (``controller.routerstats``), and a pool
-whose decision fails is skipped for the pass, never the pools after it.
+whose ``/stats`` cannot be read counts as silent (``controller.routingpolicy.routerstats``),
+and a pool whose decision fails is skipped for the pass, never the pools after it.
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ import pydantic
 
 from gpufleet import labels
 from gpufleet.api.resources import ModelPool, RoutingPolicy
-from gpufleet.controller import kinds, kube, routerstats, runtime, scalinginputs, status, variants
-from gpufleet.controller.scalingreport import PoolReport, VariantReport
+from gpufleet.controller import conditions, kinds, kube, runtime
+from gpufleet.controller.autoscaling import scalinginputs
+from gpufleet.controller.modelpool import variants
+from gpufleet.controller.modelpool.scalingreport import PoolReport, VariantReport
+from gpufleet.controller.routingpolicy import routerstats
 from gpufleet.controller.workqueue import Key
 from gpufleet.operatorconfig import OperatorConfig
 from gpufleet.promquery import client as promclient
@@ -197,14 +200,14 @@ class Autoscaler:
         cache.remember_applied(written)
         self.last_scale[(key, said.name)] = now
         LOG.info("%s/%s: %s %d -> %d: %s", *key, said.name, current, said.desired, said.reason)
-        event = status.Event(
+        event = conditions.Event(
             type="Normal",
             reason="ScaledUp" if said.desired > current else "ScaledDown",
             message=f"{said.name}: {current} -> {said.desired} replicas: {said.reason}"[:1024],
         )
         body = cache.body(key)
         if body is not None:
-            at = status.rfc3339(state.clock())
+            at = conditions.rfc3339(state.clock())
             await asyncio.to_thread(state.client.event, body, event, at=at)
 
     def _report(

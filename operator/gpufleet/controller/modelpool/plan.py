@@ -14,34 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.api.variant import Variant
-from gpufleet.controller import bodies, netpolicy, observe, podspec, render
-from gpufleet.controller.variants import VariantDecision
+from gpufleet.controller import bodies, observe
+from gpufleet.controller.modelpool import netpolicy, podspec, render
+from gpufleet.controller.modelpool.variants import VariantDecision
 from gpufleet.labels import deployment_name
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Deletion:
-    kind: bodies.ChildKind
-    namespace: str
-    name: str
-    uid: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Plan:
-    """Writes that bring the children to the intent; ``apply`` keeps dependency order."""
-
-    apply: tuple[bodies.Child, ...] = ()
-    delete: tuple[Deletion, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return not self.apply and not self.delete
 
 
 def autoscaled(spec: ModelPoolSpec, variant: Variant) -> bool:
@@ -88,36 +68,6 @@ def desired(
     return tuple(children)
 
 
-def _stale(intent: bodies.Child, live: observe.ObservedChild | None) -> bool:
-    if live is None:
-        return True
-    hashes = intent["metadata"].get("annotations", {})
-    if live.spec_hash != hashes.get(labels.SPEC_HASH):
-        return True
-    as_json: bodies.Json = intent  # type: ignore[assignment]
-    return not observe.contains(live.body, as_json)
-
-
-def diff(
-    intents: Iterable[bodies.Child],
-    observed: Mapping[tuple[str, str], observe.ObservedChild],
-    *,
-    hold_deployments: bool = False,
-) -> Plan:
-    """The writes that turn ``observed`` (keyed by (kind, name)) into ``intents``."""
-    wanted = {(c["kind"], c["metadata"]["name"]): c for c in intents}
-    held = {"Deployment"} if hold_deployments else set()
-    apply = tuple(
-        c for key, c in wanted.items() if key[0] not in held and _stale(c, observed.get(key))
-    )
-    delete = tuple(
-        Deletion(kind=live.kind, namespace=live.namespace, name=live.name, uid=live.uid)  # type: ignore[arg-type]
-        for key, live in sorted(observed.items())
-        if key not in wanted and live.kind not in held
-    )
-    return Plan(apply=apply, delete=delete)
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class PricePatch:
     """Set a model-server pod's price annotation (a metadata patch: the pod keeps running)."""
@@ -143,29 +93,4 @@ def price_patches(
         PricePatch(pod=p.name, value=prices[p.variant])
         for p in pods
         if p.variant in prices and p.cost != prices[p.variant] and p.phase != "Succeeded"
-    )
-
-
-def claim_problem(intent: bodies.Child, live: Mapping[str, Any] | None) -> str:
-    """Why ``intent`` must not be applied over ``live``, the object of the same kind and
-    name that exists though no watch showed it as this owner's child; empty when it may.
-
-    Server-side apply with ``force`` takes every field it names, so applying over an
-    object another owner controls (a ModelPool ``x-router`` next to a RoutingPolicy
-    ``x``, a user's own Service) would take it over, and both owners would rewrite it
-    for ever. Only an object this owner controls is applied to.
-    """
-    if live is None:
-        return ""
-    mine = {ref["uid"] for ref in intent["metadata"].get("ownerReferences", [])}
-    owners = (live.get("metadata") or {}).get("ownerReferences") or []
-    controller = next((o for o in owners if isinstance(o, Mapping) and o.get("controller")), None)
-    kind, name = intent["kind"], intent["metadata"]["name"]
-    if controller is None:
-        return f"{kind} {name} already exists and is not gpufleet's: rename or delete it"
-    if controller.get("uid") in mine:
-        return ""
-    return (
-        f"{kind} {name} already exists, controlled by {controller.get('kind')} "
-        f"{controller.get('name')}: rename one of them"
     )

@@ -22,8 +22,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from gpufleet.api.modelpool import Autoscaling, ModelPoolSpec
 from gpufleet.api.runtime import MetricNames
-from gpufleet.controller import observe, plan
-from gpufleet.controller.variants import VariantDecision
+from gpufleet.controller import observe
+from gpufleet.controller.modelpool import plan
+from gpufleet.controller.modelpool.variants import VariantDecision
 from gpufleet.promquery import series
 from gpufleet.scaling import inventory, model
 
