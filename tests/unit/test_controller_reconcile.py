@@ -311,16 +311,18 @@ async def _nothing(state: Any, key: Any) -> None:
 
 def _state() -> Any:
     from gpufleet.api.modelpool import ModelPoolStatus
+    from gpufleet.api.resources import ModelPool, RoutingPolicy
     from gpufleet.api.routingpolicy import RoutingPolicyStatus
     from gpufleet.controller import runtime
 
     pools = runtime.Kind(name="ModelPool", plural="modelpools", owner_label=contract.POOL,
-                         status_model=ModelPoolStatus, reconcile=_nothing)  # fmt: skip
+                         model=ModelPool, status_model=ModelPoolStatus,
+                         reconcile=_nothing)  # fmt: skip
     policies = runtime.Kind(name="RoutingPolicy", plural="routingpolicies",
-                            owner_label=contract.ROUTING_POLICY,
+                            owner_label=contract.ROUTING_POLICY, model=RoutingPolicy,
                             status_model=RoutingPolicyStatus, reconcile=_nothing,
                             follows=("ModelPool",))  # fmt: skip
-    kinds = {k.name: runtime.KindState(kind=k) for k in (pools, policies)}
+    kinds: dict[str, Any] = {k.name: runtime.KindState(kind=k) for k in (pools, policies)}
     return runtime.OperatorState(config=OperatorConfig(), client=None, kinds=kinds)  # type: ignore[arg-type]
 
 

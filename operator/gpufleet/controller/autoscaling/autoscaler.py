@@ -22,16 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
-
-import pydantic
 
 from gpufleet import labels
 from gpufleet.api.resources import ModelPool, RoutingPolicy
-from gpufleet.controller import conditions, kinds, kube, runtime
+from gpufleet.controller import conditions, kube, runtime
 from gpufleet.controller.autoscaling import scalinginputs
-from gpufleet.controller.modelpool import variants
+from gpufleet.controller.modelpool import scalingreport, variants
 from gpufleet.controller.modelpool.scalingreport import PoolReport, VariantReport
 from gpufleet.controller.routingpolicy import routerstats
 from gpufleet.controller.workqueue import Key
@@ -41,13 +39,28 @@ from gpufleet.promquery import series
 from gpufleet.scaling import decide, inventory, model
 
 LOG = logging.getLogger("gpufleet.autoscaler")
+# The router port of a policy that does not parse (RouterSpec's default): its routers
+# still serve the last good configuration, so their demand still counts.
+DEFAULT_ROUTER_PORT = 8080
 
 
 class Autoscaler:
     """The loop and what it remembers between passes (histories, last scale times)."""
 
-    def __init__(self, config: OperatorConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        *,
+        view: scalingreport.ScalingView,
+        pools: str,
+        policies: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``view`` is shared with the pool reconciler; ``pools`` and ``policies`` name
+        the ModelPool and RoutingPolicy kinds in the runtime."""
         self.config = config
+        self.view = view
+        self.pools, self.policies = pools, policies
         self.clock = clock
         self.queries = scalinginputs.queries()
         self.histories: dict[Key, model.History] = {}
@@ -81,9 +94,9 @@ class Autoscaler:
 
     # --- one pass ---------------------------------------------------------------------
     async def tick(self, state: runtime.OperatorState) -> None:
-        pools = state.kind(kinds.MODEL_POOL)
+        pools: runtime.KindState[ModelPool, Any] = state.kind(self.pools)
         await self._read_nodes(state)
-        scaled = {key: p for key in pools.keys_in() if (p := _scaled_pool(pools.body(key)))}
+        scaled = {key: p for key, found in pools.objects.items() if (p := _scaled_pool(found.obj))}
         for key in list(self.histories):
             if key not in scaled:
                 self._forget(state, key)
@@ -98,7 +111,7 @@ class Autoscaler:
                 LOG.exception("autoscaler: %s/%s skipped this pass", *key)
 
     async def _read_nodes(self, state: runtime.OperatorState) -> None:
-        view, before = state.scaling, state.scaling.shapes()
+        view, before = self.view, self.view.shapes()
         try:
             nodes = await asyncio.to_thread(state.client.nodes)
             pods = await asyncio.to_thread(state.client.running_pods)
@@ -109,7 +122,7 @@ class Autoscaler:
         else:
             view.nodes, view.nodes_problem = inventory.inventory(nodes, pods), ""  # type: ignore[arg-type]
         if view.shapes() != before:  # TP is planned for the node shape: re-plan every pool
-            pools = state.kind(kinds.MODEL_POOL)
+            pools = state.kind(self.pools)
             for key in pools.keys_in():
                 pools.queue.add(key)
 
@@ -128,14 +141,15 @@ class Autoscaler:
     ) -> dict[str, list[object]]:
         """Decoded ``/stats`` bodies of every ready router pod, per namespace: the pods
         of each policy's own router Deployment, found by owner, never by label."""
-        policies = state.kind(kinds.ROUTING_POLICY)
+        policies: runtime.KindState[RoutingPolicy, Any] = state.kind(self.policies)
         out: dict[str, list[object]] = {ns: [] for ns in namespaces}
         for key in policies.keys_in():
             if key[0] not in namespaces:
                 continue
             owned = policies.owned_pods(key, labels.router_name(key[1]))
             pods = [p for p in owned if p.ready and p.ip]
-            port = _router_port(policies.body(key))
+            found = policies.get(key)
+            port = found.obj.spec.router.port if found and found.obj else DEFAULT_ROUTER_PORT
             out[key[0]] += await self.poller.bodies(pods, port=port)
         return out
 
@@ -147,8 +161,8 @@ class Autoscaler:
         results: series.Results | None,
         stats: list[object],
     ) -> None:
-        cache = state.kind(kinds.MODEL_POOL)
-        spec, view = pool.spec, state.scaling
+        cache = state.kind(self.pools)
+        spec, view = pool.spec, self.view
         decisions = variants.plan_pool(spec, gpus_per_node=view.shapes())
         children = cache.children(key)
         deployments = {
@@ -188,7 +202,7 @@ class Autoscaler:
         said: model.VariantDecision,
         now: float,
     ) -> None:
-        cache = state.kind(kinds.MODEL_POOL)
+        cache = state.kind(self.pools)
         name = labels.deployment_name(key[1], said.name)
         try:
             written = await asyncio.to_thread(state.client.scale, key[0], name, said.desired)
@@ -205,10 +219,10 @@ class Autoscaler:
             reason="ScaledUp" if said.desired > current else "ScaledDown",
             message=f"{said.name}: {current} -> {said.desired} replicas: {said.reason}"[:1024],
         )
-        body = cache.body(key)
-        if body is not None:
+        found = cache.get(key)
+        if found is not None:
             at = conditions.rfc3339(state.clock())
-            await asyncio.to_thread(state.client.event, body, event, at=at)
+            await asyncio.to_thread(state.client.event, found, event, at=at)
 
     def _report(
         self,
@@ -244,27 +258,11 @@ class Autoscaler:
     def _forget(self, state: runtime.OperatorState, key: Key) -> None:
         self.histories.pop(key, None)
         self.last_scale = {k: v for k, v in self.last_scale.items() if k[0] != key}
-        if state.scaling.reports.pop(key, None) is not None:
-            state.kind(kinds.MODEL_POOL).child_event(key)
+        if self.view.reports.pop(key, None) is not None:
+            state.kind(self.pools).child_event(key)
 
 
-def _scaled_pool(raw: Mapping[str, Any] | None) -> ModelPool | None:
+def _scaled_pool(pool: ModelPool | None) -> ModelPool | None:
     """The pool when gpufleet's autoscaler sizes one of its variants; None otherwise
     (absent, invalid — the reconciler reports that —, external or fixed)."""
-    if raw is None:
-        return None
-    try:
-        pool = ModelPool.model_validate({k: v for k, v in raw.items() if k != "status"})
-    except pydantic.ValidationError:
-        return None
-    return pool if scalinginputs.scaled(pool.spec) else None
-
-
-def _router_port(raw: Mapping[str, Any] | None) -> int:
-    try:
-        policy = RoutingPolicy.model_validate(
-            {k: v for k, v in (raw or {}).items() if k != "status"}
-        )
-    except pydantic.ValidationError:
-        return 8080
-    return policy.spec.router.port
+    return pool if pool is not None and scalinginputs.scaled(pool.spec) else None

@@ -13,49 +13,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable
 
 import kopf
-import pydantic
 
 from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolStatus
 from gpufleet.api.resources import ModelPool
-from gpufleet.controller import conditions, kube, observe, owned, writes
+from gpufleet.controller import conditions, kube, owned, writes
+from gpufleet.controller.cache import Cache, Cached
 from gpufleet.controller.modelpool import netpolicy, plan, render, scalingreport, status, variants
 from gpufleet.controller.workqueue import Key
 from gpufleet.operatorconfig import OperatorConfig
 
-
-class Cache(Protocol):
-    """What the reconciler reads from the watches (``controller.runtime.KindState``)."""
-
-    def body(self, key: Key) -> Mapping[str, Any] | None: ...
-
-    def children(self, key: Key) -> dict[tuple[str, str], observe.ObservedChild]: ...
-
-    def pods(self, key: Key) -> list[observe.ObservedPod]: ...
-
-    def remember_applied(self, obj: Mapping[str, Any]) -> None: ...
-
-    def forget_applied(self, kind: str, namespace: str, name: str) -> None: ...
-
-    def previous_status(self, key: Key, body: Mapping[str, Any]) -> ModelPoolStatus | None: ...
-
-    def remember_status(
-        self, key: Key, written: ModelPoolStatus, resource_version: str
-    ) -> None: ...
+PoolCache = Cache[ModelPool, ModelPoolStatus]
+Pool = Cached[ModelPool, ModelPoolStatus]
 
 
-def _parse(raw: Mapping[str, Any]) -> ModelPool:
-    body = {k: v for k, v in raw.items() if k != "status"}
-    try:
-        return ModelPool.model_validate(body)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise kopf.PermanentError(f"invalid ModelPool: {where}: {first['msg']}") from exc
+def _valid(found: Pool) -> ModelPool:
+    if found.obj is None:
+        raise kopf.PermanentError(found.problem)
+    return found.obj
 
 
 def _ingress(config: OperatorConfig, routers: tuple[str, ...]) -> netpolicy.Ingress | None:
@@ -73,7 +51,7 @@ def _price(client: kube.Kube, namespace: str, patches: tuple[plan.PricePatch, ..
 async def reconcile(
     key: Key,
     *,
-    cache: Cache,
+    cache: PoolCache,
     client: kube.Kube,
     config: OperatorConfig,
     clock: Callable[[], datetime.datetime],
@@ -87,10 +65,10 @@ async def reconcile(
     the RoutingPolicies that route the pool: their routers are what its NetworkPolicy
     admits (with ``config.network_policies``)."""
     scaling = scaling or scalingreport.ScalingView()
-    raw = cache.body(key)
-    if raw is None:
+    found = cache.get(key)
+    if found is None:
         return
-    pool = _parse(raw)
+    pool = _valid(found)
     spec, meta = pool.spec, pool.metadata
     ref = render.PoolRef(name=meta.name, namespace=key[0], uid=meta.uid or "")
     decisions = variants.plan_pool(spec, gpus_per_node=scaling.shapes())
@@ -115,7 +93,7 @@ async def reconcile(
         except kube.Rejected as exc:
             problems = (f"the API server rejected a child: {exc}",)
     seen = _Seen(decisions, problems, missing, scaling)
-    await _report(key, raw, pool, seen, cache, client, clock)
+    await _report(found, pool, seen, cache, client, clock)
     if problems:
         raise kopf.PermanentError("; ".join(problems))
 
@@ -129,35 +107,35 @@ class _Seen:
 
 
 async def _report(
-    key: Key,
-    raw: Mapping[str, Any],
+    found: Pool,
     pool: ModelPool,
-    found: _Seen,
-    cache: Cache,
+    planned: _Seen,
+    cache: PoolCache,
     client: kube.Kube,
     clock: Callable[[], datetime.datetime],
 ) -> None:
     """Write the status when it changed, and an Event per condition that flipped."""
-    decisions, problems, missing = found.decisions, found.problems, found.missing
+    key = found.key
+    decisions, problems, missing = planned.decisions, planned.problems, planned.missing
     children = cache.children(key)
     deployments = {
         d.name: children[("Deployment", labels.deployment_name(key[1], d.name))]
         for d in decisions
         if ("Deployment", labels.deployment_name(key[1], d.name)) in children
     }
-    seen = status.Observation(
+    observed = status.Observation(
         generation=pool.metadata.generation or 0,
         deployments=deployments,
         pods=cache.pods(key),
         missing_secret=missing,
         problems=problems,
-        scaling=found.scaling.report(key),
+        scaling=planned.scaling.report(key),
         generations=scalingreport.generations(
-            found.scaling.nodes, (v.gpu for v in pool.spec.variants)
+            planned.scaling.nodes, (v.gpu for v in pool.spec.variants)
         ),
     )
-    previous = cache.previous_status(key, raw)
-    new = status.compute(pool.spec, decisions, seen, previous=previous, now=clock())
+    previous = cache.previous_status(key)
+    new = status.compute(pool.spec, decisions, observed, previous=previous, now=clock())
     if new == previous:
         return
     try:
@@ -167,4 +145,4 @@ async def _report(
     cache.remember_status(key, new, version)
     at = conditions.rfc3339(clock())
     for event in conditions.transitions(previous, new):
-        await asyncio.to_thread(client.event, raw, event, at=at)
+        await asyncio.to_thread(client.event, found, event, at=at)
