@@ -5,16 +5,21 @@ the API server's cache → ``scaling.inventory``), vLLM's signals (four instant 
 through ``gpufleet.promquery``, when ``prometheus_url`` is set) and the routers'
 ``/stats`` (their ``demand``). Then, for each pool with ``autoscaling.mode: gpufleet``
 and a variant that asks for a replica range, it gathers the inputs
-(``scalinginputs``), decides (``scaling.decide``, with the pool's ``History``
-kept in memory) and applies each changed variant's ``spec.replicas`` by server-side
-apply under its own field manager (``kube.AUTOSCALER_FIELD_MANAGER``); the pool
+(``scalinginputs``: the variants' TP and feasibility as the pool reconciler planned and
+published them in the status — ``modelpool.status.published_plan``; a pool whose status
+is not yet for its current spec waits for the next pass), decides (``scaling.decide``,
+with the pool's ``History`` kept in memory) and applies each changed variant's
+``spec.replicas`` by server-side apply under its own field manager
+(``kube.AUTOSCALER_FIELD_MANAGER``); the pool
 reconciler then leaves that field alone (``plan.replicas_intent``). Each change is
 posted as an Event; the decision goes to the pool reconciler through the
 ``ScalingView``, which re-queues the pool when what its status says changed — the
 reconciler alone writes the status. A failed read leaves that input unknown for the
 pass (no nodes: no free-GPU limit; no signals: replicas held), never a crash; a router
 whose ``/stats`` cannot be read counts as silent (``controller.routingpolicy.routerstats``),
-and a pool whose decision fails is skipped for the pass, never the pools after it.
+and a pool whose decision fails is skipped for the pass, never the pools after it. Each
+pass logs how many pools it decided and how long it took (a warning when that is longer
+than its interval).
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from collections.abc import Callable
 from typing import Any
 
 from gpufleet import labels
+from gpufleet.api.modelpool import ModelPoolStatus
 from gpufleet.api.resources import ModelPool, RoutingPolicy
 from gpufleet.controller import conditions, kube, runtime
 from gpufleet.controller.autoscaling import scalinginputs
-from gpufleet.controller.modelpool import scalingreport, variants
+from gpufleet.controller.modelpool import scalingreport, status
 from gpufleet.controller.modelpool.scalingreport import PoolReport, VariantReport
 from gpufleet.controller.routingpolicy import routerstats
 from gpufleet.controller.workqueue import Key
@@ -102,13 +108,28 @@ class Autoscaler:
                 self._forget(state, key)
         if not scaled:
             return
+        started = time.monotonic()
         results = await self._signals()
         stats = await self._router_stats(state, {key[0] for key in scaled})
+        decided = 0
         for key, pool in scaled.items():
             try:
-                await self._decide(state, key, pool, results, stats.get(key[0], []))
+                decided += await self._decide(state, key, pool, results, stats.get(key[0], []))
             except Exception:  # one pool's failure is its own: the others still scale
                 LOG.exception("autoscaler: %s/%s skipped this pass", *key)
+        self._took(decided, time.monotonic() - started)
+
+    def _took(self, decided: int, seconds: float) -> None:
+        """One line per pass: how long deciding every pool takes is what bounds the
+        interval (a pass longer than it delays the next)."""
+        late = seconds > self.config.autoscale_seconds
+        LOG.log(
+            logging.WARNING if late else logging.INFO,
+            "autoscaler pass: %d pools in %.2fs%s",
+            decided,
+            seconds,
+            f", longer than its {self.config.autoscale_seconds:g}s interval" if late else "",
+        )
 
     async def _read_nodes(self, state: runtime.OperatorState) -> None:
         view, before = self.view, self.view.shapes()
@@ -160,21 +181,28 @@ class Autoscaler:
         pool: ModelPool,
         results: series.Results | None,
         stats: list[object],
-    ) -> None:
-        cache = state.kind(self.pools)
+    ) -> bool:
+        """Decide one pool; False when its reconciler has not yet published a plan for
+        its current spec (the pool is decided on the next pass)."""
+        cache: runtime.KindState[ModelPool, ModelPoolStatus] = state.kind(self.pools)
         spec, view = pool.spec, self.view
-        decisions = variants.plan_pool(spec, gpus_per_node=view.shapes())
+        found = cache.get(key)
+        planned = status.published_plan(
+            cache.previous_status(key), generation=found.generation if found else -1
+        )
+        if planned is None:
+            return False
         children = cache.children(key)
         deployments = {
-            d.name: children[("Deployment", labels.deployment_name(key[1], d.name))]
-            for d in decisions
-            if ("Deployment", labels.deployment_name(key[1], d.name)) in children
+            p.name: children[("Deployment", labels.deployment_name(key[1], p.name))]
+            for p in planned
+            if ("Deployment", labels.deployment_name(key[1], p.name)) in children
         }
         pods = cache.pods(key)
         signals = scalinginputs.signals(results or {}, pods, self.queries)
         inputs = scalinginputs.pool(
             spec,
-            decisions,
+            planned,
             deployments=deployments,
             pods=pods,
             signals=signals,
@@ -193,6 +221,7 @@ class Autoscaler:
         if view.reports.get(key) != report:
             view.reports[key] = report
             cache.queue.add(key)
+        return True
 
     async def _apply(
         self,

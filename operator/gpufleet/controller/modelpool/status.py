@@ -195,6 +195,18 @@ def compute(
     )
 
 
+def published_plan(
+    written: ModelPoolStatus | None, *, generation: int
+) -> tuple[VariantStatus, ...] | None:
+    """The variants as the reconciler planned them for the spec of ``generation`` (TP,
+    feasibility, KV capacity), as the pool's status publishes them — what the autoscaler
+    reads instead of planning again. None while the status is not written yet or was
+    computed for an older spec: the reconciler is queued for the newer one."""
+    if written is None or written.observed_generation != generation:
+        return None
+    return written.variants or None
+
+
 def _scaling(
     spec: ModelPoolSpec, report: scalingreport.PoolReport | None
 ) -> list[tuple[str, str, str, str]]:
