@@ -265,13 +265,16 @@ def test_importing_pure_controller_modules_imports_no_io_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def _pod(name: str, variant: str, cost: str | None, phase: str = "Running") -> observe.ObservedPod:
+def _pod(
+    name: str, variant: str, cost: str | None, phase: str = "Running", kv: str | None = "1"
+) -> observe.ObservedPod:
     return observe.ObservedPod(
-        name=name, variant=variant, node="n", phase=phase, ready=True, cost=cost
-    )
+        name=name, variant=variant, node="n", phase=phase, ready=True, cost=cost,
+        kv_cache_tokens=kv,
+    )  # fmt: skip
 
 
-def test_price_patches_annotate_only_priced_variants_pods_that_differ() -> None:
+def test_pod_patches_price_only_priced_variants_pods_that_differ() -> None:
     s = spec([
         {"name": "a", "gpu": "H100-80GB", "costPerGpuHour": 2.5},
         {"name": "b", "gpu": "L4"},
@@ -283,10 +286,26 @@ def test_price_patches_annotate_only_priced_variants_pods_that_differ() -> None:
         _pod("a-4", "a", None, phase="Succeeded"),
         _pod("b-1", "b", None),
     ]
-    assert plan.price_patches(s, pods) == (
-        plan.PricePatch(pod="a-1", value="2.5"),
-        plan.PricePatch(pod="a-3", value="2.5"),
+    price = {contract.COST_ANNOTATION: "2.5"}
+    assert plan.pod_patches(s, (), pods) == (
+        plan.PodPatch(pod="a-1", annotations=price),
+        plan.PodPatch(pod="a-3", annotations=price),
     )
+
+
+def test_pod_patches_give_each_pod_its_variants_planned_kv_cache_once() -> None:
+    s = spec([{"name": "a", "gpu": "H100-80GB"}, {"name": "x", "gpu": "L4", "minReplicas": 1,
+              "tensorParallelSize": 1, "maxModelLen": 1000000}])  # fmt: skip
+    a, x = variants.plan_pool(s)
+    assert a.plan.kv_cache_tokens > 0 and not x.feasible
+    pods = [
+        _pod("a-1", "a", None, kv=None),  # new: the plan's figure
+        _pod("a-2", "a", None, kv="123"),  # keeps the figure it was created under
+        _pod("x-1", "x", None, kv=None),  # an infeasible variant has no figure to give
+        _pod("a-3", "a", None, kv=None, phase="Succeeded"),
+    ]
+    tokens = {contract.KV_CACHE_TOKENS_ANNOTATION: str(a.plan.kv_cache_tokens)}
+    assert plan.pod_patches(s, (a, x), pods) == (plan.PodPatch(pod="a-1", annotations=tokens),)
 
 
 def test_catalog_model_annotation_in_the_pod_template_only_with_a_catalog_name() -> None:

@@ -6,8 +6,8 @@ last applied — the spec-hash differs — or edited out of band — the live ob
 contains the intent) and the children to delete (a variant removed or no longer
 feasible). An empty plan means nothing is written. While the hub-token Secret is missing
 the Deployments are *held*: neither created, changed nor deleted, since their pods could
-not start (and running ones still work). ``price_patches`` says which running pods lack
-their variant's price annotation.
+not start (and running ones still work). ``pod_patches`` says which running pods lack
+their variant's price or planned KV-cache annotation.
 """
 
 from __future__ import annotations
@@ -69,28 +69,45 @@ def desired(
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class PricePatch:
-    """Set a model-server pod's price annotation (a metadata patch: the pod keeps running)."""
+class PodPatch:
+    """Annotations to merge into a model-server pod (a metadata patch: it keeps running)."""
 
     pod: str
-    value: str
+    annotations: Mapping[str, str]
 
 
-def price_patches(
-    spec: ModelPoolSpec, pods: Iterable[observe.ObservedPod]
-) -> tuple[PricePatch, ...]:
-    """The pods whose variant sets ``costPerGpuHour`` and whose annotation says otherwise.
+def _kv_tokens(decisions: Iterable[VariantDecision]) -> dict[str, str]:
+    return {d.name: str(d.plan.kv_cache_tokens) for d in decisions if d.plan.kv_cache_tokens > 0}
 
-    A price lives on the pods, not in the pod template, so changing it restarts nothing;
-    a variant without a price leaves whatever annotation its pods carry alone.
+
+def pod_patches(
+    spec: ModelPoolSpec,
+    decisions: Iterable[VariantDecision],
+    pods: Iterable[observe.ObservedPod],
+) -> tuple[PodPatch, ...]:
+    """What the running pods' annotations lack of the pool: the price of a variant that
+    sets ``costPerGpuHour`` where the pod says otherwise, and the KV-cache tokens the
+    variant was planned for where the pod has none (``labels.KV_CACHE_TOKENS_ANNOTATION``:
+    how the plan reaches the routers, which do not read ModelPools).
+
+    Both live on the pods, not in the pod template, so neither restarts anything. A
+    variant without a price leaves whatever price its pods carry alone; a pod keeps the
+    KV figure it was first given — the plan it was created under (a changed plan changes
+    the template, so new pods carry the new figure).
     """
     prices = {
         v.name: labels.cost_value(v.cost_per_gpu_hour)
         for v in spec.variants
         if v.cost_per_gpu_hour is not None
     }
-    return tuple(
-        PricePatch(pod=p.name, value=prices[p.variant])
-        for p in pods
-        if p.variant in prices and p.cost != prices[p.variant] and p.phase != "Succeeded"
-    )
+    tokens = _kv_tokens(decisions)
+    out = []
+    for p in pods:
+        want: dict[str, str] = {}
+        if p.variant in prices and p.cost != prices[p.variant]:
+            want[labels.COST_ANNOTATION] = prices[p.variant]
+        if p.variant in tokens and p.kv_cache_tokens is None:
+            want[labels.KV_CACHE_TOKENS_ANNOTATION] = tokens[p.variant]
+        if want and p.phase != "Succeeded":
+            out.append(PodPatch(pod=p.name, annotations=want))
+    return tuple(out)

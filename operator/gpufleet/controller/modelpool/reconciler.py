@@ -1,5 +1,5 @@
-"""Reconcile one ModelPool: gather (caches, one Secret read) → plan (pure) → execute → prices
-→ status.
+"""Reconcile one ModelPool: gather (caches, one Secret read) → plan (pure) → execute → pod
+annotations (price, planned KV cache) → status.
 
 The I/O half of the reconcile; every decision is made by ``variants``, ``plan``,
 ``controller.owned`` and ``status``. Failures leave as Kopf's exception types, which the
@@ -43,9 +43,9 @@ def _ingress(config: OperatorConfig, routers: tuple[str, ...]) -> netpolicy.Ingr
     return netpolicy.Ingress(routers=routers, scraper=scraper)
 
 
-def _price(client: kube.Kube, namespace: str, patches: tuple[plan.PricePatch, ...]) -> None:
+def _annotate(client: kube.Kube, namespace: str, patches: tuple[plan.PodPatch, ...]) -> None:
     for patch in patches:
-        client.annotate_pod(namespace, patch.pod, {labels.COST_ANNOTATION: patch.value})
+        client.annotate_pod(namespace, patch.pod, patch.annotations)
 
 
 async def reconcile(
@@ -84,10 +84,10 @@ async def reconcile(
             ingress=_ingress(config, routers),
         )  # fmt: skip
         todo = owned.diff(intents, observed, hold_deployments=bool(missing))
-        prices = plan.price_patches(spec, cache.pods(key))
+        annotations = plan.pod_patches(spec, decisions, cache.pods(key))
         try:
             await asyncio.to_thread(writes.execute, client, cache, todo, observed)
-            await asyncio.to_thread(_price, client, key[0], prices)
+            await asyncio.to_thread(_annotate, client, key[0], annotations)
         except kube.Transient as exc:
             raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
         except kube.Rejected as exc:
