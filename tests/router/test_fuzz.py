@@ -2,7 +2,7 @@
 router answers 2xx/4xx in OpenAI's error shape — bad input is the client's fault.
 
 Two layers: the request parser and the path up to admission (``body.parse``,
-``service.prepare``, ``service.admit``) on generated JSON and bytes, and whole HTTP
+``intake.prepare``, ``pipeline.admitted``) on generated JSON and bytes, and whole HTTP
 requests through a real router whose one upstream always answers well (so any 5xx
 is the router's). Example counts are bounded to keep the module under ~20 s.
 """
@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gpufleet.ports import free_port
-from gpufleet.router import app, body, config, service
+from gpufleet.router import app, body, config, intake, pipeline, service
 from gpufleet.router.errors import RouterError
 from tests.router.peers import MODEL, router_config
 
@@ -89,6 +89,11 @@ def router() -> service.Router:
     return app.build(config.parse(_raw_config("http://127.0.0.1:1")))
 
 
+async def _admitted(router: service.Router, job: intake.Job) -> None:
+    async with pipeline.admitted(router, job):
+        pass
+
+
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(KINDS), raw=bodies)
 def test_the_parser_and_admission_raise_only_client_errors(
@@ -96,9 +101,8 @@ def test_the_parser_and_admission_raise_only_client_errors(
 ) -> None:
     try:
         parsed = body.parse(kind, raw, max_tokens_limit=100_000)
-        job = service.prepare(router, parsed, tenant="acme", headers={})
-        service.admit(router, job)
-        router.quotas.release(job.tenant)
+        job = intake.prepare(router, parsed, tenant="acme", headers={})
+        asyncio.run(_admitted(router, job))
         job.payload_for("other-model")
     except RouterError as error:
         assert 400 <= error.status < 500, (error.status, error.message)

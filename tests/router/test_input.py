@@ -18,7 +18,8 @@ import pytest
 from aiohttp import web
 
 from gpufleet.ports import free_port
-from gpufleet.router import app, body, config, service
+from gpufleet.router import app, body, config, intake, pipeline
+from gpufleet.router.errors import RateLimited
 from tests.router.peers import MODEL, Sim, chat, router_config, serve_router, settled
 from tests.router.routerproc import start_router
 
@@ -160,7 +161,7 @@ async def test_oversized_chunked_body_is_413_without_an_internal_error(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-def test_n_multiplies_the_estimate_the_quota_and_the_cost() -> None:
+async def test_n_multiplies_the_estimate_the_quota_and_the_cost() -> None:
     raw = router_config(
         [{"url": "http://127.0.0.1:1", "model": MODEL, "gpu": "H100-80GB"}],
         admission={"tenants": [{"name": "acme", "apiKeySecretRef": {"name": "acme"},
@@ -169,19 +170,26 @@ def test_n_multiplies_the_estimate_the_quota_and_the_cost() -> None:
     raw["apiKeys"] = {"acme": {"value": KEY}}
     router = app.build(config.parse(raw))
 
-    def job(n: int) -> service.Job:
+    def job(n: int) -> intake.Job:
         raw_body = json.dumps(chat("x" * 400, max_tokens=200, n=n)).encode()
         parsed = body.parse("chat", raw_body, max_tokens_limit=100_000)
-        return service.prepare(router, parsed, tenant="acme", headers={})
+        return intake.prepare(router, parsed, tenant="acme", headers={})
 
     one, sixteen = job(1), job(16)
     assert sixteen.estimate.input_tokens == one.estimate.input_tokens
     assert sixteen.estimate.output_tokens == 16 * one.estimate.output_tokens
     prompt_cost = one.estimate.input_tokens * 0.1
     assert math.isclose(sixteen.estimate.cost - prompt_cost, 16 * (one.estimate.cost - prompt_cost))
-    service.admit(router, one)  # 300 of the tenant's 3,000 tokens a minute; n=16 asks 3,300
-    with pytest.raises(service.RateLimited):
-        service.admit(router, sixteen)
+    async with pipeline.admitted(router, one):  # 300 of the tenant's 3,000 tokens a minute
+        with pytest.raises(RateLimited):  # n=16 asks 3,300
+            async with pipeline.admitted(router, sixteen):
+                pass
+        assert router.quotas.in_flight("acme") == 1
+    assert router.quotas.in_flight("acme") == 0  # given back when the scope ends
+    with pytest.raises(ConnectionResetError):  # however it ends
+        async with pipeline.admitted(router, one):
+            raise ConnectionResetError
+    assert router.quotas.in_flight("acme") == 0
 
 
 SEEN = web.AppKey("seen", list)

@@ -4,19 +4,16 @@ goes away the router says so and routes on its own accounting."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
-from gpufleet.devcluster import build
-from tests.router.peers import Sim, chat, free_port, get_status, router_config, serve_router
+from tests.router import peers
+from tests.router.peers import Sim, chat, router_config, serve_router
 
 pytestmark = pytest.mark.slow
 
@@ -25,52 +22,9 @@ pytestmark = pytest.mark.slow
 def prometheus(
     sims: tuple[Sim, Sim], tmp_path: Path
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    binary = build.binary_path("prometheus")
-    if not binary.is_file():
-        pytest.fail(
-            f"prometheus is not built ({binary}): run `gpufleet dev-cluster build` "
-            "(`make test` does this first)",
-            pytrace=False,
-        )
     targets = [f"127.0.0.1:{s.port}" for s in sims] + [f"127.0.0.1:{s.metrics_port}" for s in sims]
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "sims", "static_configs": [{"targets": targets}]}],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            assert proc.poll() is None, "prometheus exited"
-            try:
-                if get_status(url + "/-/ready") == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=20)
-
-
-async def _stats_until(
-    session: aiohttp.ClientSession, url: str, check: Any, timeout_s: float = 30.0
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        async with session.get(url + "/stats") as r:
-            stats: dict[str, Any] = await r.json()
-        if check(stats) or time.monotonic() > deadline:
-            return stats
-        await asyncio.sleep(0.2)
+    with peers.prometheus(targets, tmp_path) as found:
+        yield found
 
 
 async def test_signals_from_prometheus_then_stale(
@@ -101,7 +55,7 @@ async def test_signals_from_prometheus_then_stale(
                 for r in rows
             )
 
-        stats = await _stats_until(session, url, all_fresh)
+        stats = await peers.stats_until(session, url, all_fresh)
         assert stats["signals"]["source"] == "prometheus"
         assert stats["signals"]["fresh_endpoints"] == 2
         for endpoint in stats["endpoints"]:
@@ -111,7 +65,7 @@ async def test_signals_from_prometheus_then_stale(
             assert 80 < signals["gpu_memory_percent"] < 95  # vLLM preallocates 90 %
         proc.terminate()
         proc.wait(timeout=20)
-        stats = await _stats_until(
+        stats = await peers.stats_until(
             session, url, lambda s: s["signals"]["source"] == "local" and s["signals"]["last_error"]
         )
         assert stats["signals"]["source"] == "local"

@@ -217,3 +217,15 @@ def test_a_second_build_of_a_component_waits_for_the_first_and_finds_it_built(
     assert builds == ["tool"]
     assert "[tool] another process is building it; waiting" in said
     assert build.is_built(tool, root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("only", "names"),
+    [
+        ((), [c.name for c in build.components()]),
+        (("prometheus",), ["prometheus"]),
+        (("helm", "etcd"), ["etcd", "helm"]),  # build order, not the order asked
+    ],
+)
+def test_build_only_the_named_components(only: tuple[str, ...], names: list[str]) -> None:
+    assert [c.name for c in build.selected(only)] == names

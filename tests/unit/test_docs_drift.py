@@ -25,7 +25,7 @@ from gpufleet.api.routingpolicy import RoutingPolicySpec
 from gpufleet.api.runtime import FailureHandling
 from gpufleet.chart import command
 from gpufleet.router import errors, gate
-from gpufleet.routing import admission
+from gpufleet.routing import waitqueue
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs/api.md").read_text(encoding="utf-8")
@@ -129,14 +129,14 @@ def test_every_timeout_is_described_in_the_prose() -> None:
 
 
 def _shed_status() -> int:
-    door = gate.Gate(admission.WaitQueue(0, "priority"), clock=lambda: 0.0)
+    door = gate.Gate(waitqueue.WaitQueue(0, "priority"), clock=lambda: 0.0)
     with pytest.raises(errors.RouterError) as shed:
         door.enter(priority=0)
     return shed.value.status
 
 
 def _queue_timeout_status() -> int:
-    door = gate.Gate(admission.WaitQueue(1, "priority"), clock=lambda: 10.0)
+    door = gate.Gate(waitqueue.WaitQueue(1, "priority"), clock=lambda: 10.0)
     ticket = door.enter(priority=0)
     with pytest.raises(errors.RouterError) as late:
         asyncio.run(door.wait(ticket, deadline=0.0))

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from gpufleet.router import config, service
-from gpufleet.routing import admission, picker
+from gpufleet.router import config
+from gpufleet.routing import picker, routeplan, waitqueue
 from gpufleet.routing.model import Endpoint
 
 SATURATED = picker.NoCapacity("saturated", "every endpoint is at its request limit")
 UNAVAILABLE = picker.NoCapacity("unavailable", "no healthy endpoint serves model m")
 TOO_LARGE = picker.NoCapacity("too_large", "too many tokens")
 CHOSEN = picker.Decision(Endpoint("http://e", "m", "L4", 1, 1.0, pool="a"))
-Held = admission.Waiting
+Held = waitqueue.Waiting
 
 
 @pytest.mark.parametrize(
@@ -35,31 +35,31 @@ def test_wait_reason(
     outcome: picker.Decision | picker.NoCapacity,
     discovered: dict[str, str],
     pool_models: dict[str, str],
-    expected: admission.Waiting | None,
+    expected: waitqueue.Waiting | None,
 ) -> None:
-    got = service.wait_reason(outcome, "m", discovered=discovered, pool_models=pool_models)
+    got = routeplan.wait_reason(outcome, "m", discovered=discovered, pool_models=pool_models)
     assert got == expected
 
 
 def test_demand_counts_live_tickets_per_pool() -> None:
-    queue = admission.WaitQueue(3)
-    held, _ = queue.push(0, 0.0, admission.Waiting("a", held=True))
-    queued, _ = queue.push(0, 0.0, admission.Waiting("a"))
-    queue.push(0, 0.0, admission.Waiting("b", held=True))
-    assert queue.demand() == {"a": admission.Demand(1, 1), "b": admission.Demand(0, 1)}
-    queue.wait_for(held, admission.Waiting("a"))  # its pool got endpoints, all busy
+    queue = waitqueue.WaitQueue(3)
+    held, _ = queue.push(0, 0.0, waitqueue.Waiting("a", held=True))
+    queued, _ = queue.push(0, 0.0, waitqueue.Waiting("a"))
+    queue.push(0, 0.0, waitqueue.Waiting("b", held=True))
+    assert queue.demand() == {"a": waitqueue.Demand(1, 1), "b": waitqueue.Demand(0, 1)}
+    queue.wait_for(held, waitqueue.Waiting("a"))  # its pool got endpoints, all busy
     queue.remove(queued)
-    assert queue.demand() == {"a": admission.Demand(1, 0), "b": admission.Demand(0, 1)}
-    _, shed = queue.push(5, 0.0, admission.Waiting("c", held=True))
-    _, rejected = queue.push(0, 0.0, admission.Waiting("d", held=True))  # full: the newcomer
+    assert queue.demand() == {"a": waitqueue.Demand(1, 0), "b": waitqueue.Demand(0, 1)}
+    _, shed = queue.push(5, 0.0, waitqueue.Waiting("c", held=True))
+    _, rejected = queue.push(0, 0.0, waitqueue.Waiting("d", held=True))  # full: the newcomer
     assert shed is None and rejected is not None
     assert queue.demand() == {
-        "a": admission.Demand(1, 0),
-        "b": admission.Demand(0, 1),
-        "c": admission.Demand(0, 1),
+        "a": waitqueue.Demand(1, 0),
+        "b": waitqueue.Demand(0, 1),
+        "c": waitqueue.Demand(0, 1),
     }
-    queue.push(9, 0.0, admission.Waiting("c", held=True))  # sheds the newest of lowest
-    assert queue.demand()["c"] == admission.Demand(0, 2)
+    queue.push(9, 0.0, waitqueue.Waiting("c", held=True))  # sheds the newest of lowest
+    assert queue.demand()["c"] == waitqueue.Demand(0, 2)
     assert sum(d.queued + d.held for d in queue.demand().values()) == len(queue) == 3
 
 

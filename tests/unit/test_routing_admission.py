@@ -7,7 +7,7 @@ import pytest
 from gpufleet.api.admission import Tenant
 from gpufleet.api.common import SecretKeyRef
 from gpufleet.api.runtime import CircuitBreaker
-from gpufleet.routing import admission, breaker, throughput
+from gpufleet.routing import admission, breaker, throughput, waitqueue
 
 
 def test_keyring() -> None:
@@ -64,7 +64,7 @@ def test_quotas_concurrency_and_rate() -> None:
     ],
 )
 def test_wait_queue(size: int, pushes: list[int], shed: list[int | None], order: list[int]) -> None:
-    queue = admission.WaitQueue(size)
+    queue = waitqueue.WaitQueue(size)
     tickets = []
     for priority, expect in zip(pushes, shed, strict=True):
         ticket, dropped = queue.push(priority, 0.0)
@@ -80,7 +80,7 @@ def test_wait_queue(size: int, pushes: list[int], shed: list[int | None], order:
 
 
 def test_fifo_queue_ignores_priority() -> None:
-    queue = admission.WaitQueue(5, order="fifo")
+    queue = waitqueue.WaitQueue(5, order="fifo")
     first, _ = queue.push(1, 0.0)
     queue.push(100, 0.0)
     assert queue.head() == first

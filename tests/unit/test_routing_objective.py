@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
@@ -52,8 +53,6 @@ def _pick(
         # ... the next cheapest once the A100's batch would miss the TPOT bound ...
         ("cost", {"A100-40GB": 20, "H100-80GB": 0, "B200": 0}, "interactive", "H100-80GB"),
         ("cost", {"A100-40GB": 20, "H100-80GB": 90, "B200": 0}, "interactive", "B200"),
-        # ... the fastest predicted when none meets it ...
-        ("cost", {"A100-40GB": 200, "H100-80GB": 200, "B200": 200}, "interactive", "B200"),
         # ... and a class without an SLO always the cheapest.
         ("cost", {"A100-40GB": 200, "H100-80GB": 0, "B200": 0}, "batch", "A100-40GB"),
         # latency: the least predicted TTFT + decode, whatever the price.
@@ -64,6 +63,49 @@ def _pick(
 def test_objective_picks(goal: str, loads: dict[str, int], klass: str, expected: str) -> None:
     candidates = [_candidate(g, in_flight=n) for g, n in loads.items()]
     assert _pick(_policy(goal), candidates, klass) == expected
+
+
+@pytest.mark.parametrize(
+    "loads",
+    [
+        {"A100-40GB": 200, "H100-80GB": 200, "B200": 200},  # none meets the SLO
+        {"A100-40GB": 200, "H100-80GB": 120, "B200": 60},
+    ],
+)
+def test_cost_decides_as_balanced_when_the_fleet_is_full(loads: dict[str, int]) -> None:
+    """No slack left (none meets the SLO, or the mean utilisation is past FULL): price
+    gives way to the scorers' sum."""
+    candidates = [_candidate(g, in_flight=n) for g, n in loads.items()]
+    balanced = _pick(_policy("balanced"), candidates)
+    assert _pick(_policy("cost"), candidates) == balanced
+
+
+@pytest.mark.parametrize(
+    ("fill", "band"),
+    [
+        (0.0, 1.05),
+        (0.5, 1.05),
+        (0.675, 2.1),
+        (0.8, 7.35),
+        (0.85, math.inf),
+        (1.3, math.inf),
+    ],
+)
+def test_the_price_band_widens_as_the_fleet_fills(fill: float, band: float) -> None:
+    assert objective.price_band(fill) == pytest.approx(band)
+
+
+def test_cost_gives_up_price_for_the_scorers_only_as_the_fleet_fills() -> None:
+    """Two candidates that meet the SLO, the dearer one better by the scorers: the
+    cheaper wins with slack, the better one once the fleet is full."""
+    cheap, dear = (
+        objective.Prediction(0.1, 0.01, 1e-4, 1.0, True),
+        objective.Prediction(0.1, 0.01, 1e-4, 3.0, True),
+    )
+    request = RoutingRequest(MODEL, 500, 200)
+    picks = [objective.choose("cost", request, [cheap, dear], [0.2, 0.9], fill=f)
+             for f in (0.1, 0.6, 0.8, 0.9)]  # fmt: skip
+    assert picks == [0, 0, 1, 1]
 
 
 def test_balanced_with_only_the_cost_scorer_is_the_cheapest() -> None:
@@ -190,3 +232,40 @@ def test_cost_places_a_long_prompt_away_from_short_answers_it_would_stall() -> N
         request = RoutingRequest(MODEL, prompt, 100, klass="interactive")
         decision = picker.pick(request, [a100, h100], inputs)
         assert isinstance(decision, picker.Decision) and decision.endpoint.gpu == expected
+
+
+def _p(ttft_s: float, tpot_s: float) -> objective.Prediction:
+    return objective.Prediction(ttft_s, tpot_s, 1e-4, 1.0, True)
+
+
+ONE = calibration.Margin(1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("slo", "now", "idle", "expected"),
+    [
+        (None, _p(0.5, 0.05), _p(0.1, 0.01), None),  # no SLO: no headroom to fill
+        (Slo(), _p(0.5, 0.05), _p(0.1, 0.01), None),
+        (Slo(ttft_millis=1000), _p(0.1, 0.01), _p(0.1, 0.01), 0.0),  # idle
+        (Slo(ttft_millis=1000), _p(0.55, 0.01), _p(0.1, 0.01), 0.5),  # half the headroom
+        (Slo(ttft_millis=1000), _p(1.9, 0.01), _p(0.1, 0.01), 2.0),  # past the bound
+        (Slo(ttft_millis=1000, tpot_millis=20), _p(0.1, 0.018), _p(0.1, 0.01), 0.8),  # max
+        (Slo(tpot_millis=9), _p(0.1, 0.02), _p(0.1, 0.0137), None),  # misses it even idle
+        (Slo(end_to_end_seconds=10), _p(1.0, 0.02), _p(0.5, 0.01), 2.5 / 7.5),  # 200 tokens
+    ],
+)
+def test_pressure_is_the_share_of_the_headroom_under_the_slo_the_queue_takes(
+    slo: Slo | None, now: objective.Prediction, idle: objective.Prediction, expected: float | None
+) -> None:
+    got = objective.pressure(now, idle, slo, ONE, 200)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+@pytest.mark.parametrize(
+    ("pressures", "fill"),
+    [([], 0.0), ([None, None], 0.0), ([0.2, None, 0.6], 0.4), ([5.0, 0.0, 0.0], 1 / 3)],
+)
+def test_fill_is_the_mean_pressure_of_the_candidates_that_have_one(
+    pressures: list[float | None], fill: float
+) -> None:
+    assert objective.fill(pressures) == pytest.approx(fill)

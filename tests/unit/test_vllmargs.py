@@ -85,94 +85,120 @@ def serve(*args: str) -> VllmServe:
     return parsed
 
 
-@pytest.mark.parametrize(
-    ("args", "field", "value"),
-    [
-        (["--max-model-len", "4096"], "max_model_len", 4096),
-        (["--max-model-len=4096"], "max_model_len", 4096),
-        (["--max_model_len", "4096"], "max_model_len", 4096),
-        (["--max_model_len=4096"], "max_model_len", 4096),
-        (["--max-model-len", "32k"], "max_model_len", 32000),
-        (["--max-model-len", "25.6k"], "max_model_len", 25600),
-        (["--max-model-len", "16K"], "max_model_len", 16384),
-        (["--max-model-len", "16Ki"], "max_model_len", 16384),
-        (["--max-model-len", "auto"], "max_model_len", None),
-        (["--max-model-len", "-1"], "max_model_len", None),
-        ([], "max_model_len", None),
-        (["-tp", "4"], "tensor_parallel_size", 4),
-        (["-tp=4"], "tensor_parallel_size", 4),
-        (["--tensor-parallel-size", "4"], "tensor_parallel_size", 4),
-        (["--tensor_parallel_size=4"], "tensor_parallel_size", 4),
-        ([], "tensor_parallel_size", 1),
-        (["-q", "awq"], "quantization", "awq"),
-        (["--quantization=gptq"], "quantization", "gptq"),
-        (["--quantization", "None"], "quantization", None),
-        (["--served-model-name", "a", "b", "--port", "9000"], "served_model_names", ("a", "b")),
-        (["--served-model-name=a"], "served_model_names", ("a",)),
-        (["--served_model_name", "a"], "served_model_names", ("a",)),
-        (["--enable-prefix-caching"], "enable_prefix_caching", True),
-        (["--no-enable-prefix-caching"], "enable_prefix_caching", False),
-        (["--no_enable_prefix_caching"], "enable_prefix_caching", False),
-        (["--enable-prefix-caching=false"], "enable_prefix_caching", False),
-        (["--enable-prefix-caching", "--no-enable-prefix-caching"], "enable_prefix_caching", False),
-        ([], "enable_prefix_caching", None),
-        (["--max-num-seqs", "128"], "max_num_seqs", 128),
-        (["--max-num-batched-tokens", "8k"], "max_num_batched_tokens", 8000),
-        (["--gpu-memory-utilization", "0.95"], "gpu_memory_utilization", 0.95),
-        (["--gpu_memory_utilization=0.8"], "gpu_memory_utilization", 0.8),
-        (["--dtype", "half"], "dtype", "half"),
-        ([], "dtype", "auto"),
-        (["--kv-cache-dtype", "fp8_e4m3"], "kv_cache_dtype", "fp8_e4m3"),
-        (["--host", "0.0.0.0"], "host", "0.0.0.0"),
-        (["--port", "9000"], "port", 9000),
-        ([], "port", 8000),
-        # A repeated flag: the last one wins, as with argparse.
-        (["--port", "9000", "--port=9001"], "port", 9001),
-        # Unknown flags: a following non-flag token is their value, then parsing goes on.
-        (["--revision", "main", "--port", "9000"], "port", 9000),
-        (["--load-format", "runai_streamer", "-tp", "2"], "tensor_parallel_size", 2),
-        (["--trust-remote-code", "--port", "9000"], "port", 9000),
-        (["-O3", "--port", "9000"], "port", 9000),
-    ],
-)
+# (args after the model, VllmServe field, value): the twin's reading, which tests/vllm
+# also holds against real vLLM's parser.
+FLAG_SPELLINGS: list[tuple[list[str], str, object]] = [
+    (["--max-model-len", "4096"], "max_model_len", 4096),
+    (["--max-model-len=4096"], "max_model_len", 4096),
+    (["--max_model_len", "4096"], "max_model_len", 4096),
+    (["--max_model_len=4096"], "max_model_len", 4096),
+    (["--max-model-len", "32k"], "max_model_len", 32000),
+    (["--max-model-len", "25.6k"], "max_model_len", 25600),
+    (["--max-model-len", "16K"], "max_model_len", 16384),
+    (["--max-model-len", "auto"], "max_model_len", None),
+    (["--max-model-len", "-1"], "max_model_len", None),
+    ([], "max_model_len", None),
+    (["-tp", "4"], "tensor_parallel_size", 4),
+    (["-tp=4"], "tensor_parallel_size", 4),
+    (["--tensor-parallel-size", "4"], "tensor_parallel_size", 4),
+    (["--tensor_parallel_size=4"], "tensor_parallel_size", 4),
+    ([], "tensor_parallel_size", 1),
+    (["-q", "awq"], "quantization", "awq"),
+    (["--quantization=gptq"], "quantization", "gptq"),
+    (["--quantization", "None"], "quantization", None),
+    (["--served-model-name", "a", "b", "--port", "9000"], "served_model_names", ("a", "b")),
+    (["--served-model-name=a"], "served_model_names", ("a",)),
+    (["--served_model_name", "a"], "served_model_names", ("a",)),
+    (["--enable-prefix-caching"], "enable_prefix_caching", True),
+    (["--no-enable-prefix-caching"], "enable_prefix_caching", False),
+    (["--no_enable_prefix_caching"], "enable_prefix_caching", False),
+    (["--enable-prefix-caching", "--no-enable-prefix-caching"], "enable_prefix_caching", False),
+    ([], "enable_prefix_caching", None),
+    (["--max-num-seqs", "128"], "max_num_seqs", 128),
+    (["--max-num-batched-tokens", "8k"], "max_num_batched_tokens", 8000),
+    (["--gpu-memory-utilization", "0.95"], "gpu_memory_utilization", 0.95),
+    (["--gpu_memory_utilization=0.8"], "gpu_memory_utilization", 0.8),
+    # A unique beginning of a flag is that flag (argparse's abbreviations).
+    (["--tensor-par", "2"], "tensor_parallel_size", 2),
+    (["--max-model-l=2048"], "max_model_len", 2048),
+    (["--dtype", "half"], "dtype", "half"),
+    ([], "dtype", "auto"),
+    (["--kv-cache-dtype", "fp8_e4m3"], "kv_cache_dtype", "fp8_e4m3"),
+    (["--host", "0.0.0.0"], "host", "0.0.0.0"),
+    (["--port", "9000"], "port", 9000),
+    ([], "port", 8000),
+    # A repeated flag: the last one wins, as with argparse.
+    (["--port", "9000", "--port=9001"], "port", 9001),
+    # Valued flags take the following token, then parsing goes on.
+    (["--revision", "main", "--port", "9000"], "port", 9000),
+    (["--load-format", "runai_streamer", "-tp", "2"], "tensor_parallel_size", 2),
+    (["--trust-remote-code", "--port", "9000"], "port", 9000),
+    (["-O3", "--port", "9000"], "port", 9000),
+    # Repeatable and list flags as vLLM 0.30 takes them (its parser, tests/vllm).
+    (["--middleware", "a.B", "--middleware", "c.D", "--port", "9000"], "port", 9000),
+    (["--cudagraph-capture-sizes", "1", "2", "4", "--port", "9000"], "port", 9000),
+    (["--api-key", "k1", "k2", "-tp", "2"], "tensor_parallel_size", 2),
+    (["--allowed-media-domains", "a.example", "b.example", "-tp", "2"], "tensor_parallel_size", 2),
+]
+
+
+@pytest.mark.parametrize(("args", "field", "value"), FLAG_SPELLINGS)
 def test_flag_spellings(args: list[str], field: str, value: object) -> None:
     assert getattr(serve(*args), field) == value
 
 
-@pytest.mark.parametrize(
-    ("cmd", "args", "model"),
-    [
-        # Boolean flags never take the positional model as their value.
-        (SERVE, ["--enforce-eager", M], M),
-        (SERVE, ["--no-enable-chunked-prefill", M], M),
-        (SERVE, ["--no-some-future-flag", M], M),
-        (SERVE, ["--enable-prefix-caching", M, "--port", "9000"], M),
-        # An unknown valued flag takes the next token; the model comes after.
-        (SERVE, ["--download-dir", "/cache", M], M),
-        # The positional model wins over --model, as in `vllm serve`.
-        (SERVE, [M, "--model", "other"], M),
-        (SERVE, ["--model", "other", M], M),
-        # --served-model-name takes every value up to the next flag (argparse nargs="+").
-        (SERVE, ["--model", M, "--served-model-name", "a", "b"], M),
-    ],
-)
+# (command, args, model): which token is the model; tests/vllm asks vLLM too.
+POSITIONAL_MODEL: list[tuple[list[str], list[str], str]] = [
+    # Boolean flags never take the positional model as their value.
+    (SERVE, ["--enforce-eager", M], M),
+    (SERVE, ["--no-enable-chunked-prefill", M], M),
+    (SERVE, ["--enable-prefix-caching", M, "--port", "9000"], M),
+    # An unknown valued flag takes the next token; the model comes after.
+    (SERVE, ["--download-dir", "/cache", M], M),
+    # --model alone is the model (vLLM 0.30 reads it as the positional one).
+    (SERVE, ["--model", M, "--port", "9000"], M),
+    # --served-model-name takes every value up to the next flag (argparse nargs="+").
+    (SERVE, ["--model", M, "--served-model-name", "a", "b"], M),
+    # --middleware repeats with one value each; list flags swallow what follows.
+    (SERVE, ["--middleware", "a.B", M], M),
+    (SERVE, ["--logits-processors", "a.B", "c.D", "--model", M], M),
+    (SERVE, ["--cudagraph-capture-sizes", "1", "2", "--model", M], M),
+]
+
+
+@pytest.mark.parametrize(("cmd", "args", "model"), POSITIONAL_MODEL)
 def test_positional_model_among_flags(cmd: list[str], args: list[str], model: str) -> None:
     parsed = vllmargs.parse(image="any", command=cmd, args=args)
     assert parsed is not None and parsed.model == model
 
 
-@pytest.mark.parametrize(
-    ("args", "flag"),
-    [
-        (["--port", "http"], "--port"),
-        (["--port"], "--port"),
-        (["--max-model-len", "1.5K"], "--max-model-len"),
-        (["--max-model-len", "4k5"], "--max-model-len"),
-        (["-tp", "two"], "--tensor-parallel-size"),
-        (["--gpu-memory-utilization", "most"], "--gpu-memory-utilization"),
-        (["--max-num-seqs", "--port", "9000"], "--max-num-seqs"),
-    ],
-)
+# (args after the model, flag named in the refusal): vLLM refuses them too (tests/vllm).
+REFUSED: list[tuple[list[str], str]] = [
+    (["--port", "http"], "--port"),
+    (["--port"], "--port"),
+    (["--max-model-len", "1.5K"], "--max-model-len"),
+    (["--max-model-len", "4k5"], "--max-model-len"),
+    (["-tp", "two"], "--tensor-parallel-size"),
+    (["--gpu-memory-utilization", "most"], "--gpu-memory-utilization"),
+    (["--max-num-seqs", "--port", "9000"], "--max-num-seqs"),
+    # vLLM 0.30 reads K as 1024 but has no Ki; decimals only with k/m/g/t.
+    (["--max-model-len", "1Ki"], "--max-model-len"),
+    # Switches vLLM 0.30 no longer has, a renamed one, one that never existed.
+    (["--calculate-kv-scales"], "--calculate-kv-scales"),
+    (["--disable-async-output-proc"], "--disable-async-output-proc"),
+    (["--disable-frontend-multiprocessing"], "--disable-frontend-multiprocessing"),
+    (["--disable-log-requests"], "--disable-log-requests"),
+    (["--disable-mm-preprocessor-cache"], "--disable-mm-preprocessor-cache"),
+    (["--enable-lora-bias"], "--enable-lora-bias"),
+    (["--cuda-graph-sizes", "1", "2"], "--cuda-graph-sizes"),
+    (["--no-some-future-flag"], "--no-some-future-flag"),
+    (["--max-num", "8"], "--max-num"),  # the beginning of three flags
+    (["--enable-prefix-caching=false"], "--enable-prefix-caching"),  # booleans take none
+    (["--model", "other"], "--model"),  # two models
+]
+
+
+@pytest.mark.parametrize(("args", "flag"), REFUSED)
 def test_values_vllm_would_reject_name_the_flag(args: list[str], flag: str) -> None:
     with pytest.raises(vllmargs.VllmArgsError, match=flag):
         serve(*args)

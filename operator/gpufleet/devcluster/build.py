@@ -341,7 +341,14 @@ def build_missing(component: Component, *, root: Path, progress: Progress) -> bo
         return True
 
 
-def build_all(*, root: Path | None = None, progress: Progress = print) -> None:
-    """Build every missing component; skip those already built."""
-    for comp in components():
+def selected(only: Sequence[str] = ()) -> tuple[Component, ...]:
+    """The components named in ``only`` (every one when empty), in build order."""
+    return tuple(c for c in components() if not only or c.name in only)
+
+
+def build_all(
+    *, root: Path | None = None, progress: Progress = print, only: Sequence[str] = ()
+) -> None:
+    """Build every missing component, or only those named; skip those already built."""
+    for comp in selected(only):
         build_missing(comp, root=root or cache_dir(), progress=progress)

@@ -14,9 +14,17 @@ from gpufleet.devcluster import build, cluster, errors, images, imagespec, proce
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    sub.add_parser(
+    build_parser = sub.add_parser(
         "build",
         help="build etcd, Kubernetes, KWOK and Prometheus from their Go modules (cached)",
+    )
+    build_parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        choices=[c.name for c in build.components()],
+        metavar="COMPONENT",
+        help="build only this component (repeatable; default: all), e.g. prometheus",
     )
     built = sub.add_parser(
         "images",
@@ -143,7 +151,7 @@ def _images(source: Path, only: list[str]) -> int:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "build":
-            build.build_all(progress=_say)
+            build.build_all(progress=_say, only=args.only)
             return 0
         if args.action == "images":
             return _images(args.source, args.only)

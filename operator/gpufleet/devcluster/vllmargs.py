@@ -18,12 +18,15 @@ for what the worker execs. A shell (``sh -c "vllm serve …"``) is not looked in
 variables are the shell's to expand.
 
 Flags are read as vLLM's ``FlexibleArgumentParser`` reads them: ``--flag value``,
-``--flag=value``, underscores for dashes (``--max_model_len``), the short forms ``-tp``,
-``-pp``, ``-dp`` and ``-q``, ``--served-model-name`` taking every value up to the next
-flag, booleans with a ``--no-`` negation (``--no-enable-prefix-caching``) and integers
-with human-readable suffixes (``32k``). An unknown flag takes the next token as its value
-unless that token is a flag or the unknown flag is boolean (``--no-…``, or one of vLLM's
-boolean flags). Errors are ``VllmArgsError`` naming the flag and what is accepted.
+``--flag=value``, underscores for dashes (``--max_model_len``), the short forms (``-tp``,
+``-q`` …), list flags (``--served-model-name``, ``--allowed-media-domains``, ``--api-key``
+…) taking every value up to the next flag, ``--middleware`` one value per repetition,
+booleans with a ``--no-`` negation (``--no-enable-prefix-caching``) and integers with
+human-readable suffixes (``32k``, ``1K``). Which flag takes what comes from the supported
+vLLM's own parser (``devcluster.vllmflagtable``, generated and checked against vLLM by the
+contract tests): a ``--flag`` vLLM does not define is refused as ``vllm serve`` refuses
+it, so a pod the real server would crash-loop on fails in the twin too. Errors are
+``VllmArgsError`` naming the flag and what is accepted.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 
+from gpufleet.devcluster import vllmflagtable
 from gpufleet.planning import models
 
 VLLM_IMAGE = "vllm-openai"
@@ -40,46 +44,20 @@ API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 # vLLM's --port default (vllm/entrypoints/openai/cli_args.py).
 DEFAULT_PORT = 8000
 
-_SHORT = {
-    "-tp": "--tensor-parallel-size",
-    "-pp": "--pipeline-parallel-size",
-    "-dp": "--data-parallel-size",
-    "-q": "--quantization",
-}
-# Flags that take no value (argparse store_true or BooleanOptionalAction in vLLM's
-# EngineArgs and OpenAI server arguments), so a token after them is never their value.
-_BOOLEAN = frozenset(
-    "--" + name
-    for name in (
-        "enable-prefix-caching", "enable-chunked-prefill", "enforce-eager",
-        "trust-remote-code", "disable-log-stats", "disable-log-requests",
-        "enable-log-requests", "enable-log-outputs", "enable-lora", "enable-lora-bias",
-        "fully-sharded-loras", "disable-custom-all-reduce", "enable-expert-parallel",
-        "enable-eplb", "enable-sleep-mode", "enable-prompt-embeds", "skip-tokenizer-init",
-        "disable-sliding-window", "disable-cascade-attn", "disable-async-output-proc",
-        "disable-mm-preprocessor-cache", "calculate-kv-scales", "use-tqdm-on-load",
-        "async-scheduling", "headless", "enable-auto-tool-choice",
-        "disable-frontend-multiprocessing", "disable-fastapi-docs", "allow-credentials",
-        "enable-request-id-headers", "enable-prompt-tokens-details",
-        "enable-server-load-tracking", "enable-force-include-usage",
-        "enable-tokenizer-info-endpoint", "return-tokens-as-token-ids",
-        "disable-uvicorn-access-log", "enable-ssl-refresh", "ray-workers-use-nsight",
-    )
-)  # fmt: skip
-# Flags with nargs="+": every following token up to the next flag is theirs.
-_MULTI = frozenset(
-    ("--served-model-name", "--lora-modules", "--cuda-graph-sizes", "--ignore-patterns",
-     "--middleware", "--collect-detailed-traces")
-)  # fmt: skip
+# How each flag takes its values, read from the supported vLLM's own parser
+# (devcluster.vllmflagtable, generated; the contract tests keep it equal to vLLM's).
+_SHORT = vllmflagtable.SHORT
+_BOOLEAN = vllmflagtable.BOOLEAN
+_MULTI = vllmflagtable.MULTI
+_APPEND = vllmflagtable.APPEND
+_KNOWN = _BOOLEAN | _MULTI | _APPEND | vllmflagtable.SINGLE
 _NEGATIVE_NUMBER = re.compile(r"^-\d")
-# vLLM's human_readable_int (vllm/engine/arg_utils.py, v0.8-v0.11): k/m/g/t decimal
-# (decimals allowed), K/M/G/T binary. Later releases (vllm/utils) take Ki/Mi/Gi/Ti as
-# binary and read M/G/T as decimal; the older reading is kept for those three.
-_HUMAN_INT = re.compile(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|[kmgtKMGT])?")
+# vLLM's human_readable_int (vllm/utils/argparse_utils.py, v0.30.0): k/m/g/t decimal
+# (decimals allowed), K/M/G/T binary (whole numbers only); ``1Ki`` is refused.
+_HUMAN_INT = re.compile(r"(\d+(?:\.\d+)?)([kmgtKMGT])?")
 _MULTIPLIER = {
     **{s: 1000**i for i, s in enumerate("kmgt", 1)},
     **{s: 1024**i for i, s in enumerate("KMGT", 1)},
-    **{s + "i": 1024**i for i, s in enumerate("KMGT", 1)},
 }
 
 # vLLM's --quantization methods → the simulator's weight dtype (gpufleet.planning.precision).
@@ -141,7 +119,7 @@ def parse(*, image: str, command: Sequence[str], args: Sequence[str]) -> VllmSer
     if argv is None:
         return None
     positionals, flags = _scan(argv)
-    model = positionals[0] if positionals else _last(flags, "--model")
+    model = _model(positionals, flags)
     quantization = _last(flags, "--quantization")
     return VllmServe(
         model=model,
@@ -158,6 +136,16 @@ def parse(*, image: str, command: Sequence[str], args: Sequence[str]) -> VllmSer
         host=_last(flags, "--host"),
         port=_int(flags, "--port") or DEFAULT_PORT,
     )
+
+
+def _model(positionals: Sequence[str], flags: Mapping[str, tuple[str, ...]]) -> str | None:
+    """The one model: vLLM reads ``--model X`` as the positional ``X`` and refuses two."""
+    given = [*positionals, *(flags.get("--model", ())[-1:])]
+    if len(given) > 1:
+        raise VllmArgsError(
+            f"--model: one model only, positional or --model; got {', '.join(given)}"
+        )
+    return given[0] if given else None
 
 
 def server_argv(*, image: str, command: Sequence[str], args: Sequence[str]) -> list[str] | None:
@@ -211,7 +199,8 @@ def _after_launcher(argv: Sequence[str]) -> list[str] | None:
 
 
 def _scan(argv: Sequence[str]) -> tuple[list[str], dict[str, tuple[str, ...]]]:
-    """Positionals in order, and each flag's values (the last occurrence wins).
+    """Positionals in order, and each flag's values (the last occurrence wins, but a
+    repeatable flag such as ``--middleware`` collects one value per occurrence).
 
     A boolean flag's value is ``("true",)``, or ``("false",)`` for its ``--no-`` form.
     """
@@ -224,16 +213,40 @@ def _scan(argv: Sequence[str]) -> tuple[list[str], dict[str, tuple[str, ...]]]:
             positionals.append(token)
             continue
         name, has_inline, inline = token.partition("=")
-        name = _canonical(name)
+        name = _known(_canonical(name))
+        if has_inline and name in _BOOLEAN:
+            raise VllmArgsError(f"{name} takes no value (got {inline!r}); vLLM refuses it")
         if name.startswith("--no-"):
             flags["--" + name.removeprefix("--no-")] = ("false",)
         elif has_inline:
             flags[name] = (inline,)
         elif name in _BOOLEAN:
             flags[name] = ("true",)
+        elif name in _APPEND:
+            values, i = _values(argv, i, many=False)
+            flags[name] = (*flags.get(name, ()), *values)
         else:
             flags[name], i = _values(argv, i, many=name in _MULTI)
     return positionals, flags
+
+
+def _known(name: str) -> str:
+    """The vLLM flag ``name`` stands for; refused, as ``vllm serve`` refuses it, if none.
+
+    vLLM's parser is argparse with abbreviations allowed: a unique beginning of a flag
+    (``--tensor-par``) is that flag. A dotted flag (``--compilation-config.mode``) sets
+    one key of a JSON-valued flag and is vLLM's to judge; single-dash forms other than
+    the known short ones are let through.
+    """
+    if not name.startswith("--") or "." in name or name in _KNOWN:
+        return name
+    candidates = sorted(flag for flag in _KNOWN if flag.startswith(name))
+    if len(candidates) == 1:
+        return candidates[0]
+    version = vllmflagtable.VLLM_VERSION
+    if candidates:
+        raise VllmArgsError(f"{name}: ambiguous in vLLM {version}: {', '.join(candidates[:5])}")
+    raise VllmArgsError(f"{name}: vLLM {version} has no such flag (vllm serve refuses it)")
 
 
 def _values(argv: Sequence[str], i: int, *, many: bool) -> tuple[tuple[str, ...], int]:

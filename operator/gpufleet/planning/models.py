@@ -237,11 +237,23 @@ def get(name: str) -> ModelArch:
 
     Raises ``UnknownModel`` listing the known names.
     """
-    key = name.lower()
+    found = _BY_NAME.get(name.lower())
+    if found is None:
+        raise UnknownModel(name)
+    return found
+
+
+def _by_name() -> dict[str, ModelArch]:
+    """Each name ``get`` accepts -> its entry, the first in catalog order winning: the
+    router looks a model up for every request, so once, not a scan each time."""
+    found: dict[str, ModelArch] = {}
     for model in _MODELS:
-        if key in (model.name, model.hf_id.lower()):
-            return model
-    raise UnknownModel(name)
+        found.setdefault(model.name, model)
+        found.setdefault(model.hf_id.lower(), model)
+    return found
+
+
+_BY_NAME: Mapping[str, ModelArch] = _by_name()
 
 
 def resolve(typed: str) -> ModelArch:

@@ -49,7 +49,7 @@ from gpufleet.router.gate import Gate
 from gpufleet.router.metrics import RouterMetrics
 from gpufleet.router.registry import Registry
 from gpufleet.router.stats import Stats
-from gpufleet.routing import admission, affinity, throughput
+from gpufleet.routing import admission, affinity, throughput, waitqueue
 
 Clock = Callable[[], float]
 log = logging.getLogger("gpufleet.router")
@@ -78,7 +78,7 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
     def signal_age() -> float | None:
         return router.signal_age()
 
-    def demand() -> dict[str, admission.Demand]:
+    def demand() -> dict[str, waitqueue.Demand]:
         return router.demand()
 
     router = service.Router(
@@ -91,7 +91,7 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
         keyring=admission.KeyRing({} if from_secrets else config.keys()),
         sessions=affinity.SessionTable(ttl_s=policy.affinity.session.ttl_seconds),
         gate=Gate(
-            admission.WaitQueue(policy.admission.queue.max_size, policy.admission.queue.order),
+            waitqueue.WaitQueue(policy.admission.queue.max_size, policy.admission.queue.order),
             clock=clock,
         ),
         metrics=RouterMetrics(registry, signal_age, demand=demand),
@@ -102,7 +102,7 @@ def build(config: RouterConfig, *, clock: Clock = time.monotonic) -> service.Rou
             generation=config.policy_generation, applied_at=time.time(), loaded=not from_secrets
         ),
     )
-    registry.listeners.append(router.gate.wake)
+    registry.listeners.append(router.gate.wake_all)
     registry.forgetters.append(router.forget)
     return router
 

@@ -1,5 +1,5 @@
 """HTTP handlers: the only place request objects exist. Each reads what it needs from
-the request, calls ``service``/``proxy``, and records the outcome; errors become
+the request, calls ``intake`` and ``pipeline``, and records the outcome; errors become
 OpenAI-shaped JSON in ``edge.error_middleware``. No handler logs a key or prompt text.
 
 A generation request is tracked by the app's ``Drain`` from start to end; when a
@@ -19,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gpufleet import logsetup
-from gpufleet.router import appkeys, body, edge, proxy, service, spending, stats
+from gpufleet.router import appkeys, body, edge, intake, pipeline, service, spending, stats
 from gpufleet.router.drain import Drain
 from gpufleet.router.errors import (
     PayloadTooLarge,
@@ -54,21 +54,18 @@ async def _generate(request: web.Request, kind: body.Kind, drain: Drain) -> web.
     router = _router(request)
     router.stats.total += 1
     outcome = Outcome(started=router.clock())
-    job: service.Job | None = None
+    job: intake.Job | None = None
     try:
         _check_media_type(request)
-        tenant = service.tenant_of(router, request.headers.get("Authorization"))
+        tenant = intake.tenant_of(router, request.headers.get("Authorization"))
         parsed = body.parse(
             kind,
             await _read(request, router),
             max_tokens_limit=router.config.limits.max_tokens_limit,
         )
-        job = service.prepare(router, parsed, tenant=tenant, headers=request.headers)
-        service.admit(router, job)
-        try:
-            response = await proxy.forward(router, appkeys.http(request.app), job, request, outcome)
-        finally:
-            router.quotas.release(job.tenant)
+        job = intake.prepare(router, parsed, tenant=tenant, headers=request.headers)
+        http = appkeys.http(request.app)
+        response = await pipeline.run(router, job, http=http, client=request, outcome=outcome)
         outcome.status = outcome.status or response.status
         return _debug(router, response, outcome)
     except RouterError as error:
@@ -132,12 +129,11 @@ def _debug(
     router: service.Router, response: web.StreamResponse, outcome: Outcome
 ) -> web.StreamResponse:
     if router.config.debug_headers and outcome.decision and not response.prepared:
-        objective = router.policy.objective
-        response.headers.update(proxy.debug_headers(outcome.decision, objective=objective))
+        response.headers.update(pipeline.debug_headers(router, outcome.decision))
     return response
 
 
-def _record(router: service.Router, job: service.Job | None, outcome: Outcome) -> None:
+def _record(router: service.Router, job: intake.Job | None, outcome: Outcome) -> None:
     decision = outcome.decision
     gpu = decision.endpoint.gpu if decision else ""
     endpoint = decision.endpoint.id if decision else ""
@@ -169,9 +165,11 @@ def _record(router: service.Router, job: service.Job | None, outcome: Outcome) -
     _log_outcome(router, job, outcome)
 
 
-def _log_outcome(router: service.Router, job: service.Job | None, outcome: Outcome) -> None:
+def _log_outcome(router: service.Router, job: intake.Job | None, outcome: Outcome) -> None:
     """One INFO line per request: who asked for what, where it went, how it ended. No
     prompt and no key: the job's tenant is the name the key maps to."""
+    if not log.isEnabledFor(logging.INFO):
+        return  # its fields cost more than the rest of the accounting
     decision = outcome.decision
     fields: dict[str, object] = {
         "model": job.model if job else "",

@@ -30,7 +30,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gpufleet.router.registry import Registry
-from gpufleet.routing.admission import Demand
+from gpufleet.routing.waitqueue import Demand
 
 _BREAKER = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
 # Up to a day: the longest requestTimeoutSeconds (86400) the API admits, so a request the

@@ -1,9 +1,9 @@
 """What became of one request, for metrics, accounting and the access log.
 
-The proxy fills it in as the request goes (``proxy``); the handler and the accounting
-read it when the request ends (``handlers``, ``spending``). It lives apart from both so
-that the accounting needs nothing of the proxy and the proxy nothing of the accounting
-but the first-token call.
+The request pipeline fills it in as the request goes (``pipeline``, and each attempt's
+``attempt.Watch``); the handler and the accounting read it when the request ends
+(``handlers``, ``spending``). It lives apart from all of them so that the accounting
+needs nothing of the pipeline, and the proxy knows nothing of it.
 """
 
 from __future__ import annotations

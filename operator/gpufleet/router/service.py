@@ -1,13 +1,11 @@
-"""The router's state and the request path up to the choice of an endpoint.
+"""The router's state, and what of it one route plan sees.
 
 ``Router`` holds every component, built once by ``build`` (no module-level state).
-``prepare`` turns an authenticated, parsed request into a ``Job`` (served model, class,
-priority, cost estimate); ``route`` asks the picker for an endpoint, switching to the
-fallback model when the requested one has no capacity or every spillover tier is
-saturated (then, when the fallback has none either, routing over all tiers), and
-otherwise waiting in the admission queue while all are saturated (queued) or while the
-routed pool that serves the model has no ready endpoint (held: scale from zero;
-``wait_reason`` decides which).
+``plan`` takes a read-only ``snapshot`` of the router for one request and asks
+``gpufleet.routing.routeplan`` what to do (an endpoint, possibly of the fallback model
+or another spillover tier; wait; or refuse), keeping the turn and the session's
+endpoint it moved. The request pipeline (``gpufleet.router.pipeline``) waits in the
+admission queue when told to and plans again.
 """
 
 from __future__ import annotations
@@ -18,16 +16,8 @@ import logging
 from collections.abc import Callable, Mapping
 
 from gpufleet.api.routingpolicy import RoutingPolicySpec
-from gpufleet.router import body, explain
+from gpufleet.router import explain
 from gpufleet.router.config import RouterConfig
-from gpufleet.router.errors import (
-    BadRequest,
-    Forbidden,
-    NotFound,
-    RateLimited,
-    Unauthorized,
-    Unavailable,
-)
 from gpufleet.router.gate import Gate
 from gpufleet.router.liveconfig import ConfigState
 from gpufleet.router.metrics import RouterMetrics
@@ -37,41 +27,16 @@ from gpufleet.routing import (
     admission,
     affinity,
     calibration,
-    cost,
     performance,
-    picker,
     retrybudget,
+    routeplan,
     throughput,
+    waitqueue,
 )
 from gpufleet.routing.model import Candidate, RoutingRequest
 
 log = logging.getLogger("gpufleet.router")
 Clock = Callable[[], float]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Job:
-    parsed: body.Parsed
-    model: str
-    payload: bytes
-    tenant: str
-    klass: str
-    priority: int
-    estimate: cost.Estimate
-    session: str | None
-    prefix_key: int | None
-
-    def payload_for(self, model: str) -> bytes:
-        """The body to forward to an endpoint of ``model`` (the fallback model's
-        endpoints must be asked for their own model, or they answer 404)."""
-        return self.payload if model == self.model else body.with_model(self.parsed, model)
-
-    def routing_request(self, model: str) -> RoutingRequest:
-        e = self.estimate
-        return RoutingRequest(
-            model, e.input_tokens, e.output_tokens, e.kv_mb, self.prefix_key, self.session,
-            self.tenant, self.klass,
-        )  # fmt: skip
 
 
 @dataclasses.dataclass(slots=True)
@@ -119,14 +84,6 @@ class Router:
         source = self.config.kubernetes
         return source.pool_models if source is not None else {}
 
-    def discovered_pools(self) -> dict[str, str]:
-        """Model -> the pool of its first routable endpoint (by id)."""
-        found: dict[str, str] = {}
-        for endpoint_id in sorted(self.registry.slots):
-            endpoint = self.registry.slots[endpoint_id].endpoint
-            found.setdefault(endpoint.model, endpoint.pool)
-        return found
-
     def served_models(self) -> dict[str, str]:
         """Every name clients may use -> the served model it means: the models of the
         routable endpoints and of the routed pools (with no pod up too), and aliases."""
@@ -135,168 +92,49 @@ class Router:
         aliases = {a.name: a.model for a in self.policy.model_aliases if a.model in served}
         return served | aliases
 
-    def demand(self) -> dict[str, admission.Demand]:
+    def demand(self) -> dict[str, waitqueue.Demand]:
         """Pool -> requests waiting for it, for every routed or discovered pool (zero
         when none wait) and any other pool a request waits for."""
         source = self.config.kubernetes
         pools = {*self.pool_models, *(source.pools or () if source else ())}
         pools |= {s.endpoint.pool for s in self.registry.slots.values()}
-        zero = {pool: admission.Demand() for pool in pools}
+        zero = {pool: waitqueue.Demand() for pool in pools}
         return dict(sorted((zero | self.gate.demand()).items()))
 
     def take_retry(self) -> bool:
         return self.retry_budget.try_retry(self.clock())
 
 
-def tenant_of(router: Router, authorization: str | None) -> str:
-    """The authenticated tenant; ``Unauthorized`` for a wrong key, or a missing one when
-    keys are required. Client-supplied identity headers are never consulted."""
-    key = None
-    if authorization:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise Unauthorized("the Authorization header must be 'Bearer <API key>'")
-        key = value.strip()
-    if not router.policy.admission.tenants:
-        return admission.ANONYMOUS  # no tenants: keys are not checked (clients send any)
-    try:
-        tenant = router.keyring.tenant(key)
-    except admission.UnknownKey:
-        raise Unauthorized("the API key is not valid") from None
-    if tenant is None and router.policy.admission.require_api_key:
-        raise Unauthorized("an API key is required: send Authorization: Bearer <key>")
-    return tenant or admission.ANONYMOUS
-
-
-def prepare(router: Router, parsed: body.Parsed, *, tenant: str, headers: Mapping[str, str]) -> Job:
-    """Resolve model and class, and estimate the cost; the errors a client can cause."""
-    model = router.served_models().get(parsed.model)
-    if model is None:
-        raise NotFound(f"the model {parsed.model!r} is not served here", param="model")
-    policy = router.policy
-    klass, priority = _klass(router, tenant, headers.get(policy.class_header))
-    estimation = policy.token_estimation
-    max_tokens = 0 if parsed.kind == "embedding" else parsed.max_tokens
-    est = cost.estimate(
-        input_token_count=cost.input_tokens(len(parsed.text), estimation),
-        max_tokens=max_tokens,
-        estimation=estimation,
-        kv_bytes=cost.kv_bytes_per_token(model),
-        choices=parsed.n,
-    )
-    declared = policy.request_class(klass)
-    limit = declared.max_input_tokens if declared else None
-    if limit is not None and est.input_tokens > limit:
-        raise BadRequest(f"about {est.input_tokens} input tokens exceed class {klass}'s {limit}")
-    session_cfg = policy.affinity.session
-    prefix_cfg = policy.affinity.prefix
-    return Job(
-        parsed=parsed,
-        model=model,
-        payload=body.with_model(parsed, model),
-        tenant=tenant,
-        klass=klass,
-        priority=priority,
-        estimate=est,
-        session=_session(headers.get(session_cfg.header), tenant) if session_cfg.enabled else None,
-        prefix_key=affinity.prefix_key(parsed.text, prefix_cfg.prefix_chars)
-        if prefix_cfg.enabled
-        else None,
-    )
-
-
-def _session(sent: str | None, tenant: str) -> str | None:
-    return affinity.session_key(tenant, sent) if sent else None
-
-
-def _klass(router: Router, tenant: str, named: str | None) -> tuple[str, int]:
-    policy = router.policy
-    classes = {c.name: c for c in policy.request_classes}
-    tenants = {t.name: t for t in policy.admission.tenants}
-    spec = tenants.get(tenant)
-    name = named or (spec.default_class if spec and spec.default_class else policy.default_class)
-    if classes and name not in classes:
-        raise BadRequest(
-            f"header {policy.class_header} must name one of: {', '.join(classes)}",
-            param=policy.class_header,
-        )
-    if not classes and name != policy.default_class:
-        # Class names become metrics labels: only declared ones, or the default.
-        raise BadRequest(
-            f"header {policy.class_header}: this policy declares no request classes; "
-            f"omit it or send {policy.default_class!r}",
-            param=policy.class_header,
-        )
-    allowed = policy.admission.allowed_for(spec)
-    if named and allowed is not None and name not in allowed:
-        who = f"tenant {tenant}" if spec else "a client without an API key"
-        raise Forbidden(
-            f"{who} may not use request class {name!r} (header {policy.class_header}); "
-            f"allowed: {', '.join(allowed) or 'none'}",
-            param=policy.class_header,
-        )
-    klass_priority = classes[name].priority if classes else 0
-    # Class priority dominates; the tenant's breaks ties within a class.
-    return name, klass_priority * 1001 + (spec.priority if spec else 0)
-
-
-def admit(router: Router, job: Job) -> None:
-    """Take the tenant's tokens and a concurrency slot; ``RateLimited`` when over."""
-    e = job.estimate
-    verdict = router.quotas.admit(job.tenant, e.input_tokens + e.output_tokens, router.clock())
-    if not verdict.admitted:
-        raise RateLimited(verdict.reason, retry_after_s=verdict.retry_after_s)
-
-
-async def route(router: Router, job: Job, exclude: frozenset[str]) -> picker.Decision:
-    """An endpoint for ``job``: the fallback model when the requested one has no capacity
-    or its spillover tiers are all saturated; queued while saturated."""
-    outcome = _pick(router, job, job.model, exclude)
-    fallback = router.policy.failure_handling.fallback_model
-    if isinstance(outcome, picker.NoCapacity) and fallback and fallback != job.model:
-        alternative = _pick(router, job, fallback, exclude)
-        if isinstance(alternative, picker.Decision):
-            return alternative
-    outcome = _overflow(router, job, exclude, outcome)
-    waiting = _wait_reason(router, job.model, outcome)
-    if waiting is not None:
-        outcome = await _queued(router, job, exclude, waiting)
-    if isinstance(outcome, picker.Decision):
-        return outcome
-    if outcome.kind == "too_large":
-        raise BadRequest(outcome.reason, param="messages")
-    raise Unavailable(outcome.reason, retry_after_s=1)
-
-
-def _overflow(
-    router: Router, job: Job, exclude: frozenset[str], outcome: picker.Decision | picker.NoCapacity
-) -> picker.Decision | picker.NoCapacity:
-    """Every spillover tier saturated and no fallback took the request: a tier's
-    threshold is a preference, not a limit, so any endpoint with room serves it."""
-    if isinstance(outcome, picker.NoCapacity) and outcome.kind == "spilled":
-        return _pick(router, job, job.model, exclude, tiers=False)
-    return outcome
-
-
-def _pick(
-    router: Router, job: Job, model: str, exclude: frozenset[str], *, tiers: bool = True
-) -> picker.Decision | picker.NoCapacity:
+def snapshot(
+    router: Router, request: RoutingRequest, exclude: frozenset[str]
+) -> routeplan.Snapshot:
+    """What ``routeplan.plan`` sees of the router for ``request``: learned curves and
+    margins of the endpoints of its model and of the fallback model, not yet tried."""
     now = router.clock()
-    session = router.sessions.get(job.session, now) if job.session else None
-    router.turn += 1
+    session = router.sessions.get(request.session, now) if request.session else None
     candidates = router.registry.candidates()
-    serving = [c for c in candidates if c.endpoint.model == model and c.id not in exclude]
-    inputs = picker.Inputs(
-        router.policy, turn=router.turn, ring=router.registry.ring, session_target=session,
-        exclude=exclude, curves=curves(router, serving), explain=router.config.debug_headers,
-        tiers=tiers, margins=margins(router, serving, now, job.klass),
+    models = (request.model, router.policy.failure_handling.fallback_model)
+    serving = [c for c in candidates if c.endpoint.model in models and c.id not in exclude]
+    return routeplan.Snapshot(
+        router.policy, candidates, turn=router.turn, ring=router.registry.ring,
+        session_target=session, exclude=exclude, curves=curves(router, serving),
+        margins=margins(router, serving, now, request.klass),
+        explain=router.config.debug_headers, pool_models=router.pool_models,
     )  # fmt: skip
-    outcome = picker.pick(job.routing_request(model), candidates, inputs)
-    if isinstance(outcome, picker.Decision):
-        explain.sample(outcome, objective=router.policy.objective, turn=router.turn)
-    if isinstance(outcome, picker.Decision) and job.session:
-        router.sessions.put(job.session, outcome.endpoint.id, now)
-    return outcome
+
+
+def plan(
+    router: Router, request: RoutingRequest, exclude: frozenset[str], *, fallback: bool = True
+) -> routeplan.Plan:
+    """Plan ``request`` over the router's state now (``routeplan.plan``), and keep what
+    the plan moved: the tie-breaking turn, and the session's endpoint when it names one."""
+    result = routeplan.plan(request, snapshot(router, request, exclude), fallback=fallback)
+    router.turn = result.turn
+    if isinstance(result, routeplan.Send):
+        explain.sample(result.decision, objective=router.policy.objective, turn=result.turn)
+        if request.session:
+            router.sessions.put(request.session, result.decision.endpoint.id, router.clock())
+    return result
 
 
 def curves(router: Router, candidates: list[Candidate]) -> dict[str, performance.Curve]:
@@ -327,57 +165,3 @@ def margins(
         )
         for c in candidates
     }
-
-
-def wait_reason(
-    outcome: picker.Decision | picker.NoCapacity,
-    model: str,
-    *,
-    discovered: Mapping[str, str],
-    pool_models: Mapping[str, str],
-) -> admission.Waiting | None:
-    """Whether a request for ``model`` that got ``outcome`` waits, and for which pool.
-
-    Saturated endpoints: queued for their pool. No routable endpoint of the model at all
-    (``discovered``: model -> pool of its endpoints) while a routed pool serves it
-    (``pool_models``: pool -> model; the first such pool by name): held for that pool,
-    which the autoscaler starts. Anything else is answered at once.
-    """
-    if isinstance(outcome, picker.Decision):
-        return None
-    declared = sorted(pool for pool, served in pool_models.items() if served == model)
-    if outcome.kind == "saturated":
-        pool = discovered.get(model) or (declared[0] if declared else "")
-        return admission.Waiting(pool)
-    if outcome.kind == "unavailable" and model not in discovered and declared:
-        return admission.Waiting(declared[0], held=True)
-    return None
-
-
-def _wait_reason(
-    router: Router, model: str, outcome: picker.Decision | picker.NoCapacity
-) -> admission.Waiting | None:
-    if isinstance(outcome, picker.Decision):
-        return None
-    return wait_reason(
-        outcome, model, discovered=router.discovered_pools(), pool_models=router.pool_models
-    )
-
-
-async def _queued(
-    router: Router, job: Job, exclude: frozenset[str], waiting: admission.Waiting
-) -> picker.Decision | picker.NoCapacity:
-    queue = router.policy.admission.queue
-    entered = router.clock()
-    ticket = router.gate.enter(job.priority, waiting)
-    try:
-        while True:
-            await router.gate.wait(ticket, entered + queue.timeout_seconds)
-            outcome = _overflow(router, job, exclude, _pick(router, job, job.model, exclude))
-            now_waiting = _wait_reason(router, job.model, outcome)
-            if now_waiting is None:
-                return outcome
-            router.gate.mark(ticket, now_waiting)
-    finally:
-        router.gate.leave(ticket)
-        router.metrics.queue_wait.labels(job.klass).observe(router.clock() - entered)

@@ -5,7 +5,7 @@ dollars and SLO attainment, into ``/metrics`` and ``/stats`` (the figures come f
 
 from __future__ import annotations
 
-from gpufleet.router import service
+from gpufleet.router import intake, service
 from gpufleet.router.outcome import Outcome
 from gpufleet.routing import accounting
 
@@ -23,7 +23,7 @@ def first_token(router: service.Router, klass: str, *, arrived: float, at: float
     return True
 
 
-def record(router: service.Router, job: service.Job, outcome: Outcome) -> None:
+def record(router: service.Router, job: intake.Job, outcome: Outcome) -> None:
     """Count one request that ended in success with an answer and its usage."""
     decision, attempt, used = outcome.decision, outcome.attempt, outcome.usage
     if decision is None or attempt is None or used is None or outcome.label != "success":

@@ -29,8 +29,8 @@ from gpufleet.router.liveconfig import ConfigState
 from gpufleet.router.registry import Registry
 from gpufleet.router.usage import Usage
 from gpufleet.routing import accounting, calibration, cost, filters, spillover
-from gpufleet.routing.admission import Demand
 from gpufleet.routing.model import Candidate
+from gpufleet.routing.waitqueue import Demand
 
 
 @dataclasses.dataclass(slots=True)

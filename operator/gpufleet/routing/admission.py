@@ -1,15 +1,12 @@
-"""Admission: who a request belongs to, whether its tenant may send it now, and the
-order in which queued requests get an endpoint.
+"""Admission: who a request belongs to and whether its tenant may send it now (the
+order in which queued requests get an endpoint is ``gpufleet.routing.waitqueue``'s).
 
 - ``KeyRing`` maps SHA-256 digests of API keys to tenants (the keys themselves are not
   kept), compared in constant time;
 - ``TokenBucket`` enforces tokens per minute: it refills continuously, may go into
   debt once when full (so a request larger than the quota is not starved), and says
   how long until a request of a given size fits;
-- ``WaitQueue`` orders waiting tickets by priority (higher first), FIFO within, and
-  when full sheds the lowest-priority newest ticket — possibly the newcomer. It also
-  knows what each ticket waits for (``Waiting``: a pool, held or queued), which adds up
-  to the demand per pool (``Demand``) the autoscaler reads.
+- ``Quotas`` holds each tenant's bucket and its requests in flight.
 
 All time comes in as ``now`` (seconds, monotonic).
 """
@@ -18,9 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import heapq
 import hmac
-import itertools
 from collections.abc import Mapping
 
 from gpufleet.api.admission import Tenant
@@ -138,98 +133,3 @@ class Quotas:
 
     def in_flight(self, tenant: str) -> int:
         return self._in_flight.get(tenant, 0)
-
-
-@dataclasses.dataclass(order=True, frozen=True, slots=True)
-class Ticket:
-    """A queued request; sorts first when it should be served first."""
-
-    sort_key: tuple[int, int]
-    priority: int = dataclasses.field(compare=False)
-    enqueued_at: float = dataclasses.field(compare=False)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Waiting:
-    """What a queued request waits for: an endpoint of ``pool`` — one that exists but is
-    saturated (``held`` False), or the pool's first ready one while it has none, as when
-    it scales from zero (``held`` True)."""
-
-    pool: str
-    held: bool = False
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Demand:
-    """Requests waiting for one pool: ``queued`` behind saturated endpoints, ``held``
-    for a pool with no ready endpoint."""
-
-    queued: int = 0
-    held: int = 0
-
-
-@dataclasses.dataclass(slots=True)
-class WaitQueue:
-    """Bounded queue of tickets; ``order`` "priority" or "fifo"."""
-
-    max_size: int
-    order: str = "priority"
-    _heap: list[Ticket] = dataclasses.field(default_factory=list)
-    _gone: set[Ticket] = dataclasses.field(default_factory=set)
-    _seq: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
-    _waiting: dict[Ticket, Waiting] = dataclasses.field(default_factory=dict)
-
-    def push(
-        self, priority: int, now: float, waiting: Waiting | None = None
-    ) -> tuple[Ticket, Ticket | None]:
-        """Queue a ticket waiting for ``waiting`` (counted in ``demand``); the second
-        value is the ticket shed to make room (may be the new one itself, when the queue
-        is full of equal or higher priority). Held and queued tickets share the bound."""
-        rank = -priority if self.order == "priority" else 0
-        ticket = Ticket((rank, next(self._seq)), priority, now)
-        if self.max_size == 0:
-            return ticket, ticket
-        heapq.heappush(self._heap, ticket)
-        if waiting is not None:
-            self._waiting[ticket] = waiting
-        if len(self) <= self.max_size:
-            return ticket, None
-        worst = max(t for t in self._heap if t not in self._gone)
-        self.remove(worst)
-        return ticket, worst
-
-    def head(self) -> Ticket | None:
-        """The ticket to serve next, or None."""
-        while self._heap and self._heap[0] in self._gone:
-            self._gone.discard(heapq.heappop(self._heap))
-        return self._heap[0] if self._heap else None
-
-    def in_order(self) -> list[Ticket]:
-        """Every waiting ticket, the one to serve first first."""
-        return sorted(t for t in self._heap if t not in self._gone)
-
-    def remove(self, ticket: Ticket) -> None:
-        """Drop ``ticket`` (served, timed out or cancelled); unknown tickets are ignored."""
-        if ticket in self._heap and ticket not in self._gone:
-            self._gone.add(ticket)
-        self._waiting.pop(ticket, None)
-        self.head()
-
-    def wait_for(self, ticket: Ticket, waiting: Waiting) -> None:
-        """``ticket`` now waits for ``waiting`` (a held request whose pool got endpoints
-        that are all saturated is queued from then on); unknown tickets are ignored."""
-        if ticket in self._heap and ticket not in self._gone:
-            self._waiting[ticket] = waiting
-
-    def waiting(self, ticket: Ticket) -> Waiting | None:
-        return self._waiting.get(ticket)
-
-    def demand(self) -> dict[str, Demand]:
-        """Pool -> its requests waiting now, held and queued; only pools with some."""
-        counts: dict[str, list[int]] = {}
-        for waiting in self._waiting.values():
-            counts.setdefault(waiting.pool, [0, 0])[waiting.held] += 1
-        return {pool: Demand(queued, held) for pool, (queued, held) in sorted(counts.items())}
-
-    def __len__(self) -> int:
-        return len(self._heap) - len(self._gone)

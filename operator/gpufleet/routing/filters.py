@@ -65,6 +65,13 @@ def not_saturated(candidates: Candidates) -> list[Candidate]:
     return [c for c in candidates if c.load.in_flight < c.endpoint.max_in_flight]
 
 
+def free_slots(model: str, candidates: Candidates) -> int:
+    """How many more requests the routable endpoints of ``model`` take before each is at
+    its request limit: the room a queued request that got none leaves to those behind."""
+    serving = routable([c for c in candidates if c.endpoint.model == model])
+    return sum(max(0, c.endpoint.max_in_flight - c.load.in_flight) for c in serving)
+
+
 def large_placement(policy: LargeRequests, candidates: Candidates) -> list[Candidate]:
     """Where a large request may go: the preferred generations (or all when none is
     listed), and among them the largest TP, then the most KV headroom.

@@ -25,7 +25,16 @@ keeps it, counting the prompts sent there since it was placed.
 - ``cost``: among the candidates predicted to meet the SLO, the lowest price per token;
   candidates within ``PRICE_BAND`` of it are equally cheap and the scorers' sum decides
   between them (so load, KV and affinity still spread and place work within a
-  generation). When none meets it, the best predicted latency.
+  generation). Cost only where there is slack: the band widens as the fleet fills
+  (``price_band``), so from ``FULL`` on every candidate that meets the SLO is in it and
+  the scorers decide, as ``balanced`` does; when none meets it, the fleet is full for
+  this request and the scorers' sum decides (``balanced``'s choice: packing onto the
+  cheapest generation or chasing one latency prediction is what lost SLOs near
+  saturation). How full is read from the learned curves, not from slot counts: each
+  candidate's ``pressure`` is the share of its headroom under the class's SLO — bound
+  minus its prediction when idle — that the queue it has now takes up, and the fill is
+  the mean over the candidates that could meet the SLO at all, each counted at most
+  as full (none, or a class without an SLO: no pressure, the cheapest wins).
 - ``latency``: the least predicted TTFT + output tokens x TPOT, the scorers breaking
   ties.
 - ``balanced``: the scorers' weighted sum alone, where the ``cost`` scorer is the
@@ -48,6 +57,9 @@ from gpufleet.routing.model import Candidate, Load, RoutingRequest
 
 Objective = Literal["cost", "latency", "balanced"]
 PRICE_BAND = 0.05
+# The candidates' mean pressure from which ``cost`` starts to give up price for balance,
+# and at which it has given up all of it.
+SLACK_ENDS, FULL = 0.5, 0.85
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,6 +97,42 @@ def predict(
     stall_s = request.input_tokens * curve.prefill_s_per_token * margin.ttft
     fits = fits and spares(candidate.load, stall_s, tpot * margin.tpot, curve, margin)
     return Prediction(ttft, tpot, gpu_s, dollars, fits)
+
+
+def pressure(
+    now: Prediction,
+    idle: Prediction,
+    slo: Slo | None,
+    margin: calibration.Margin,
+    output_tokens: int,
+) -> float | None:
+    """The share of a candidate's headroom under ``slo`` that its queue takes: for each
+    bound, (prediction now - prediction idle) / (bound - prediction idle), margins
+    applied; the largest. None when no bound is set or the candidate misses one even
+    idle (it has no headroom to fill)."""
+    if slo is None:
+        return None
+    pairs = (
+        (slo.ttft_millis, now.ttft_s * margin.ttft * 1000, idle.ttft_s * margin.ttft * 1000),
+        (slo.tpot_millis, now.tpot_s * margin.tpot * 1000, idle.tpot_s * margin.tpot * 1000),
+        (slo.end_to_end_seconds,
+         now.ttft_s * margin.ttft + output_tokens * now.tpot_s * margin.tpot,
+         idle.ttft_s * margin.ttft + output_tokens * idle.tpot_s * margin.tpot),
+    )  # fmt: skip
+    shares = [
+        (value - floor) / (bound - floor) for bound, value, floor in pairs if bound is not None
+    ]
+    if not shares or any(bound is not None and floor >= bound for bound, _, floor in pairs):
+        return None
+    return max(0.0, *shares)
+
+
+def fill(pressures: Sequence[float | None]) -> float:
+    """The candidates' mean pressure, over those that have one (0 when none has), each
+    counted at most as full: one endpoint far past its bound beside idle ones is one
+    full endpoint, not a full fleet."""
+    known = [min(1.0, p) for p in pressures if p is not None]
+    return sum(known) / len(known) if known else 0.0
 
 
 def spares(
@@ -139,22 +187,36 @@ def price_scores(predictions: Sequence[Prediction]) -> list[float]:
     return [best / c if math.isfinite(c) and c > 0 else 0.0 for c in costs]
 
 
+def price_band(fill: float) -> float:
+    """How much dearer than the cheapest a candidate may be and still count as cheap,
+    as a factor, when the candidates' mean utilisation is ``fill``: 1 + ``PRICE_BAND``
+    up to ``SLACK_ENDS``, then wider until infinite at ``FULL``."""
+    if fill >= FULL:
+        return math.inf
+    given_up = max(0.0, fill - SLACK_ENDS) / (FULL - SLACK_ENDS)
+    return (1 + PRICE_BAND) / (1 - given_up)
+
+
 def choose(
     objective: Literal["cost", "latency"],
     request: RoutingRequest,
     predictions: Sequence[Prediction],
     scores: Sequence[float],
+    *,
+    fill: float = 0.0,
 ) -> int:
     """The index of the candidate ``objective`` picks; ``scores`` (the scorers' sums)
-    break ties."""
+    break ties; ``fill`` is the candidates' mean utilisation (``cost`` only)."""
     every = range(len(predictions))
     if objective == "cost":
         meeting = [i for i in every if predictions[i].meets_slo]
-        if meeting:
-            costs = unit_costs(predictions)
-            cheapest = min(costs[i] for i in meeting)
-            band = [i for i in meeting if costs[i] <= cheapest * (1 + PRICE_BAND)]
-            return max(band, key=lambda i: (scores[i], -i))
+        if not meeting:
+            return max(every, key=lambda i: (scores[i], -i))
+        costs = unit_costs(predictions)
+        cheapest = min(costs[i] for i in meeting)
+        band = price_band(fill)
+        cheap = [i for i in meeting if math.isinf(band) or costs[i] <= cheapest * band]
+        return max(cheap, key=lambda i: (scores[i], -i))
     return min(every, key=lambda i: (predictions[i].latency_s(request.output_tokens),
                                      -scores[i], i))  # fmt: skip
 

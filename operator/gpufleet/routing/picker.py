@@ -38,7 +38,7 @@ from gpufleet.routing import (
     scorers,
     spillover,
 )
-from gpufleet.routing.model import Candidate, Endpoint, RoutingRequest
+from gpufleet.routing.model import Candidate, Endpoint, Load, RoutingRequest
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -187,7 +187,9 @@ def _choose(
             key=lambda i: (round(totals[i], 9), -ordered[i].load.in_flight, -i),
         )
     else:
-        best = objective.choose(goal, request, predictions, [round(t, 9) for t in totals])
+        full = _fill(request, ordered, inputs, predictions)
+        rounded = [round(t, 9) for t in totals]
+        best = objective.choose(goal, request, predictions, rounded, fill=full)
     considered: tuple[Considered, ...] = ()
     if inputs.explain:
         considered = tuple(
@@ -209,6 +211,27 @@ def _predictions(
         objective.predict(request, c, k, slo, inputs.margins.get(c.id, calibration.DEFAULT))
         for c, k in zip(candidates, curves, strict=True)
     ]
+
+
+def _fill(
+    request: RoutingRequest,
+    candidates: list[Candidate],
+    inputs: Inputs,
+    predictions: Sequence[objective.Prediction],
+) -> float:
+    """How full the candidates are for ``request``'s class (``objective.fill``): each one's
+    prediction now against its prediction idle."""
+    klass = inputs.policy.request_class(request.klass)
+    slo = klass.slo if klass else None
+    if slo is None:
+        return 0.0
+    curves = objective.curves_for(candidates, inputs.curves)
+    pressures = []
+    for c, k, now in zip(candidates, curves, predictions, strict=True):
+        margin = inputs.margins.get(c.id, calibration.DEFAULT)
+        idle = objective.predict(request, Candidate(c.endpoint, Load()), k, slo, margin)
+        pressures.append(objective.pressure(now, idle, slo, margin, request.output_tokens))
+    return objective.fill(pressures)
 
 
 def _context(

@@ -7,7 +7,10 @@ gauges ``vllm:num_requests_running`` / ``vllm:num_requests_waiting`` /
 ``vllm:generation_tokens``, ``vllm:num_preemptions``, ``vllm:request_success`` and the
 histograms ``vllm:time_to_first_token_seconds``, ``vllm:inter_token_latency_seconds``
 (older ``vllm:time_per_output_token_seconds``), ``vllm:e2e_request_latency_seconds``; all
-labelled ``model_name``. ``legacy_names`` adds the older names next to the current ones.
+labelled ``model_name`` and ``engine`` (``"0"``: one engine core per server, as vLLM
+labels its series since V1), ``vllm:request_success`` also ``finished_reason``, every
+reason vLLM has at zero from the start. ``legacy_names`` adds the older names next to
+the current ones.
 
 DCGM fields, help texts and labels are dcgm-exporter's (``hardware.dcgm``, the names
 gpufleet's GPU health agent exports too), one series per GPU. A GPU's UUID is NVML's
@@ -32,6 +35,11 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75
                 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
 ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
                5.0, 7.5, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
+# vLLM's FinishReason names (vllm/v1/engine/__init__.py, v0.30.0), each a
+# vllm:request_success series from the start.
+FINISH_REASONS = ("stop", "length", "abort", "error", "repetition")
+# The data-parallel rank vLLM puts in the ``engine`` label: 0 without data parallelism.
+ENGINE = "0"
 E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
                60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
 
@@ -42,8 +50,9 @@ class VllmMetrics:
     def __init__(self, model: str, *, legacy_names: bool = False) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._model = model
+        self._labels = (model, ENGINE)
         reg = self.registry
-        label = ["model_name"]
+        label = ["model_name", "engine"]
         self._running = Gauge("vllm:num_requests_running", "Running requests", label, registry=reg)
         self._waiting = Gauge("vllm:num_requests_waiting", "Waiting requests", label, registry=reg)
         kv_names = ["vllm:kv_cache_usage_perc"]
@@ -76,31 +85,33 @@ class VllmMetrics:
         # Expose every series from the start, at zero, as vLLM does.
         for metric in (self._running, self._waiting, *self._kv, *self._counters.values(),
                        self._ttft, *self._itl, self._e2e):  # fmt: skip
-            metric.labels(model)
+            metric.labels(*self._labels)
+        for reason in FINISH_REASONS:
+            self._success.labels(*self._labels, reason)
 
     def update(self, *, running: int, waiting: int, kv_usage: float, counters: Counters) -> None:
         """Set the gauges and advance the counters to the engine's totals."""
-        m = self._model
-        self._running.labels(m).set(running)
-        self._waiting.labels(m).set(waiting)
+        m = self._labels
+        self._running.labels(*m).set(running)
+        self._waiting.labels(*m).set(waiting)
         for gauge in self._kv:
-            gauge.labels(m).set(kv_usage)
+            gauge.labels(*m).set(kv_usage)
         for field, counter in self._counters.items():
             delta = getattr(counters, field) - getattr(self._seen, field)
             if delta > 0:
-                counter.labels(m).inc(delta)
+                counter.labels(*m).inc(delta)
                 setattr(self._seen, field, getattr(counters, field))
 
     def first_token(self, seconds: float) -> None:
-        self._ttft.labels(self._model).observe(seconds)
+        self._ttft.labels(*self._labels).observe(seconds)
 
     def inter_token(self, seconds: float) -> None:
         for hist in self._itl:
-            hist.labels(self._model).observe(seconds)
+            hist.labels(*self._labels).observe(seconds)
 
     def finished(self, *, e2e_s: float, reason: str) -> None:
-        self._e2e.labels(self._model).observe(e2e_s)
-        self._success.labels(self._model, reason).inc()
+        self._e2e.labels(*self._labels).observe(e2e_s)
+        self._success.labels(*self._labels, reason).inc()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
