@@ -46,7 +46,8 @@ from typing import Any
 
 from kubernetes import client
 
-from gpufleet.controller import observe, scalinginputs
+from gpufleet.controller import observe
+from gpufleet.controller.autoscaling import scalinginputs
 from gpufleet.devcluster import build, nodes
 from gpufleet.devcluster import cluster as clusters
 from gpufleet.loadgen import client as loadclient

@@ -1,10 +1,11 @@
 """The label and annotation contract between the operator, the router and the twin.
 
 Pure constants and the few helpers that read or build them. The operator writes these
-on what it creates (``gpufleet.controller.render``, ``gpufleet.controller.router_render``);
-the router reads them to know each endpoint's pool, GPU generation, tensor-parallel
-size, served model and price (``gpufleet.router.discovery``); the dev cluster's pod
-runner and Prometheus configuration read them to simulate and scrape model servers.
+on what it creates (``gpufleet.controller.modelpool.render``,
+``gpufleet.controller.routingpolicy.policyrender``); the router reads them to know each
+endpoint's pool, GPU generation, tensor-parallel size, served model and price
+(``gpufleet.router.discovery``); the dev cluster's pod runner and Prometheus
+configuration read them to simulate and scrape model servers.
 Nothing else spells a ``gpufleet.io/`` key.
 """
 
@@ -40,6 +41,9 @@ ROUTING_POLICY = f"{GROUP}/routing-policy"
 MODEL_ANNOTATION = f"{GROUP}/model"  # the served name, verbatim
 CATALOG_MODEL_ANNOTATION = f"{GROUP}/catalog-model"  # planner catalog name, if any
 COST_ANNOTATION = f"{GROUP}/cost-per-gpu-hour"  # USD per GPU-hour, decimal
+# KV-cache tokens one replica holds, as the operator planned the pod's variant when the
+# pod was created: the router reads the operator's plan from it instead of planning.
+KV_CACHE_TOKENS_ANNOTATION = f"{GROUP}/kv-cache-tokens"
 # The pod's node is about to go away (a spot interruption notice, a scale-down): the
 # value says why. Any node-termination tool may set it; routers stop sending new work.
 INTERRUPTION_ANNOTATION = f"{GROUP}/interruption"
@@ -56,7 +60,7 @@ POD_TEMPLATE_HASH = "pod-template-hash"  # pod → its ReplicaSet's name suffix
 DISRUPTION_TARGET = "DisruptionTarget"
 
 # The key of a RoutingPolicy's ConfigMap that holds the router's configuration: the
-# operator writes it (``controller.policyrender``) and mounts it as the router's file,
+# operator writes it (``controller.routingpolicy.policyrender``) and mounts it as the router's file,
 # which the router watches and applies live (``router.liveconfig``).
 ROUTER_CONFIG_KEY = "router.yaml"
 
@@ -136,3 +140,9 @@ def parse_cost(value: object) -> float | None:
     except ValueError:
         return None
     return cost if value is not None and 0.0 <= cost < float("inf") else None
+
+
+def parse_tokens(value: object) -> int | None:
+    """A token-count annotation's value; None when absent or not a positive integer."""
+    text = str(value) if value is not None else ""
+    return int(text) if text.isdigit() and int(text) > 0 else None

@@ -49,7 +49,7 @@ class OperatorConfig:
     one of ``allowed_image_prefixes`` (``controller.images``; empty allows none), and its
     ``spec.serving.trustRemoteCode`` is honoured only when ``allow_trust_remote_code``.
 
-    The autoscaler (``controller.autoscaler``) decides every ``autoscale_seconds``,
+    The autoscaler (``controller.autoscaling.autoscaler``) decides every ``autoscale_seconds``,
     reading signals from ``prometheus_url`` (none: it only keeps the replicas within
     bounds and starts pools from zero for held requests); an https Prometheus is
     verified against ``prometheus_ca_file``, else the system CAs, unless
@@ -59,7 +59,7 @@ class OperatorConfig:
     the dev cluster and the tests, where everything lives on loopback.
 
     With ``network_policies`` (off only where the network plugin enforces none) every
-    ModelPool gets a NetworkPolicy (``controller.netpolicy``): its ports admit the
+    ModelPool gets a NetworkPolicy (``controller.modelpool.netpolicy``): its ports admit the
     routers of the RoutingPolicies that route it and the metrics scraper, the pods
     labelled ``metrics_scraper_labels`` (``key=value`` each) in namespace
     ``metrics_scraper_namespace``.

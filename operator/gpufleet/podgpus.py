@@ -4,7 +4,7 @@ The agent sidecar requests no GPU (that would take one from vLLM), so NVML shows
 every GPU of the node, other pods' included. Only the model-server container knows its
 own: the device plugin mounted exactly those into it. So ``gpufleet worker`` (and, in
 the twin, the simulator) writes their UUIDs to the file its ``ENV`` variable names
-(set by ``controller.podspec``), in a volume both containers mount, and the agent judges
+(set by ``controller.modelpool.podspec``), in a volume both containers mount, and the agent judges
 and exports only the GPUs listed there (``gpuagent.scope``); until the file exists it
 judges nothing. A contract between containers, like ``labels`` between programs, so it
 sits below all four writers and readers.
@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 # The variable that names the file to the model server (``gpufleet worker``); the
-# operator sets it (``controller.podspec``) and passes the same path to the agent.
+# operator sets it (``controller.modelpool.podspec``) and passes the same path to the agent.
 ENV = "GPUFLEET_GPU_UUIDS_FILE"
 
 

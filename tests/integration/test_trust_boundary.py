@@ -16,7 +16,7 @@ from kubernetes import client
 
 from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import netpolicy, render
+from gpufleet.controller.modelpool import netpolicy, render
 from tests.conftest import LocalCluster
 from tests.integration.operator_harness import GROUP, PLURAL, VERSION, Operator, get_pool
 from tests.waiting import until

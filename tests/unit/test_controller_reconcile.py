@@ -11,7 +11,8 @@ import pytest
 
 from gpufleet import labels as contract
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import bodies, liveness, observe, plan, render, status, variants
+from gpufleet.controller import bodies, conditions, liveness, observe, owned
+from gpufleet.controller.modelpool import plan, render, status, variants
 from gpufleet.controller.workqueue import WorkQueue
 from gpufleet.operatorconfig import OperatorConfig
 
@@ -45,7 +46,7 @@ def keyed(children: list[observe.ObservedChild]) -> dict[tuple[str, str], observ
 def test_plan_creates_everything_when_nothing_exists() -> None:
     s = spec()
     intents = plan.desired(POOL, s, variants.plan_pool(s), {})
-    todo = plan.diff(intents, {})
+    todo = owned.diff(intents, {})
     assert [c["kind"] for c in todo.apply] == ["Service", "PodDisruptionBudget", "Deployment"]
     assert todo.delete == ()
 
@@ -53,7 +54,7 @@ def test_plan_creates_everything_when_nothing_exists() -> None:
 def test_plan_is_empty_when_live_objects_contain_the_intent() -> None:
     s = spec()
     intents = plan.desired(POOL, s, variants.plan_pool(s), {})
-    assert plan.diff(intents, keyed([live(c) for c in intents])).empty
+    assert owned.diff(intents, keyed([live(c) for c in intents])).empty
 
 
 def _edit_image(doc: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +73,7 @@ def test_plan_reapplies_drifted_or_outdated_children(mutate: Any) -> None:
     s = spec()
     intents = plan.desired(POOL, s, variants.plan_pool(s), {})
     observed = keyed([live(c, mutate=mutate) for c in intents])
-    todo = plan.diff(intents, observed)
+    todo = owned.diff(intents, observed)
     assert "Deployment" in [c["kind"] for c in todo.apply]
 
 
@@ -81,11 +82,11 @@ def test_plan_deletes_children_of_removed_or_infeasible_variants_and_holds_on_se
     observed = keyed([live(c) for c in plan.desired(POOL, two, variants.plan_pool(two), {})])
     one = spec([{"name": "a", "gpu": "H100-80GB"}])
     intents = plan.desired(POOL, one, variants.plan_pool(one), observed)
-    assert [(d.kind, d.name) for d in plan.diff(intents, observed).delete] == [
+    assert [(d.kind, d.name) for d in owned.diff(intents, observed).delete] == [
         ("Deployment", "p-b")
     ]
-    assert plan.diff(intents, observed, hold_deployments=True).empty
-    assert [c["kind"] for c in plan.diff(intents, {}, hold_deployments=True).apply] == [
+    assert owned.diff(intents, observed, hold_deployments=True).empty
+    assert [c["kind"] for c in owned.diff(intents, {}, hold_deployments=True).apply] == [
         "Service", "PodDisruptionBudget"]  # fmt: skip
 
 
@@ -201,12 +202,12 @@ def test_transition_time_moves_only_on_flips_and_events_follow_flips() -> None:
     later = T0 + datetime.timedelta(minutes=5)
     same = status.compute(s, d, _observation(s, deployments={}), previous=first, now=later)
     assert same == first
-    assert status.transitions(first, same) == []
+    assert conditions.transitions(first, same) == []
     ready = status.compute(s, d, _observation(s), previous=first, now=later)
     times = {c.type: c.last_transition_time for c in ready.conditions}
     assert times["Ready"] == "2026-01-01T00:05:00Z"
     assert times["Degraded"] == "2026-01-01T00:00:00Z"  # still False: unchanged
-    events = status.transitions(first, ready)
+    events = conditions.transitions(first, ready)
     assert {(e.type, e.reason) for e in events} == {("Normal", "AllVariantsReady"),
                                                    ("Normal", "Complete")}  # fmt: skip
 
@@ -256,21 +257,24 @@ def test_importing_pure_controller_modules_imports_no_io_library() -> None:
     import sys
 
     code = (
-        "import sys, gpufleet.controller.render, gpufleet.controller.plan, "
-        "gpufleet.controller.status, gpufleet.operatorconfig; "
+        "import sys, gpufleet.controller.modelpool.render, gpufleet.controller.modelpool.plan, "
+        "gpufleet.controller.modelpool.status, gpufleet.operatorconfig; "
         "print(sorted(m for m in ('kopf', 'kubernetes', 'aiohttp') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-def _pod(name: str, variant: str, cost: str | None, phase: str = "Running") -> observe.ObservedPod:
+def _pod(
+    name: str, variant: str, cost: str | None, phase: str = "Running", kv: str | None = "1"
+) -> observe.ObservedPod:
     return observe.ObservedPod(
-        name=name, variant=variant, node="n", phase=phase, ready=True, cost=cost
-    )
+        name=name, variant=variant, node="n", phase=phase, ready=True, cost=cost,
+        kv_cache_tokens=kv,
+    )  # fmt: skip
 
 
-def test_price_patches_annotate_only_priced_variants_pods_that_differ() -> None:
+def test_pod_patches_price_only_priced_variants_pods_that_differ() -> None:
     s = spec([
         {"name": "a", "gpu": "H100-80GB", "costPerGpuHour": 2.5},
         {"name": "b", "gpu": "L4"},
@@ -282,10 +286,26 @@ def test_price_patches_annotate_only_priced_variants_pods_that_differ() -> None:
         _pod("a-4", "a", None, phase="Succeeded"),
         _pod("b-1", "b", None),
     ]
-    assert plan.price_patches(s, pods) == (
-        plan.PricePatch(pod="a-1", value="2.5"),
-        plan.PricePatch(pod="a-3", value="2.5"),
+    price = {contract.COST_ANNOTATION: "2.5"}
+    assert plan.pod_patches(s, (), pods) == (
+        plan.PodPatch(pod="a-1", annotations=price),
+        plan.PodPatch(pod="a-3", annotations=price),
     )
+
+
+def test_pod_patches_give_each_pod_its_variants_planned_kv_cache_once() -> None:
+    s = spec([{"name": "a", "gpu": "H100-80GB"}, {"name": "x", "gpu": "L4", "minReplicas": 1,
+              "tensorParallelSize": 1, "maxModelLen": 1000000}])  # fmt: skip
+    a, x = variants.plan_pool(s)
+    assert a.plan.kv_cache_tokens > 0 and not x.feasible
+    pods = [
+        _pod("a-1", "a", None, kv=None),  # new: the plan's figure
+        _pod("a-2", "a", None, kv="123"),  # keeps the figure it was created under
+        _pod("x-1", "x", None, kv=None),  # an infeasible variant has no figure to give
+        _pod("a-3", "a", None, kv=None, phase="Succeeded"),
+    ]
+    tokens = {contract.KV_CACHE_TOKENS_ANNOTATION: str(a.plan.kv_cache_tokens)}
+    assert plan.pod_patches(s, (a, x), pods) == (plan.PodPatch(pod="a-1", annotations=tokens),)
 
 
 def test_catalog_model_annotation_in_the_pod_template_only_with_a_catalog_name() -> None:
@@ -310,16 +330,18 @@ async def _nothing(state: Any, key: Any) -> None:
 
 def _state() -> Any:
     from gpufleet.api.modelpool import ModelPoolStatus
+    from gpufleet.api.resources import ModelPool, RoutingPolicy
     from gpufleet.api.routingpolicy import RoutingPolicyStatus
     from gpufleet.controller import runtime
 
     pools = runtime.Kind(name="ModelPool", plural="modelpools", owner_label=contract.POOL,
-                         status_model=ModelPoolStatus, reconcile=_nothing)  # fmt: skip
+                         model=ModelPool, status_model=ModelPoolStatus,
+                         reconcile=_nothing)  # fmt: skip
     policies = runtime.Kind(name="RoutingPolicy", plural="routingpolicies",
-                            owner_label=contract.ROUTING_POLICY,
+                            owner_label=contract.ROUTING_POLICY, model=RoutingPolicy,
                             status_model=RoutingPolicyStatus, reconcile=_nothing,
                             follows=("ModelPool",))  # fmt: skip
-    kinds = {k.name: runtime.KindState(kind=k) for k in (pools, policies)}
+    kinds: dict[str, Any] = {k.name: runtime.KindState(kind=k) for k in (pools, policies)}
     return runtime.OperatorState(config=OperatorConfig(), client=None, kinds=kinds)  # type: ignore[arg-type]
 
 
@@ -374,7 +396,7 @@ def test_claim_problem_never_takes_over_another_owners_object(
     service = plan.desired(POOL, s, variants.plan_pool(s), {})[0]
     assert service["kind"] == "Service"
     found = None if owners is None else {"metadata": {"name": "p", "ownerReferences": owners}}
-    problem = plan.claim_problem(service, found)
+    problem = owned.claim_problem(service, found)
     assert (fragment in problem and problem.startswith("Service p")) if fragment else not problem
 
 
@@ -399,10 +421,10 @@ def test_deployment_intent_omits_replicas_once_the_autoscaler_applied_them() -> 
     assert "replicas" not in again["spec"]
     # One apply without replicas (its spec hash differs) lets go of the field; then the
     # autoscaler's count stands and nothing is written again.
-    assert plan.diff([again], seen).apply == (again,)
+    assert owned.diff([again], seen).apply == (again,)
     after = keyed([live(again, mutate=scaled)])
     intents = [c for c in plan.desired(POOL, s, decisions, after) if c["kind"] == "Deployment"]
-    assert plan.diff(intents, after).empty
+    assert owned.diff(intents, after).empty
 
 
 def test_config_from_env_reads_the_autoscaler_settings() -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from gpufleet import labels as contract
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import podspec, render, variants
+from gpufleet.controller import owned
+from gpufleet.controller.modelpool import podspec, render, variants
 from gpufleet.hardware import catalog
 from gpufleet.operatorconfig import OperatorConfig
 
@@ -156,10 +157,10 @@ def test_deployment_labels_owner_hash_and_replicas() -> None:
     assert dep["spec"]["replicas"] == 2
     unscaled = render.deployment(POOL, s, d, replicas=None)
     assert "replicas" not in unscaled["spec"]
-    hashes = {render.spec_hash(x) for x in (dep, unscaled)}
+    hashes = {owned.spec_hash(x) for x in (dep, unscaled)}
     assert len(hashes) == 2
-    assert dep["metadata"]["annotations"][contract.SPEC_HASH] == render.spec_hash(dep)
-    assert render.spec_hash(render.deployment(POOL, s, d, replicas=2)) == render.spec_hash(dep)
+    assert dep["metadata"]["annotations"][contract.SPEC_HASH] == owned.spec_hash(dep)
+    assert owned.spec_hash(render.deployment(POOL, s, d, replicas=2)) == owned.spec_hash(dep)
 
 
 def test_a_spot_variant_labels_its_pods_and_on_demand_adds_nothing() -> None:

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import generate_latest, parser
 
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import render, variants
+from gpufleet.controller.modelpool import render, variants
 from gpufleet.devcluster import workloads
 from gpufleet.gpuagent import app, exporter, twinsource, verdict
 from gpufleet.gpuagent.nvml import NvmlSource

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import podspec, scalingreport, status, variants
+from gpufleet.controller import conditions
+from gpufleet.controller.modelpool import podspec, scalingreport, status, variants
 from gpufleet.devcluster import vllmargs
 from gpufleet.hardware import catalog
 from gpufleet.planning import batching
@@ -102,16 +103,16 @@ def test_the_autoscalers_decision_is_the_status() -> None:
     (a,) = first.variants
     assert (a.desired_replicas, a.scaling_reason) == (3, "up 1 -> 3")
     assert a.last_scale_time == "1970-01-01T00:00:07Z"
-    conditions = {c.type: c for c in first.conditions}
-    assert (conditions["ScalingActive"].status, conditions["ScalingActive"].reason) == (
+    by_type = {c.type: c for c in first.conditions}
+    assert (by_type["ScalingActive"].status, by_type["ScalingActive"].reason) == (
         "True",
         "Scaling",
     )
-    notes = [e for e in status.transitions(None, first) if e.reason == "Scaling"]
+    notes = [e for e in conditions.transitions(None, first) if e.reason == "Scaling"]
     assert [e.type for e in notes] == ["Normal"]
     held = dataclasses.replace(report, variants={"a": dataclasses.replace(said, last_scale=None)})
     again = status.compute(
         s, variants.plan_pool(s), dataclasses.replace(seen, scaling=held), previous=first, now=T0
     )
     assert again == first, "a restarted autoscaler keeps the last scale time it wrote"
-    assert status.transitions(first, again) == []
+    assert conditions.transitions(first, again) == []

@@ -12,7 +12,8 @@ import pytest
 from gpufleet import labels as contract
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.api.routingpolicy import RoutingPolicySpec
-from gpufleet.controller import command, netpolicy, plan, render, variants
+from gpufleet.controller import command
+from gpufleet.controller.modelpool import netpolicy, plan, render, variants
 from gpufleet.operatorconfig import OperatorConfig
 
 REF = render.PoolRef(name="chat", namespace="team-a", uid="uid-1")

@@ -10,7 +10,8 @@ import yaml
 from gpufleet import labels as contract
 from gpufleet.api import common
 from gpufleet.api.routingpolicy import RoutingPolicySpec
-from gpufleet.controller import bodies, policyrender, render
+from gpufleet.controller import bodies, owned, selection
+from gpufleet.controller.routingpolicy import policyrender
 from gpufleet.router import config as router_config
 
 REF = policyrender.PolicyRef(name="chat", namespace="ns", uid="uid-7")
@@ -72,19 +73,19 @@ def selector(labels: dict[str, str] | None = None, *exprs: tuple[str, str, list[
 def test_selector_semantics_are_kubernetes(
     sel: common.LabelSelector, labels: dict[str, str], matches: bool
 ) -> None:
-    assert policyrender.selector_matches(sel, labels) is matches
+    assert selection.selector_matches(sel, labels) is matches
 
 
 def test_named_pools_keep_their_order_and_a_selector_yields_sorted_matches() -> None:
     pools = {"z": {"team": "x"}, "m": {"team": "x", "canary": "1"}, "b": {"team": "y"}}
     named = spec(pools=["z", "b", "z", "missing"])
-    assert policyrender.resolve_pools(named, pools) == ("z", "b", "missing")
+    assert selection.resolve_pools(named, pools) == ("z", "b", "missing")
     chosen = RoutingPolicySpec.model_validate({"poolSelector": {"matchLabels": {"team": "x"}}})
-    assert policyrender.resolve_pools(chosen, pools) == ("m", "z")
+    assert selection.resolve_pools(chosen, pools) == ("m", "z")
     stable = RoutingPolicySpec.model_validate(
         {"poolSelector": {"matchExpressions": [{"key": "canary", "operator": "DoesNotExist"}]}}
     )
-    assert policyrender.resolve_pools(stable, pools) == ("b", "z")
+    assert selection.resolve_pools(stable, pools) == ("b", "z")
 
 
 def test_router_yaml_parses_as_router_config() -> None:
@@ -234,7 +235,7 @@ def test_every_child_is_owned_named_labelled_and_hashed() -> None:
         (owner,) = meta["ownerReferences"]
         assert (owner["kind"], owner["name"], owner["uid"]) == ("RoutingPolicy", "chat", "uid-7")
         assert owner["controller"] is True
-        assert meta["annotations"][contract.SPEC_HASH] == render.spec_hash(child)
+        assert meta["annotations"][contract.SPEC_HASH] == owned.spec_hash(child)
 
 
 def test_sidecar_renders_no_deployment_service_or_budget() -> None:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from gpufleet.api.routingpolicy import RoutingPolicySpec, RoutingPolicyStatus
-from gpufleet.controller import observe, policystatus
+from gpufleet.controller import observe
+from gpufleet.controller.routingpolicy import policystatus
 
 T0 = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
 T1 = T0 + datetime.timedelta(minutes=5)

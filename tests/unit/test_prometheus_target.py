@@ -12,7 +12,8 @@ import pytest
 
 from gpufleet import prometheustarget as target
 from gpufleet.api.routingpolicy import RoutingPolicySpec
-from gpufleet.controller import command, policyrender
+from gpufleet.controller import command
+from gpufleet.controller.routingpolicy import policyrender
 from gpufleet.operatorconfig import OperatorConfig
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from gpufleet import labels as contract
 from gpufleet.router import config, discovery
 
 BACKEND = {"url": "http://127.0.0.1:8001", "model": "llama-3.1-8b", "gpu": "H100-80GB"}
@@ -187,6 +188,31 @@ def test_endpoints_from_pods_ready_and_not_terminating(
         {"kubernetes": {"namespace": "ns", "source": "pods"}, "policy": {"pools": ["p"]}}
     )
     assert [e.id for e in discovery.endpoints_from_pods(cfg, [pod])] == expected
+
+
+@pytest.mark.parametrize(
+    ("annotation", "expected"),
+    [
+        ("4096", 4096),  # the operator's plan, read as published
+        (None, discovery.kv_capacity("llama-3.1-8b", "H200", 1)),  # not yet: planned here
+        ("-1", discovery.kv_capacity("llama-3.1-8b", "H200", 1)),
+        ("lots", discovery.kv_capacity("llama-3.1-8b", "H200", 1)),
+    ],
+)
+def test_kv_capacity_is_the_operators_plan_when_the_pod_carries_it(
+    annotation: str | None, expected: int
+) -> None:
+    annotations = {"gpufleet.io/model": "llama-3.1-8b"}
+    if annotation is not None:
+        annotations[contract.KV_CACHE_TOKENS_ANNOTATION] = annotation
+    pod = _pod("10.0.0.7", gpu="H200")
+    pod["metadata"]["annotations"] = annotations
+    cfg = config.parse(
+        {"kubernetes": {"namespace": "ns", "source": "pods"}, "policy": {"pools": ["p"]}}
+    )
+    (found,) = discovery.endpoints_from_pods(cfg, [pod])
+    assert found.kv_capacity_tokens == expected
+    assert expected > 0
 
 
 def test_unknown_discovery_source_is_named() -> None:

@@ -12,8 +12,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gpufleet import labels as contract
+from gpufleet.api.resources import RoutingPolicy
 from gpufleet.api.routingpolicy import RoutingPolicyStatus
-from gpufleet.controller import observe, ownership, routerstats, runtime, scalinginputs
+from gpufleet.controller import observe, ownership, runtime
+from gpufleet.controller.autoscaling import scalinginputs
+from gpufleet.controller.routingpolicy import routerstats
 from gpufleet.controller.workqueue import Key
 
 POLICY_UID, DEPLOY_UID, RS_UID = "policy-uid", "deploy-uid", "rs-uid"
@@ -82,7 +85,8 @@ def test_projections_read_the_controller_reference(refs: list[dict[str, Any]], u
 
 def test_the_policy_cache_answers_by_owner() -> None:
     kind = runtime.Kind(name="RoutingPolicy", plural="routingpolicies",
-                        owner_label=contract.ROUTING_POLICY, status_model=RoutingPolicyStatus,
+                        owner_label=contract.ROUTING_POLICY, model=RoutingPolicy,
+                        status_model=RoutingPolicyStatus,
                         reconcile=None)  # type: ignore[arg-type]  # fmt: skip
     state = runtime.KindState(
         kind=kind,
@@ -90,7 +94,7 @@ def test_the_policy_cache_answers_by_owner() -> None:
         pod_index={KEY: [ROUTER, LOOKALIKE]},
         replica_set_index={KEY: [REPLICA_SET]},
     )
-    state.objects[KEY] = {"metadata": {"name": "p", "namespace": "ns", "uid": POLICY_UID}}
+    state.event("ADDED", {"metadata": {"name": "p", "namespace": "ns", "uid": POLICY_UID}})
     assert state.owned_pods(KEY, "p-router") == [ROUTER]
     assert state.pods(KEY) == [ROUTER, LOOKALIKE]  # what labels alone would have polled
 

@@ -12,7 +12,7 @@ import dataclasses
 import pytest
 
 from gpufleet.api import modelpool
-from gpufleet.controller import scalinginputs
+from gpufleet.controller.autoscaling import scalinginputs
 from gpufleet.scaling import decide, economics, inventory, model
 
 NO_WINDOWS = model.Policy(up_window_s=0, down_window_s=0, up_pods=100, down_pods=100)

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import observe, scalinginputs, scalingreport, variants
+from gpufleet.api.modelpool import ModelPoolSpec, ModelPoolStatus, VariantStatus
+from gpufleet.controller import observe
+from gpufleet.controller.autoscaling import scalinginputs
+from gpufleet.controller.modelpool import scalingreport, status, variants
 from gpufleet.scaling import inventory, model
 
 Q = scalinginputs.queries()
@@ -77,19 +79,58 @@ def deployment(replicas: int) -> observe.ObservedChild:
                                  owner="p", spec_hash="", body={}, replicas=replicas)  # fmt: skip
 
 
+def planned(name: str, gpu: str, tp: int | None, *, feasible: bool = True) -> VariantStatus:
+    return VariantStatus(name=name, gpu=gpu, feasible=feasible, tensor_parallel_size=tp)
+
+
+PLANNED = (planned("h100", "H100-80GB", 2), planned("a100", "A100-80GB", 1))
+
+
 def test_pool_gives_scaled_variants_their_range_and_pins_the_others() -> None:
     s = spec()
     pool = scalinginputs.pool(
-        s, variants.plan_pool(s), deployments={"h100": deployment(3), "a100": deployment(2)},
+        s, PLANNED, deployments={"h100": deployment(3), "a100": deployment(2)},
         pods=PODS, signals={}, demand=model.Demand(held=1), nodes=None,
     )  # fmt: skip
     h, a = pool.variants
     assert (h.min_replicas, h.max_replicas, h.replicas, h.ready) == (1, 4, 3, 2)
     assert h.loading_since == (100.0,) and h.cost_per_gpu_hour == 3.0
     assert (a.min_replicas, a.max_replicas, a.replicas) == (1, 1, 1), "not the autoscaler's"
+    assert (h.tensor_parallel_size, a.tensor_parallel_size) == (2, 1), "the published TP"
     assert h.prior_speed > a.prior_speed > 0
     assert scalinginputs.blind(pool) == ["h100", "a100"]
     assert scalinginputs.scaled(spec(mode="external")) == []
+
+
+@pytest.mark.parametrize(
+    ("published", "names"),
+    [
+        (PLANNED, ["h100", "a100"]),
+        ((planned("h100", "H100-80GB", None, feasible=False), PLANNED[1]), ["a100"]),
+        ((*PLANNED, planned("gone", "L4", 1)), ["h100", "a100"]),  # a variant since removed
+    ],
+)
+def test_pool_takes_the_feasible_variants_the_reconciler_planned(
+    published: tuple[VariantStatus, ...], names: list[str]
+) -> None:
+    pool = scalinginputs.pool(spec(), published, deployments={}, pods=(), signals={},
+                              demand=model.Demand(), nodes=None)  # fmt: skip
+    assert [v.name for v in pool.variants] == names
+
+
+@pytest.mark.parametrize(
+    ("written", "generation", "expected"),
+    [
+        (None, 3, None),
+        (ModelPoolStatus(), 3, None),  # not written yet
+        (ModelPoolStatus(observed_generation=2, variants=PLANNED), 3, None),  # older spec
+        (ModelPoolStatus(observed_generation=3, variants=PLANNED), 3, PLANNED),
+    ],
+)
+def test_the_plan_is_read_from_the_status_only_for_the_current_spec(
+    written: ModelPoolStatus | None, generation: int, expected: Any
+) -> None:
+    assert status.published_plan(written, generation=generation) == expected
 
 
 NODES: list[inventory.Node] = [

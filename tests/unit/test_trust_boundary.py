@@ -17,7 +17,8 @@ import pytest
 from gpufleet.api import mediahosts, vllmflags, vllmrelease
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.api.variant import Variant
-from gpufleet.controller import command, images, podspec, variants
+from gpufleet.controller import command, images
+from gpufleet.controller.modelpool import podspec, variants
 from gpufleet.operatorconfig import OperatorConfig
 
 MODEL = {"name": "m", "source": "hf://org/repo", "catalogName": "llama-3.1-8b"}

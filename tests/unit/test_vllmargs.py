@@ -12,7 +12,7 @@ import yaml
 
 from gpufleet import labels as contract
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import podspec, render, variants
+from gpufleet.controller.modelpool import podspec, render, variants
 from gpufleet.devcluster import vllmargs
 from gpufleet.devcluster.vllmargs import VllmServe
 from gpufleet.sim import command

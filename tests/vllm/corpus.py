@@ -1,6 +1,6 @@
 """Every kind of command line the operator renders for vLLM, as named cases (pure).
 
-Each case is ``controller.podspec.vllm_args`` for one ModelPool spec and variant:
+Each case is ``controller.modelpool.podspec.vllm_args`` for one ModelPool spec and variant:
 the example ModelPools in examples/, then one axis at a time from a base pool —
 workload class on every GPU generation, weight dtype, KV-cache dtype, an explicit TP,
 each weight source, media domains, trust and prefix caching, extra arguments a user may
@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import podspec, variants
+from gpufleet.controller.modelpool import podspec, variants
 from gpufleet.hardware import catalog
 from gpufleet.planning import precision
 

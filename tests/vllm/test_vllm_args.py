@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gpufleet.api import vllmflags as api_flags
-from gpufleet.controller import podspec
+from gpufleet.controller.modelpool import podspec
 from gpufleet.devcluster import vllmargs, vllmflagtable
 from tests.unit import test_vllmargs as twin_cases
 from tests.vllm import conftest, corpus, flagtable

@@ -16,7 +16,7 @@ the operator sets. An allowed flag must be spelled in full (``_`` or ``-``, ``=v
 to name the refused flag it would reach. ``RULE`` is the API server's CEL rule, and
 ``allowed`` its twin: what one admits the other does.
 
-Refused with a reason: what ``controller.podspec`` renders (the planner sized the pod for
+Refused with a reason: what ``controller.modelpool.podspec`` renders (the planner sized the pod for
 it), what changes the GPUs a replica uses (pipeline and data parallelism), what the
 operator gates (``--trust-remote-code``, ``--allowed-media-domains``: fields of
 ``spec.serving``), where the server listens or writes (``--host``, ``--download-dir``),
@@ -39,7 +39,7 @@ _OUT = "which sends prompts, their tokens or their KV cache out of the pod"
 _CODE = "which loads code or more flags from a path or an import name"
 # Refused flags a pool author reaches for → why (the message says it).
 REFUSED: dict[str, str] = {
-    # rendered by controller.podspec
+    # rendered by controller.modelpool.podspec
     **dict.fromkeys((
         "model", "served-model-name", "tensor-parallel-size", "max-model-len",
         "gpu-memory-utilization", "port", "max-num-seqs", "revision", "load-format", "dtype",
@@ -150,7 +150,7 @@ def refused(arg: str) -> str | None:
 
     A value (no leading ``-``) is never refused here: which flag it belongs to depends
     on the token before it, and the operator renders its own flags so that a stray value
-    cannot attach to them (see ``controller.podspec.vllm_args``).
+    cannot attach to them (see ``controller.modelpool.podspec.vllm_args``).
     """
     if arg.startswith("--"):
         flag = _refused_long(_long_name(arg))

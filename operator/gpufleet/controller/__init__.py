@@ -1,14 +1,16 @@
-"""The gpufleet operator: Kopf handlers over pure builders of child objects, per kind.
+"""The gpufleet operator: a kind-agnostic runtime, then one package per kind.
 
-Pure (no Kubernetes client, no Kopf, no HTTP): ``variants`` (planning every variant),
-``podspec`` and ``render`` (a ModelPool's children as apply intents), ``policyrender``
-and ``policystatus`` (a RoutingPolicy's), ``observe`` (projections of what the watches
-deliver), ``plan`` (desired versus observed → writes), ``status`` (conditions and
-per-variant numbers), ``liveness`` (is a watch still delivering?), ``workqueue``,
-``config``. I/O: ``kube`` (API calls), ``reconciler`` and ``policyreconciler`` (one
-object of each kind), ``runtime`` (kind-agnostic caches and loops), ``kinds`` (the kinds
-bound to their reconcilers), ``handlers`` (Kopf registrations), ``command``
-(``gpufleet operator``).
+``modelpool`` (planning, children, status and reconcile of a ModelPool),
+``routingpolicy`` (a RoutingPolicy's router, its configuration and status) and
+``autoscaling`` (the loop that sizes pools' variants) sit over what every kind shares.
+Pure (no Kubernetes client, no Kopf, no HTTP): ``bodies`` (the raw objects rendered),
+``owned`` (owner references, the spec hash, desired versus observed → writes),
+``conditions`` (conditions and Events of any status), ``selection`` (which pools a
+policy routes), ``observe`` (projections of what the watches deliver), ``ownership``,
+``restricted``, ``images``, ``liveness`` (is a watch still delivering?), ``workqueue``.
+I/O: ``kube`` (API calls), ``writes`` (executing a plan), ``runtime`` (kind-agnostic
+caches and loops), ``kinds`` (the kinds bound to their reconcilers), ``handlers``
+(Kopf registrations), ``command`` (``gpufleet operator``).
 
 This package imports nothing: importing a pure module does not import Kopf. Kopf's
 entry point is ``kopf run -m gpufleet.controller.handlers`` (settings from

@@ -280,7 +280,7 @@ class NetworkPolicyPort(TypedDict):
 
 
 # ``from`` is a Python keyword, hence the functional form. Never empty: a rule without
-# ``from`` admits every source (``controller.netpolicy`` leaves such a rule out).
+# ``from`` admits every source (``controller.modelpool.netpolicy`` leaves such a rule out).
 NetworkPolicyRule = TypedDict(
     "NetworkPolicyRule", {"ports": list[NetworkPolicyPort], "from": list[NetworkPolicyPeer]}
 )

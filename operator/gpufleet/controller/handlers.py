@@ -20,7 +20,7 @@ import kopf
 
 from gpufleet import labels as contract
 from gpufleet.api import common
-from gpufleet.controller import autoscaler, kinds, kube, observe, runtime
+from gpufleet.controller import kinds, kube, observe, runtime
 from gpufleet.operatorconfig import OperatorConfig
 
 Resource = tuple[str, str, str]
@@ -88,8 +88,9 @@ def _replica_set_index(owner_label: str) -> str:
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     configure(settings)
     config = memo.get("gpufleet_config") or OperatorConfig.from_env()
-    states: dict[str, runtime.KindState[Any]] = {}
-    for kind in kinds.build(config):
+    operator = kinds.build(config)
+    states: dict[str, runtime.KindState[Any, Any]] = {}
+    for kind in operator.kinds:
         children, pods = _indexes(kind.owner_label)
         states[kind.name] = runtime.KindState(
             kind=kind,
@@ -101,7 +102,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         config=config,
         client=kube.Kube(kube.new_client(config.kubeconfig)),
         kinds=states,
-        background=[autoscaler.Autoscaler(config)],
+        background=list(operator.background),
     )
     memo["gpufleet_state"] = state
     state.start()

@@ -1,42 +1,50 @@
 """The kinds the operator serves, as ``runtime.Kind`` descriptions bound to their reconcilers.
 
-ModelPool: children labelled ``gpufleet.io/pool``, reconciled by ``controller.reconciler``
-on events, every ``resync_seconds`` and after each autoscaler decision that changes what
-its status says (with the autoscaler's view: node shapes and the decision).
-RoutingPolicy: children labelled ``gpufleet.io/routing-policy``, reconciled by
-``controller.policyreconciler`` on events, every ``policy_poll_seconds`` (its routers'
-``/stats`` feed its status), and whenever a ModelPool in its namespace appears,
-disappears or is relabelled (its ``poolSelector`` may now match differently).
+ModelPool: children labelled ``gpufleet.io/pool``, reconciled by
+``controller.modelpool.reconciler`` on events, every ``resync_seconds`` and after each
+autoscaler decision that changes what its status says (with the autoscaler's view: node
+shapes and the decision). RoutingPolicy: children labelled
+``gpufleet.io/routing-policy``, reconciled by ``controller.routingpolicy.policyreconciler``
+on events, every ``policy_poll_seconds`` (its routers' ``/stats`` feed its status), and
+whenever a ModelPool in its namespace appears, disappears or is relabelled (its
+``poolSelector`` may now match differently). The autoscaler
+(``controller.autoscaling.autoscaler``) runs beside them and shares its ``ScalingView``
+with the pool reconciler.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
-
-import pydantic
 
 from gpufleet import labels
 from gpufleet.api.modelpool import ModelPoolStatus
-from gpufleet.api.routingpolicy import RoutingPolicySpec, RoutingPolicyStatus
-from gpufleet.controller import netpolicy, policyreconciler, reconciler, routerstats, runtime
+from gpufleet.api.resources import ModelPool, RoutingPolicy
+from gpufleet.api.routingpolicy import RoutingPolicyStatus
+from gpufleet.controller import modelpool, routingpolicy, runtime
+from gpufleet.controller.autoscaling import autoscaler
+from gpufleet.controller.modelpool import netpolicy, reconciler, scalingreport
+from gpufleet.controller.routingpolicy import policyreconciler, routerstats
 from gpufleet.controller.workqueue import Key
 from gpufleet.operatorconfig import OperatorConfig
 
-MODEL_POOL = "ModelPool"
-ROUTING_POLICY = "RoutingPolicy"
+MODEL_POOL = modelpool.KIND
+ROUTING_POLICY = routingpolicy.KIND
 
 
-async def _reconcile_pool(state: runtime.OperatorState, key: Key) -> None:
-    cache = state.kind(MODEL_POOL)
-    await reconciler.reconcile(
-        key,
-        cache=cache,
-        client=state.client,
-        config=state.config,
-        clock=state.clock,
-        scaling=state.scaling,
-        routers=routing_policies(state, key),
-    )
+def _pool_reconciler(view: scalingreport.ScalingView) -> runtime.Reconcile:
+    async def reconcile(state: runtime.OperatorState, key: Key) -> None:
+        await reconciler.reconcile(
+            key,
+            cache=state.kind(MODEL_POOL),
+            client=state.client,
+            config=state.config,
+            clock=state.clock,
+            scaling=view,
+            routers=routing_policies(state, key),
+        )
+
+    return reconcile
 
 
 def routing_policies(state: runtime.OperatorState, key: Key) -> tuple[str, ...]:
@@ -44,14 +52,15 @@ def routing_policies(state: runtime.OperatorState, key: Key) -> tuple[str, ...]:
     counts as routing every pool of its namespace: its routers keep serving the last
     good configuration, which is not known here, and cutting them off would turn a
     typo into an outage (they are the operator's own routers either way)."""
-    policies = state.kind(ROUTING_POLICY)
+    policies: runtime.KindState[RoutingPolicy, Any] = state.kind(ROUTING_POLICY)
     specs, invalid = {}, []
-    for policy in policies.keys_in(key[0]):
-        raw = policies.body(policy) or {}
-        try:
-            specs[policy[1]] = RoutingPolicySpec.model_validate(raw.get("spec") or {})
-        except pydantic.ValidationError:
-            invalid.append(policy[1])
+    for policy in policies.objects.values():
+        if policy.namespace != key[0]:
+            continue
+        if policy.obj is None:
+            invalid.append(policy.name)
+        else:
+            specs[policy.name] = policy.obj.spec
     routed = netpolicy.routing(key[1], specs, pool_labels(state, key[0]))
     return tuple(sorted({*routed, *invalid}))
 
@@ -60,20 +69,21 @@ def pool_labels(state: runtime.OperatorState, namespace: str) -> dict[str, dict[
     """Name → labels of the ModelPools the operator sees in ``namespace``."""
     pools = state.kind(MODEL_POOL)
     return {
-        key[1]: dict(pools.objects[key].get("metadata", {}).get("labels") or {})
-        for key in pools.keys_in(namespace)
+        pool.name: dict(pool.labels)
+        for pool in pools.objects.values()
+        if pool.namespace == namespace
     }
 
 
 def pool_models(state: runtime.OperatorState, namespace: str) -> dict[str, str]:
-    """Name → served model name (``spec.model.name``) of the ModelPools in ``namespace``."""
-    pools = state.kind(MODEL_POOL)
-    out = {}
-    for key in pools.keys_in(namespace):
-        model = (pools.objects[key].get("spec") or {}).get("model") or {}
-        if isinstance(model, dict) and isinstance(model.get("name"), str):
-            out[key[1]] = model["name"]
-    return out
+    """Name → served model name (``spec.model.name``) of the valid ModelPools in
+    ``namespace``."""
+    pools: runtime.KindState[ModelPool, Any] = state.kind(MODEL_POOL)
+    return {
+        pool.name: pool.obj.spec.model.name
+        for pool in pools.objects.values()
+        if pool.namespace == namespace and pool.obj is not None
+    }
 
 
 def _policy_reconciler(poller: routerstats.Poller) -> runtime.Reconcile:
@@ -92,25 +102,38 @@ def _policy_reconciler(poller: routerstats.Poller) -> runtime.Reconcile:
     return reconcile
 
 
-def build(config: OperatorConfig) -> tuple[runtime.Kind[Any], ...]:
-    """Every kind, in the order their loops start."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Operator:
+    """Every kind, in the order their loops start, and the loops beside them."""
+
+    kinds: tuple[runtime.Kind[Any, Any], ...]
+    background: tuple[runtime.Background, ...]
+
+
+def build(config: OperatorConfig) -> Operator:
+    """The kinds bound to their reconcilers, and the autoscaler that shares the pool
+    reconciler's ``ScalingView``."""
     poller = routerstats.Poller(timeout=config.router_stats_timeout_seconds)
+    view = scalingreport.ScalingView()
     pools = runtime.Kind(
         name=MODEL_POOL,
         plural="modelpools",
         owner_label=labels.POOL,
+        model=ModelPool,
         status_model=ModelPoolStatus,
-        reconcile=_reconcile_pool,
+        reconcile=_pool_reconciler(view),
         follows=(ROUTING_POLICY,),
     )
     policies = runtime.Kind(
         name=ROUTING_POLICY,
         plural="routingpolicies",
         owner_label=labels.ROUTING_POLICY,
+        model=RoutingPolicy,
         status_model=RoutingPolicyStatus,
         reconcile=_policy_reconciler(poller),
         follows=(MODEL_POOL,),
         requeue_seconds=config.policy_poll_seconds,
         close=poller.close,
     )
-    return (pools, policies)
+    scaler = autoscaler.Autoscaler(config, view=view, pools=MODEL_POOL, policies=ROUTING_POLICY)
+    return Operator(kinds=(pools, policies), background=(scaler,))

@@ -30,7 +30,7 @@ from kubernetes import client
 
 from gpufleet import kube, labels
 from gpufleet.api import common
-from gpufleet.controller import bodies, plan, status
+from gpufleet.controller import bodies, cache, conditions, owned
 
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
@@ -167,7 +167,7 @@ class Kube:
         except NotFound:
             return None
 
-    def delete(self, target: plan.Deletion) -> None:
+    def delete(self, target: owned.Deletion) -> None:
         """Delete one child (only the object with that UID); already gone is success."""
         path = _PATHS[target.kind].format(ns=target.namespace, name=target.name)
         body = {"preconditions": {"uid": target.uid}, "propagationPolicy": "Background"}
@@ -208,19 +208,18 @@ class Kube:
             return f'Secret "{ref.name}" has no key "{ref.key}" (hubTokenSecretRef.key)'
         return ""
 
-    def event(self, about: Mapping[str, Any], event: status.Event, *, at: str) -> None:
+    def event(self, about: cache.Cached[Any, Any], event: conditions.Event, *, at: str) -> None:
         """Post a core/v1 Event about a custom object (best effort: a lost Event is no
         failure)."""
-        meta = about["metadata"]
         ref = {
             "apiVersion": common.API_VERSION,
-            "kind": str(about.get("kind", "ModelPool")),
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "uid": meta.get("uid", ""),
+            "kind": about.kind,
+            "name": about.name,
+            "namespace": about.namespace,
+            "uid": about.uid,
         }
         body = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {"generateName": f"{about.name}.", "namespace": about.namespace},
             "involvedObject": ref,
             "type": event.type,
             "reason": event.reason,
@@ -231,7 +230,7 @@ class Kube:
             "lastTimestamp": at,
         }
         with contextlib.suppress(KubeError):
-            self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=body)
+            self.request("POST", f"/api/v1/namespaces/{about.namespace}/events", body=body)
 
     def versions(self, plural: str, namespaces: tuple[str, ...]) -> dict[tuple[str, str], str]:
         """(namespace, name) → resourceVersion of every ``plural`` object in scope (one

@@ -61,7 +61,7 @@ class ObservedChild:
 @dataclasses.dataclass(frozen=True, slots=True)
 class ObservedPod:
     """A pool's or router's pod: where it runs and, when the scheduler cannot place it,
-    why; its address, and the price annotation the operator keeps on it (None: absent)."""
+    why; its address, and the annotations the operator keeps on it (None: absent)."""
 
     name: str
     variant: str
@@ -72,6 +72,7 @@ class ObservedPod:
     ip: str = ""
     uid: str = ""
     cost: str | None = None
+    kv_cache_tokens: str | None = None  # the operator's KV-cache annotation (None: absent)
     started: float | None = None  # status.startTime, else creation; seconds since the epoch
     controller: str = ""  # the uid of its controlling ownerReference (its ReplicaSet)
 
@@ -159,6 +160,7 @@ def pod(obj: Mapping[str, Any]) -> ObservedPod:
     conditions = _field(obj, "status", "conditions", default=()) or ()
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
     cost = _field(obj, "metadata", "annotations", labels.COST_ANNOTATION)
+    tokens = _field(obj, "metadata", "annotations", labels.KV_CACHE_TOKENS_ANNOTATION)
     return ObservedPod(
         name=str(_field(obj, "metadata", "name", default="")),
         variant=str(_field(obj, "metadata", "labels", labels.VARIANT, default="")),
@@ -169,6 +171,7 @@ def pod(obj: Mapping[str, Any]) -> ObservedPod:
         ip=str(_field(obj, "status", "podIP", default="") or ""),
         uid=str(_field(obj, "metadata", "uid", default="")),
         cost=None if cost is None else str(cost),
+        kv_cache_tokens=None if tokens is None else str(tokens),
         started=epoch(
             _field(obj, "status", "startTime") or _field(obj, "metadata", "creationTimestamp")
         ),

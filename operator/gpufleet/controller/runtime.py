@@ -1,12 +1,13 @@
 """The running operator: per-kind caches fed by Kopf's watches, work queues and their loops.
 
 The runtime knows nothing of ModelPools or RoutingPolicies: each kind it serves is a
-``Kind`` (its plural, the label its children carry to name their owner, its status model,
-its reconcile function — see ``controller.kinds``). ``OperatorState`` is built once in
-the Kopf startup handler and passed to every handler through Kopf's memo (no
-module-level state). For each kind a ``KindState`` holds:
+``Kind`` (its plural, the label its children carry to name their owner, its object
+and status models, its reconcile function — see ``controller.kinds``). ``OperatorState``
+is built once in the Kopf startup handler and passed to every handler through Kopf's
+memo (no module-level state). For each kind a ``KindState`` holds:
 
-- the objects (from the kind's watch) and Kopf indexes of their children and pods, which
+- the objects from the kind's watch, each parsed once as it arrives
+  (``controller.cache``), and Kopf indexes of their children and pods, which
   Kopf fills completely before any handler runs — so the first reconcile after a
   restart already sees every existing child and writes nothing that is in place;
 - what the operator itself just applied or wrote to a status, so a reconcile that runs
@@ -34,13 +35,14 @@ from typing import Any, Generic, Protocol, TypeVar
 import kopf
 import pydantic
 
-from gpufleet.controller import kube, liveness, observe, ownership, scalingreport
+from gpufleet.controller import cache, kube, liveness, observe, ownership
 from gpufleet.controller.workqueue import Key, WorkQueue
 from gpufleet.operatorconfig import OperatorConfig
 
 LOG = logging.getLogger("gpufleet.operator")
 ChildIndex = Mapping[Key, Iterable[observe.ObservedChild]]
 PodIndex = Mapping[Key, Iterable[observe.ObservedPod]]
+T = TypeVar("T", bound=pydantic.BaseModel)
 S = TypeVar("S", bound=pydantic.BaseModel)
 Reconcile = Callable[["OperatorState", Key], Awaitable[None]]
 
@@ -49,14 +51,10 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _version(raw: Mapping[str, Any]) -> int:
-    rv = str(raw.get("metadata", {}).get("resourceVersion", ""))
-    return int(rv) if rv.isdigit() else 0
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
-class Kind(Generic[S]):
-    """One custom resource the operator serves.
+class Kind(Generic[T, S]):
+    """One custom resource the operator serves: ``model`` and ``status_model`` are what
+    its watch's bodies are parsed into, once, as they arrive (``controller.cache``).
 
     ``reconcile(state, key)`` brings one object to its spec and raises Kopf's exception
     types (``kopf.TemporaryError`` → retried after its delay, ``kopf.PermanentError`` →
@@ -68,6 +66,7 @@ class Kind(Generic[S]):
     name: str
     plural: str
     owner_label: str
+    model: type[T]
     status_model: type[S]
     reconcile: Reconcile
     follows: tuple[str, ...] = ()
@@ -76,10 +75,10 @@ class Kind(Generic[S]):
 
 
 @dataclasses.dataclass
-class KindState(Generic[S]):
-    """The caches and queue of one kind; the reconciler's read side (its ``Cache``)."""
+class KindState(Generic[T, S]):
+    """The caches and queue of one kind; the reconcilers' read side (``cache.Cache``)."""
 
-    kind: Kind[S]
+    kind: Kind[T, S]
     child_indexes: tuple[ChildIndex, ...] = ()
     pod_index: PodIndex = dataclasses.field(default_factory=dict)
     replica_set_index: ChildIndex = dataclasses.field(default_factory=dict)
@@ -87,7 +86,7 @@ class KindState(Generic[S]):
     tracker: liveness.WatchTracker = dataclasses.field(
         default_factory=lambda: liveness.WatchTracker(grace_seconds=90.0)
     )
-    objects: dict[Key, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    objects: dict[Key, cache.Cached[T, S]] = dataclasses.field(default_factory=dict)
     applied: dict[tuple[str, str, str], observe.ObservedChild] = dataclasses.field(
         default_factory=dict
     )
@@ -106,16 +105,12 @@ class KindState(Generic[S]):
             self._forget(key)
             return True
         self.tracker.delivered(key, str(meta.get("resourceVersion", "")))
-        plain = observe.plain(body)
-        assert isinstance(plain, dict)
+        k = self.kind
+        parsed = cache.parse(body, kind=k.name, model=k.model, status_model=k.status_model)
         before = self.objects.get(key)
-        self.objects[key] = plain
+        self.objects[key] = parsed
         self.queue.add(key)
-        copied = plain.get("metadata")
-        labels = copied.get("labels") if isinstance(copied, dict) else None
-        if before is None or before["metadata"].get("labels") != labels:
-            return True
-        return bool(before.get("spec") != plain.get("spec"))
+        return parsed.follows_differently(before)
 
     def child_event(self, key: Key) -> None:
         if key in self.objects:
@@ -132,7 +127,7 @@ class KindState(Generic[S]):
         self.queue.forget(key)
 
     # --- the reconcilers' cache --------------------------------------------------------
-    def body(self, key: Key) -> Mapping[str, Any] | None:
+    def get(self, key: Key) -> cache.Cached[T, S] | None:
         return self.objects.get(key)
 
     def keys_in(self, namespace: str | None = None) -> list[Key]:
@@ -156,8 +151,8 @@ class KindState(Generic[S]):
     def owned_pods(self, key: Key, deployment: str) -> list[observe.ObservedPod]:
         """The pods of ``key``'s Deployment ``deployment`` by their controller chain
         (``controller.ownership``), not by the labels any pod may carry."""
-        raw = self.objects.get(key) or {}
-        uid = str(raw.get("metadata", {}).get("uid", ""))
+        found = self.objects.get(key)
+        uid = found.uid if found is not None else ""
         live = self.children(key).get(("Deployment", deployment))
         sets = self.replica_set_index.get(key, ())
         return ownership.controlled_pods(uid, live, sets, self.pods(key))
@@ -170,14 +165,11 @@ class KindState(Generic[S]):
         """A child the operator deleted: its last applied version no longer stands in."""
         self.applied.pop((kind, namespace, name), None)
 
-    def previous_status(self, key: Key, body: Mapping[str, Any]) -> S | None:
-        written = self.statuses.get(key)
-        if written is not None and written[0] > _version(body):
+    def previous_status(self, key: Key) -> S | None:
+        written, seen = self.statuses.get(key), self.objects.get(key)
+        if written is not None and (seen is None or written[0] > seen.version):
             return written[1]
-        try:
-            return self.kind.status_model.model_validate(body.get("status") or {})
-        except ValueError:
-            return None
+        return seen.status if seen is not None else None
 
     def remember_status(self, key: Key, written: S, resource_version: str) -> None:
         version = int(resource_version) if resource_version.isdigit() else 0
@@ -189,8 +181,8 @@ class KindState(Generic[S]):
         return max(float(floor or 0.0), exponential)
 
     def generation(self, key: Key) -> int | None:
-        raw = self.objects.get(key)
-        return None if raw is None else int(raw.get("metadata", {}).get("generation", 0) or 0)
+        found = self.objects.get(key)
+        return None if found is None else found.generation
 
 
 class Background(Protocol):
@@ -208,15 +200,12 @@ class OperatorState:
 
     config: OperatorConfig
     client: kube.Kube
-    kinds: dict[str, KindState[Any]]
+    kinds: dict[str, KindState[Any, Any]]
     clock: Callable[[], datetime.datetime] = utcnow
     tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
-    scaling: scalingreport.ScalingView = dataclasses.field(
-        default_factory=scalingreport.ScalingView
-    )
     background: list[Background] = dataclasses.field(default_factory=list)
 
-    def kind(self, name: str) -> KindState[Any]:
+    def kind(self, name: str) -> KindState[Any, Any]:
         return self.kinds[name]
 
     # --- what the watches deliver -------------------------------------------------
@@ -253,7 +242,7 @@ class OperatorState:
         for loop in self.background:
             await loop.close()
 
-    async def _worker(self, state: KindState[Any]) -> None:
+    async def _worker(self, state: KindState[Any, Any]) -> None:
         while True:
             key = await state.queue.get()
             try:
@@ -261,7 +250,7 @@ class OperatorState:
             finally:
                 state.queue.done(key)
 
-    async def _reconcile(self, state: KindState[Any], key: Key) -> None:
+    async def _reconcile(self, state: KindState[Any, Any], key: Key) -> None:
         name, generation = state.kind.name, state.generation(key)
         if generation is None or state.permanent.get(key) == generation:
             return
@@ -284,14 +273,14 @@ class OperatorState:
             if state.kind.requeue_seconds is not None:
                 state.queue.add_after(key, state.kind.requeue_seconds)
 
-    async def _resync(self, state: KindState[Any]) -> None:
+    async def _resync(self, state: KindState[Any, Any]) -> None:
         while True:
             await asyncio.sleep(self.config.resync_seconds)
             for key in state.keys_in():
                 if key not in state.failures:  # a failing object keeps its backoff
                     state.queue.add(key)
 
-    async def _check_watch(self, state: KindState[Any]) -> None:
+    async def _check_watch(self, state: KindState[Any, Any]) -> None:
         plural, namespaces = state.kind.plural, self.config.namespaces
         while True:
             await asyncio.sleep(self.config.watch_check_seconds)

@@ -1,6 +1,6 @@
 """NCCL's environment for tensor parallelism across the GPUs of one node (pure data).
 
-The operator sets it on model-server pods with TP >= 4 (``controller.podspec``) and
+The operator sets it on model-server pods with TP >= 4 (``controller.modelpool.podspec``) and
 ``gpufleet worker`` seeds it for whatever GPU count it finds (``worker.checks``); both
 read it here, so the two never disagree.
 """

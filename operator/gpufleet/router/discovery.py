@@ -7,7 +7,9 @@
   that are ready and not terminating, of pods that their pool's own Deployment made
   (``labels.owned_by_pool``), are routable; a terminating one leaves the set (its
   requests in flight finish — the registry drains it). Pool, GPU generation, TP, served
-  model, price and capacity type come from the pod's labels and annotations
+  model, price, KV-cache capacity (the operator's plan, published on the pod; planned
+  here only for pods without it) and capacity type come from the pod's labels and
+  annotations
   (``gpufleet.labels``); the pod is marked for interruption (``Endpoint.interruption``,
   the picker sends it nothing new while another endpoint can serve) by the
   ``labels.INTERRUPTION_ANNOTATION`` annotation or Kubernetes' ``DisruptionTarget``
@@ -45,7 +47,10 @@ def generation_weight(config: RouterConfig, gpu: str) -> float:
 
 
 def kv_capacity(model: str, gpu: str, tp: int) -> int:
-    """KV-cache tokens of one replica, planned from the catalogs; 0 when unknown."""
+    """KV-cache tokens of one replica, planned from the catalogs with default settings;
+    0 when unknown. Only a fallback: a static backend that gives no ``kvCacheTokens``,
+    or a pod without the operator's ``labels.KV_CACHE_TOKENS_ANNOTATION`` (not yet
+    annotated, or run by an older operator) — the operator's plan is the one truth."""
     try:
         plan = planner.plan_variant(models.get(model), catalog.get(gpu), tensor_parallel_size=tp)
     except (models.UnknownModel, catalog.UnknownGpu, ValueError):
@@ -114,6 +119,7 @@ class PodInfo:
     model: str
     pool: str = ""
     cost_per_gpu_hour: float | None = None
+    kv_cache_tokens: int | None = None  # as the operator planned it; None: plan here
     gpu_agent_port: int | None = None
     capacity_type: str = "on-demand"
     interruption: str = ""
@@ -154,7 +160,8 @@ def endpoints_from_slices(
 def _from_pod(config: RouterConfig, url: str, pod: PodInfo, *, address: str) -> Endpoint:
     return endpoint(
         config, url=url, model=pod.model, gpu=pod.gpu, tp=pod.tp, pool=pod.pool,
-        cost_per_gpu_hour=pod.cost_per_gpu_hour, gpu_health_url=gpu_health_url(address, pod),
+        kv_tokens=pod.kv_cache_tokens, cost_per_gpu_hour=pod.cost_per_gpu_hour,
+        gpu_health_url=gpu_health_url(address, pod),
         capacity_type=pod.capacity_type, interruption=pod.interruption,
     )  # fmt: skip
 
@@ -210,7 +217,7 @@ def _container_port(ports: list[Mapping[str, Any]], name: str) -> int | None:
 
 
 def pod_info(pod: Mapping[str, Any]) -> PodInfo | None:
-    """Pool, GPU, TP, model, price, capacity type and interruption of a raw pod
+    """Pool, GPU, TP, model, price, planned KV cache, capacity type and interruption of a raw pod
     (``to_dict()`` form); None without a known GPU label or when not made by its pool's
     Deployment."""
     meta = pod.get("metadata") or {}
@@ -230,6 +237,9 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo | None:
     return PodInfo(
         gpu=gpu, tp=max(1, tp), model=model, pool=str(labels[contract.POOL]),
         cost_per_gpu_hour=contract.parse_cost(annotations.get(contract.COST_ANNOTATION)),
+        kv_cache_tokens=contract.parse_tokens(
+            annotations.get(contract.KV_CACHE_TOKENS_ANNOTATION)
+        ),
         gpu_agent_port=int(agent[0]["container_port"]) if agent else None,
         capacity_type="spot" if labels.get(contract.CAPACITY_TYPE) == "spot" else "on-demand",
         interruption=interruption(pod),

@@ -64,7 +64,7 @@ class Demand:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Policy:
     """A pool's targets and behaviour (``spec.autoscaling``, read by
-    ``controller.scalinginputs.policy``)."""
+    ``controller.autoscaling.scalinginputs.policy``)."""
 
     target_kv_usage: float = 0.8
     target_waiting: int = 4

@@ -22,15 +22,15 @@ import dataclasses
 import datetime
 from collections.abc import Iterable, Mapping, Sequence
 
-from gpufleet.api import common
 from gpufleet.api.modelpool import (
     GenerationStatus,
     ModelPoolSpec,
     ModelPoolStatus,
     VariantStatus,
 )
-from gpufleet.controller import observe, plan, scalingreport
-from gpufleet.controller.variants import VariantDecision
+from gpufleet.controller import conditions, observe
+from gpufleet.controller.modelpool import plan, scalingreport
+from gpufleet.controller.modelpool.variants import VariantDecision
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -46,15 +46,6 @@ class Observation:
     generations: tuple[GenerationStatus, ...] = ()  # free GPUs of the variants' generations
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Event:
-    """A Kubernetes Event to post about a condition that flipped."""
-
-    type: str  # Normal or Warning
-    reason: str
-    message: str
-
-
 def _scaled(
     base: VariantStatus, seen: Observation, previous: VariantStatus | None
 ) -> VariantStatus:
@@ -63,11 +54,13 @@ def _scaled(
     if said is None:
         return base
     last = previous.last_scale_time if previous is not None else None
+    if said.last_scale:
+        last = conditions.rfc3339_epoch(said.last_scale)
     return base.model_copy(
         update={
             "desired_replicas": said.desired,
             "scaling_reason": said.reason,
-            "last_scale_time": rfc3339_epoch(said.last_scale) if said.last_scale else last,
+            "last_scale_time": last,
         }
     )
 
@@ -172,36 +165,6 @@ def _degraded(
     return ("Degraded", "False", "AsExpected", "every variant is feasible and placed")
 
 
-def condition(
-    item: tuple[str, str, str, str],
-    previous: Mapping[str, common.Condition],
-    *,
-    generation: int,
-    now: str,
-) -> common.Condition:
-    """The condition (type, status, reason, message), keeping the previous one's
-    ``lastTransitionTime`` when its status is unchanged."""
-    kind, state, reason, message = item
-    old = previous.get(kind)
-    since = old.last_transition_time if old is not None and old.status == state else now
-    return common.Condition(
-        type=kind,
-        status=state,
-        reason=reason,
-        message=message[:32768],
-        last_transition_time=since,
-        observed_generation=generation,
-    )
-
-
-def rfc3339(now: datetime.datetime) -> str:
-    return now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def rfc3339_epoch(seconds: float) -> str:
-    return rfc3339(datetime.datetime.fromtimestamp(seconds, datetime.UTC))
-
-
 def compute(
     spec: ModelPoolSpec,
     decisions: Sequence[VariantDecision],
@@ -216,19 +179,32 @@ def compute(
         _scaled(_variant_status(spec, d, seen), seen, before.get(d.name)) for d in decisions
     ]
     old = {c.type: c for c in (previous.conditions if previous else ())}
-    conditions = tuple(
-        condition(c, old, generation=seen.generation, now=rfc3339(now))
+    stamp = conditions.rfc3339(now)
+    written = tuple(
+        conditions.condition(c, old, generation=seen.generation, now=stamp)
         for c in [*_conditions(variants, seen), *_scaling(spec, seen.scaling)]
     )
     return ModelPoolStatus(
         observed_generation=seen.generation,
-        conditions=conditions,
+        conditions=written,
         variants=tuple(variants),
         variant_count=len(spec.variants),
         desired_replicas=sum(v.desired_replicas for v in variants),
         ready_replicas=sum(v.ready_replicas for v in variants),
         generations=seen.generations,
     )
+
+
+def published_plan(
+    written: ModelPoolStatus | None, *, generation: int
+) -> tuple[VariantStatus, ...] | None:
+    """The variants as the reconciler planned them for the spec of ``generation`` (TP,
+    feasibility, KV capacity), as the pool's status publishes them — what the autoscaler
+    reads instead of planning again. None while the status is not written yet or was
+    computed for an older spec: the reconciler is queued for the newer one."""
+    if written is None or written.observed_generation != generation:
+        return None
+    return written.variants or None
 
 
 def _scaling(
@@ -248,25 +224,3 @@ def _scaling(
         return [("ScalingActive", "False", "AutoscalerStarting", message)]
     active = "False" if report.state == "SignalsUnavailable" else "True"
     return [("ScalingActive", active, report.state, report.summary)]
-
-
-def _event_type(condition: common.Condition) -> str:
-    healthy = {"Ready": "True", "Degraded": "False"}.get(condition.type, condition.status)
-    return "Normal" if condition.status == healthy else "Warning"
-
-
-def transitions(
-    previous: common.ObservedStatus | None, current: common.ObservedStatus
-) -> list[Event]:
-    """An Event for every condition whose status flipped (or first appeared): Warning when
-    it flipped to unhealthy (Ready False, Degraded True), Normal otherwise."""
-    old = {c.type: c.status for c in (previous.conditions if previous else ())}
-    return [
-        Event(
-            type=_event_type(c),
-            reason=c.reason or f"{c.type}{c.status}",
-            message=f"{c.type}={c.status}: {c.message}"[:1024],
-        )
-        for c in current.conditions
-        if old.get(c.type) != c.status
-    ]

@@ -1,10 +1,10 @@
 """What the autoscaler tells the pool reconciler, which alone writes a ModelPool's status.
 
-Pure values. The autoscaler (``controller.autoscaler``) keeps one ``ScalingView`` for
+Pure values. The autoscaler (``controller.autoscaling.autoscaler``) keeps one ``ScalingView`` for
 the operator: the node inventory it last read (free GPUs per generation and node shape,
 which the reconciler plans TP against) and, per pool it scales, a ``PoolReport`` — each
 variant's desired replicas, the reason and the last time it changed them. The reconciler
-turns both into status fields (``controller.status``).
+turns both into status fields (``status``).
 """
 
 from __future__ import annotations

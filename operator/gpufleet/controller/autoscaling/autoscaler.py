@@ -5,16 +5,21 @@ the API server's cache → ``scaling.inventory``), vLLM's signals (four instant 
 through ``gpufleet.promquery``, when ``prometheus_url`` is set) and the routers'
 ``/stats`` (their ``demand``). Then, for each pool with ``autoscaling.mode: gpufleet``
 and a variant that asks for a replica range, it gathers the inputs
-(``controller.scalinginputs``), decides (``scaling.decide``, with the pool's ``History``
-kept in memory) and applies each changed variant's ``spec.replicas`` by server-side
-apply under its own field manager (``kube.AUTOSCALER_FIELD_MANAGER``); the pool
+(``scalinginputs``: the variants' TP and feasibility as the pool reconciler planned and
+published them in the status — ``modelpool.status.published_plan``; a pool whose status
+is not yet for its current spec waits for the next pass), decides (``scaling.decide``,
+with the pool's ``History`` kept in memory) and applies each changed variant's
+``spec.replicas`` by server-side apply under its own field manager
+(``kube.AUTOSCALER_FIELD_MANAGER``); the pool
 reconciler then leaves that field alone (``plan.replicas_intent``). Each change is
 posted as an Event; the decision goes to the pool reconciler through the
 ``ScalingView``, which re-queues the pool when what its status says changed — the
 reconciler alone writes the status. A failed read leaves that input unknown for the
 pass (no nodes: no free-GPU limit; no signals: replicas held), never a crash; a router
-whose ``/stats`` cannot be read counts as silent (``controller.routerstats``), and a pool
-whose decision fails is skipped for the pass, never the pools after it.
+whose ``/stats`` cannot be read counts as silent (``controller.routingpolicy.routerstats``),
+and a pool whose decision fails is skipped for the pass, never the pools after it. Each
+pass logs how many pools it decided and how long it took (a warning when that is longer
+than its interval).
 """
 
 from __future__ import annotations
@@ -22,15 +27,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-import pydantic
-
 from gpufleet import labels
+from gpufleet.api.modelpool import ModelPoolStatus
 from gpufleet.api.resources import ModelPool, RoutingPolicy
-from gpufleet.controller import kinds, kube, routerstats, runtime, scalinginputs, status, variants
-from gpufleet.controller.scalingreport import PoolReport, VariantReport
+from gpufleet.controller import conditions, kube, runtime
+from gpufleet.controller.autoscaling import scalinginputs
+from gpufleet.controller.modelpool import scalingreport, status
+from gpufleet.controller.modelpool.scalingreport import PoolReport, VariantReport
+from gpufleet.controller.routingpolicy import routerstats
 from gpufleet.controller.workqueue import Key
 from gpufleet.operatorconfig import OperatorConfig
 from gpufleet.promquery import client as promclient
@@ -38,13 +45,28 @@ from gpufleet.promquery import series
 from gpufleet.scaling import decide, inventory, model
 
 LOG = logging.getLogger("gpufleet.autoscaler")
+# The router port of a policy that does not parse (RouterSpec's default): its routers
+# still serve the last good configuration, so their demand still counts.
+DEFAULT_ROUTER_PORT = 8080
 
 
 class Autoscaler:
     """The loop and what it remembers between passes (histories, last scale times)."""
 
-    def __init__(self, config: OperatorConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        *,
+        view: scalingreport.ScalingView,
+        pools: str,
+        policies: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``view`` is shared with the pool reconciler; ``pools`` and ``policies`` name
+        the ModelPool and RoutingPolicy kinds in the runtime."""
         self.config = config
+        self.view = view
+        self.pools, self.policies = pools, policies
         self.clock = clock
         self.queries = scalinginputs.queries()
         self.histories: dict[Key, model.History] = {}
@@ -78,24 +100,39 @@ class Autoscaler:
 
     # --- one pass ---------------------------------------------------------------------
     async def tick(self, state: runtime.OperatorState) -> None:
-        pools = state.kind(kinds.MODEL_POOL)
+        pools: runtime.KindState[ModelPool, Any] = state.kind(self.pools)
         await self._read_nodes(state)
-        scaled = {key: p for key in pools.keys_in() if (p := _scaled_pool(pools.body(key)))}
+        scaled = {key: p for key, found in pools.objects.items() if (p := _scaled_pool(found.obj))}
         for key in list(self.histories):
             if key not in scaled:
                 self._forget(state, key)
         if not scaled:
             return
+        started = time.monotonic()
         results = await self._signals()
         stats = await self._router_stats(state, {key[0] for key in scaled})
+        decided = 0
         for key, pool in scaled.items():
             try:
-                await self._decide(state, key, pool, results, stats.get(key[0], []))
+                decided += await self._decide(state, key, pool, results, stats.get(key[0], []))
             except Exception:  # one pool's failure is its own: the others still scale
                 LOG.exception("autoscaler: %s/%s skipped this pass", *key)
+        self._took(decided, time.monotonic() - started)
+
+    def _took(self, decided: int, seconds: float) -> None:
+        """One line per pass: how long deciding every pool takes is what bounds the
+        interval (a pass longer than it delays the next)."""
+        late = seconds > self.config.autoscale_seconds
+        LOG.log(
+            logging.WARNING if late else logging.INFO,
+            "autoscaler pass: %d pools in %.2fs%s",
+            decided,
+            seconds,
+            f", longer than its {self.config.autoscale_seconds:g}s interval" if late else "",
+        )
 
     async def _read_nodes(self, state: runtime.OperatorState) -> None:
-        view, before = state.scaling, state.scaling.shapes()
+        view, before = self.view, self.view.shapes()
         try:
             nodes = await asyncio.to_thread(state.client.nodes)
             pods = await asyncio.to_thread(state.client.running_pods)
@@ -106,7 +143,7 @@ class Autoscaler:
         else:
             view.nodes, view.nodes_problem = inventory.inventory(nodes, pods), ""  # type: ignore[arg-type]
         if view.shapes() != before:  # TP is planned for the node shape: re-plan every pool
-            pools = state.kind(kinds.MODEL_POOL)
+            pools = state.kind(self.pools)
             for key in pools.keys_in():
                 pools.queue.add(key)
 
@@ -125,14 +162,15 @@ class Autoscaler:
     ) -> dict[str, list[object]]:
         """Decoded ``/stats`` bodies of every ready router pod, per namespace: the pods
         of each policy's own router Deployment, found by owner, never by label."""
-        policies = state.kind(kinds.ROUTING_POLICY)
+        policies: runtime.KindState[RoutingPolicy, Any] = state.kind(self.policies)
         out: dict[str, list[object]] = {ns: [] for ns in namespaces}
         for key in policies.keys_in():
             if key[0] not in namespaces:
                 continue
             owned = policies.owned_pods(key, labels.router_name(key[1]))
             pods = [p for p in owned if p.ready and p.ip]
-            port = _router_port(policies.body(key))
+            found = policies.get(key)
+            port = found.obj.spec.router.port if found and found.obj else DEFAULT_ROUTER_PORT
             out[key[0]] += await self.poller.bodies(pods, port=port)
         return out
 
@@ -143,21 +181,28 @@ class Autoscaler:
         pool: ModelPool,
         results: series.Results | None,
         stats: list[object],
-    ) -> None:
-        cache = state.kind(kinds.MODEL_POOL)
-        spec, view = pool.spec, state.scaling
-        decisions = variants.plan_pool(spec, gpus_per_node=view.shapes())
+    ) -> bool:
+        """Decide one pool; False when its reconciler has not yet published a plan for
+        its current spec (the pool is decided on the next pass)."""
+        cache: runtime.KindState[ModelPool, ModelPoolStatus] = state.kind(self.pools)
+        spec, view = pool.spec, self.view
+        found = cache.get(key)
+        planned = status.published_plan(
+            cache.previous_status(key), generation=found.generation if found else -1
+        )
+        if planned is None:
+            return False
         children = cache.children(key)
         deployments = {
-            d.name: children[("Deployment", labels.deployment_name(key[1], d.name))]
-            for d in decisions
-            if ("Deployment", labels.deployment_name(key[1], d.name)) in children
+            p.name: children[("Deployment", labels.deployment_name(key[1], p.name))]
+            for p in planned
+            if ("Deployment", labels.deployment_name(key[1], p.name)) in children
         }
         pods = cache.pods(key)
         signals = scalinginputs.signals(results or {}, pods, self.queries)
         inputs = scalinginputs.pool(
             spec,
-            decisions,
+            planned,
             deployments=deployments,
             pods=pods,
             signals=signals,
@@ -176,6 +221,7 @@ class Autoscaler:
         if view.reports.get(key) != report:
             view.reports[key] = report
             cache.queue.add(key)
+        return True
 
     async def _apply(
         self,
@@ -185,7 +231,7 @@ class Autoscaler:
         said: model.VariantDecision,
         now: float,
     ) -> None:
-        cache = state.kind(kinds.MODEL_POOL)
+        cache = state.kind(self.pools)
         name = labels.deployment_name(key[1], said.name)
         try:
             written = await asyncio.to_thread(state.client.scale, key[0], name, said.desired)
@@ -197,15 +243,15 @@ class Autoscaler:
         cache.remember_applied(written)
         self.last_scale[(key, said.name)] = now
         LOG.info("%s/%s: %s %d -> %d: %s", *key, said.name, current, said.desired, said.reason)
-        event = status.Event(
+        event = conditions.Event(
             type="Normal",
             reason="ScaledUp" if said.desired > current else "ScaledDown",
             message=f"{said.name}: {current} -> {said.desired} replicas: {said.reason}"[:1024],
         )
-        body = cache.body(key)
-        if body is not None:
-            at = status.rfc3339(state.clock())
-            await asyncio.to_thread(state.client.event, body, event, at=at)
+        found = cache.get(key)
+        if found is not None:
+            at = conditions.rfc3339(state.clock())
+            await asyncio.to_thread(state.client.event, found, event, at=at)
 
     def _report(
         self,
@@ -241,27 +287,11 @@ class Autoscaler:
     def _forget(self, state: runtime.OperatorState, key: Key) -> None:
         self.histories.pop(key, None)
         self.last_scale = {k: v for k, v in self.last_scale.items() if k[0] != key}
-        if state.scaling.reports.pop(key, None) is not None:
-            state.kind(kinds.MODEL_POOL).child_event(key)
+        if self.view.reports.pop(key, None) is not None:
+            state.kind(self.pools).child_event(key)
 
 
-def _scaled_pool(raw: Mapping[str, Any] | None) -> ModelPool | None:
+def _scaled_pool(pool: ModelPool | None) -> ModelPool | None:
     """The pool when gpufleet's autoscaler sizes one of its variants; None otherwise
     (absent, invalid — the reconciler reports that —, external or fixed)."""
-    if raw is None:
-        return None
-    try:
-        pool = ModelPool.model_validate({k: v for k, v in raw.items() if k != "status"})
-    except pydantic.ValidationError:
-        return None
-    return pool if scalinginputs.scaled(pool.spec) else None
-
-
-def _router_port(raw: Mapping[str, Any] | None) -> int:
-    try:
-        policy = RoutingPolicy.model_validate(
-            {k: v for k, v in (raw or {}).items() if k != "status"}
-        )
-    except pydantic.ValidationError:
-        return 8080
-    return policy.spec.router.port
+    return pool if pool is not None and scalinginputs.scaled(pool.spec) else None

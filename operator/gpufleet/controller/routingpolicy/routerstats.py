@@ -4,7 +4,7 @@ The operator's only HTTP client to pods. A ``Poller`` owns one aiohttp session, 
 on first use inside the running loop and closed by the runtime at shutdown. A router
 that does not answer within the timeout, answers with an error, sends more than
 ``MAX_BODY_BYTES``, a body that does not decode (bad UTF-8, bad JSON, JSON nested too
-deep for the decoder: ``RecursionError``) or one ``controller.policystatus.parse_report``
+deep for the decoder: ``RecursionError``) or one ``policystatus.parse_report``
 refuses, yields a one-line reason instead of a report (``None`` for the autoscaler):
 that router's problem, never the caller's; the status counts only routers that answered.
 """
@@ -17,7 +17,8 @@ from collections.abc import Iterable
 
 import aiohttp
 
-from gpufleet.controller import observe, policystatus
+from gpufleet.controller import observe
+from gpufleet.controller.routingpolicy import policystatus
 
 # A router's /stats is a few KiB (one entry per backend, pool and tenant); a router that
 # sends more is broken or not a router, and the operator's memory is every namespace's.

@@ -7,7 +7,9 @@ to a pool's ready pods by pod IP or name (``gpufleet.promquery.series``) and sum
 per variant (KV-cache usage is the mean, the p90 TTFT the worst pod's). ``demand`` adds
 up what the routers' ``/stats`` say they queue and hold for a pool (``demand: {<pool>:
 {queued, held}}``; a router that does not report it counts 0). ``pool`` turns the
-ModelPool's planned variants, their Deployments and pods into ``scaling.model.Pool``: a
+ModelPool's variants as its reconciler planned them — the per-variant TP and
+feasibility its status publishes (``modelpool.status.published_plan``): the planner
+runs once, in the reconciler — their Deployments and pods into ``scaling.model.Pool``: a
 variant the autoscaler may scale keeps its ``minReplicas``..``maxReplicas``; any other
 feasible variant is pinned to the replicas the operator applies, so its capacity counts
 but its size does not change; ``policy`` reads its targets and behaviour from
@@ -20,10 +22,12 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-from gpufleet.api.modelpool import Autoscaling, ModelPoolSpec
+from gpufleet.api.modelpool import Autoscaling, ModelPoolSpec, VariantStatus
 from gpufleet.api.runtime import MetricNames
-from gpufleet.controller import observe, plan
-from gpufleet.controller.variants import VariantDecision
+from gpufleet.api.variant import Variant
+from gpufleet.controller import observe
+from gpufleet.controller.modelpool import plan
+from gpufleet.hardware import catalog
 from gpufleet.promquery import series
 from gpufleet.scaling import inventory, model
 
@@ -136,26 +140,27 @@ def demand(stats: Iterable[object], pool: str) -> model.Demand:
 
 
 def _variant(
-    decision: VariantDecision,
+    v: Variant,
+    planned: VariantStatus,
     *,
     scaled: bool,
     live: observe.ObservedChild | None,
     pods: Sequence[observe.ObservedPod],
     signals: model.Signals | None,
 ) -> model.Variant:
-    v, tp = decision.variant, decision.plan.tensor_parallel_size or 1
+    tp = planned.tensor_parallel_size or 1
     mine = [p for p in pods if p.variant == v.name and p.phase not in ("Succeeded", "Failed")]
     replicas = live.replicas if live is not None and live.replicas is not None else 0
     top = v.max_replicas if scaled and v.max_replicas is not None else v.min_replicas
     return model.Variant(
         name=v.name,
-        gpu=decision.gpu.name,
+        gpu=planned.gpu,
         tensor_parallel_size=tp,
         min_replicas=v.min_replicas,
         max_replicas=top,
         replicas=replicas if scaled else v.min_replicas,
         ready=sum(1 for p in mine if p.ready),
-        prior_speed=decision.gpu.throughput_weight * tp,
+        prior_speed=catalog.get(planned.gpu).throughput_weight * tp,
         loading_since=tuple(
             p.started for p in mine if not p.ready and not p.unschedulable and p.started
         ),
@@ -166,7 +171,7 @@ def _variant(
 
 def pool(
     spec: ModelPoolSpec,
-    decisions: Sequence[VariantDecision],
+    planned: Sequence[VariantStatus],
     *,
     deployments: Mapping[str, observe.ObservedChild],
     pods: Sequence[observe.ObservedPod],
@@ -174,19 +179,22 @@ def pool(
     demand: model.Demand,
     nodes: inventory.Inventory | None,
 ) -> model.Pool:
-    """The decision's input: every variant the planner found feasible (keyed by variant
-    name in ``deployments`` and ``signals``)."""
+    """The decision's input: every variant of ``spec`` the reconciler's plan (``planned``,
+    its status) found feasible, keyed by variant name in ``deployments`` and
+    ``signals``."""
     mine = set(scaled(spec))
+    by_name = {v.name: v for v in spec.variants}
     variants = tuple(
         _variant(
-            d,
-            scaled=d.name in mine,
-            live=deployments.get(d.name),
+            by_name[p.name],
+            p,
+            scaled=p.name in mine,
+            live=deployments.get(p.name),
             pods=pods,
-            signals=signals.get(d.name),
+            signals=signals.get(p.name),
         )
-        for d in decisions
-        if d.feasible
+        for p in planned
+        if p.feasible and p.name in by_name
     )
     return model.Pool(
         variants=variants,

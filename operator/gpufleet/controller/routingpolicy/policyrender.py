@@ -2,7 +2,7 @@
 
 Pure. For policy ``P`` every child is named ``P-router`` (``labels.router_name``),
 labelled ``labels.policy_labels(P)`` plus component ``router``, owned by the policy and
-hashed like a ModelPool's children (``controller.render.with_hash``): a ConfigMap whose
+hashed like a ModelPool's children (``controller.owned.with_hash``): a ConfigMap whose
 ``router.yaml`` is the resolved, validated policy (the router watches it and applies
 changes live, so an invalid policy never reaches a router), a ServiceAccount, and a
 least-privilege Role and RoleBinding; in mode ``deployment`` also the router Deployment,
@@ -21,9 +21,9 @@ import yaml
 
 from gpufleet import labels as contract
 from gpufleet import prometheustarget as target
-from gpufleet.api import common
 from gpufleet.api.routingpolicy import RoutingPolicySpec
-from gpufleet.controller import bodies, images, render, routerpod
+from gpufleet.controller import bodies, images, owned
+from gpufleet.controller.routingpolicy import routerpod
 
 PolicyRef = routerpod.PolicyRef
 Discovery = Literal["endpointslices", "pods"]
@@ -31,39 +31,6 @@ Discovery = Literal["endpointslices", "pods"]
 _READ = ["get", "list", "watch"]
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _MAX_NAME = 63  # a Service name (DNS-1035 label) and a label value
-
-
-def _requirement(req: common.LabelSelectorRequirement, labels: Mapping[str, str]) -> bool:
-    value = labels.get(req.key)
-    match req.operator:
-        case "In":
-            return value is not None and value in req.values
-        case "NotIn":
-            return value is None or value not in req.values
-        case "Exists":
-            return value is not None
-        case "DoesNotExist":
-            return value is None
-
-
-def selector_matches(selector: common.LabelSelector, labels: Mapping[str, str]) -> bool:
-    """Kubernetes label-selector semantics: every ``matchLabels`` pair and every
-    ``matchExpressions`` term must hold (``NotIn`` holds for an absent key); an empty
-    selector matches everything."""
-    pairs = all(labels.get(k) == v for k, v in selector.match_labels.items())
-    return pairs and all(_requirement(r, labels) for r in selector.match_expressions)
-
-
-def resolve_pools(
-    spec: RoutingPolicySpec, pools: Mapping[str, Mapping[str, str]]
-) -> tuple[str, ...]:
-    """The pools routed: ``spec.pools`` in the order given (duplicates dropped; a named
-    pool need not exist yet), else the names of the ModelPools in ``pools`` (name →
-    labels, the policy's namespace) that ``poolSelector`` matches, sorted."""
-    if spec.pool_selector is None:
-        return tuple(dict.fromkeys(spec.pools))
-    selector = spec.pool_selector
-    return tuple(sorted(name for name, lbls in pools.items() if selector_matches(selector, lbls)))
 
 
 def _selector_problems(spec: RoutingPolicySpec) -> list[str]:
@@ -164,7 +131,7 @@ def config_map(ref: PolicyRef, document: Mapping[str, bodies.Json]) -> bodies.Co
     """The ConfigMap holding ``router.yaml`` (keys sorted: the same document, the same
     text and hash)."""
     text = yaml.safe_dump(dict(document), sort_keys=True, default_flow_style=False)
-    return render.with_hash(
+    return owned.with_hash(
         bodies.ConfigMap(
             apiVersion="v1",
             kind="ConfigMap",
@@ -176,7 +143,7 @@ def config_map(ref: PolicyRef, document: Mapping[str, bodies.Json]) -> bodies.Co
 
 def service_account(ref: PolicyRef) -> bodies.ServiceAccount:
     """The router's identity; its token is mounted, since the router reads the API."""
-    return render.with_hash(
+    return owned.with_hash(
         bodies.ServiceAccount(
             apiVersion="v1",
             kind="ServiceAccount",
@@ -212,7 +179,7 @@ def rules(ref: PolicyRef, spec: RoutingPolicySpec) -> list[bodies.PolicyRule]:
 
 
 def role(ref: PolicyRef, spec: RoutingPolicySpec) -> bodies.Role:
-    return render.with_hash(
+    return owned.with_hash(
         bodies.Role(
             apiVersion="rbac.authorization.k8s.io/v1",
             kind="Role",
@@ -224,7 +191,7 @@ def role(ref: PolicyRef, spec: RoutingPolicySpec) -> bodies.Role:
 
 def role_binding(ref: PolicyRef) -> bodies.RoleBinding:
     name = contract.router_name(ref.name)
-    return render.with_hash(
+    return owned.with_hash(
         bodies.RoleBinding(
             apiVersion="rbac.authorization.k8s.io/v1",
             kind="RoleBinding",

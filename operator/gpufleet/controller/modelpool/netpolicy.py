@@ -20,8 +20,9 @@ from collections.abc import Iterable, Mapping
 from gpufleet import labels as contract
 from gpufleet.api.modelpool import GPU_AGENT_PORT, ModelPoolSpec
 from gpufleet.api.routingpolicy import RoutingPolicySpec
-from gpufleet.controller import bodies, render
-from gpufleet.controller.policyrender import resolve_pools
+from gpufleet.controller import bodies, owned
+from gpufleet.controller.modelpool import render
+from gpufleet.controller.selection import resolve_pools
 
 # Every namespace carries this label with its own name (Kubernetes 1.21 and later).
 NAMESPACE_NAME = "kubernetes.io/metadata.name"
@@ -90,11 +91,11 @@ def pool_policy(
         for peer in [*peers, [_scraper(scraper)]]
     ]
     own = contract.pool_labels(pool.name) | {contract.COMPONENT: contract.MODEL_SERVER}
-    return render.with_hash(
+    return owned.with_hash(
         bodies.NetworkPolicy(
             apiVersion="networking.k8s.io/v1",
             kind="NetworkPolicy",
-            metadata=render.child_metadata(pool, pool.name, own),
+            metadata=owned.child_metadata(pool, pool.name, own),
             spec=bodies.NetworkPolicySpec(
                 podSelector={"matchLabels": contract.pool_labels(pool.name)},
                 policyTypes=["Ingress"],

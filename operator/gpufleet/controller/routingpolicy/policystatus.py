@@ -5,7 +5,7 @@ the operator uses (``config``, ``backends``, ``effectiveWeights``); ``compute`` 
 the reports of the Ready router pods that answered into the status: ``routers`` (how
 many answered), ``appliedGeneration`` (the lowest policy generation among them),
 ``backends`` (max endpoints per pool and GPU over the routers), ``effectiveWeights`` (of
-the first router by pod name) and the conditions, with ``controller.status``'s rule that
+the first router by pod name) and the conditions, with ``controller.modelpool.status``'s rule that
 ``lastTransitionTime`` moves only when a status flips:
 
 - Ready: the router Deployment is rolled out with every replica ready, at least one
@@ -34,11 +34,11 @@ import pydantic
 from pydantic import alias_generators
 
 from gpufleet.api.routingpolicy import BackendStatus, RoutingPolicySpec, RoutingPolicyStatus
-from gpufleet.controller import observe, status
+from gpufleet.controller import conditions, observe
 
 _Item = tuple[str, str, str, str]  # a condition's type, status, reason, message
 # Events for flipped conditions: the ModelPool's rule serves any gpufleet status.
-transitions = status.transitions
+transitions = conditions.transitions
 
 
 class _Wire(pydantic.BaseModel):
@@ -253,10 +253,12 @@ def compute(
         seen = _Seen(spec, generation, tuple(pools), deployment, answered, silent, ready)
         items = [_ready(seen), _progressing(seen), _degraded(seen)]
     old = {c.type: c for c in (previous.conditions if previous else ())}
-    stamp = status.rfc3339(now)
+    stamp = conditions.rfc3339(now)
     return RoutingPolicyStatus(
         observed_generation=generation,
-        conditions=tuple(status.condition(c, old, generation=generation, now=stamp) for c in items),
+        conditions=tuple(
+            conditions.condition(c, old, generation=generation, now=stamp) for c in items
+        ),
         backends=backends,
         ready_endpoints=ready,
         pools=tuple(pools),

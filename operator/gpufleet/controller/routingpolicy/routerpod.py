@@ -1,6 +1,6 @@
 """The router's pod and what runs it for a RoutingPolicy: Deployment, Service, PDB.
 
-Pure; used by ``controller.policyrender``, which renders the policy's other children.
+Pure; used by ``policyrender``, which renders the policy's other children.
 Every object is named ``labels.router_name(P)``, labelled ``labels.policy_labels(P)``
 plus component ``router`` and owned by the policy. The pod runs ``gpufleet router``
 under the restricted Pod Security profile with its own ServiceAccount, reads its
@@ -15,11 +15,11 @@ from __future__ import annotations
 from gpufleet import labels as contract
 from gpufleet.api import common
 from gpufleet.api.routingpolicy import RoutingPolicySpec
-from gpufleet.controller import bodies, render, restricted
+from gpufleet.controller import bodies, owned, restricted
 
 KIND = "RoutingPolicy"
 # A RoutingPolicy's identity has a ModelPool's shape: name, namespace, uid.
-PolicyRef = render.PoolRef
+PolicyRef = owned.OwnerRef
 
 CONFIG_DIR = "/etc/gpufleet/router"
 CA_DIR = "/etc/gpufleet/prometheus-ca"
@@ -42,7 +42,7 @@ def child_labels(ref: PolicyRef) -> dict[str, str]:
 def metadata(ref: PolicyRef) -> bodies.Metadata:
     """Metadata of every child of the policy (one name for all of them)."""
     name = contract.router_name(ref.name)
-    return render.child_metadata(ref, name, child_labels(ref), kind=KIND)
+    return owned.child_metadata(ref, name, child_labels(ref), kind=KIND)
 
 
 def _resources(spec: RoutingPolicySpec) -> bodies.ResourceRequirements:
@@ -142,7 +142,7 @@ def deployment(ref: PolicyRef, spec: RoutingPolicySpec, *, image: str) -> bodies
             "spec": _pod_spec(ref, spec, image=image),
         },
     )
-    return render.with_hash(
+    return owned.with_hash(
         bodies.RouterDeployment(
             apiVersion="apps/v1", kind="Deployment", metadata=metadata(ref), spec=body_spec
         )
@@ -154,7 +154,7 @@ def service(ref: PolicyRef, spec: RoutingPolicySpec) -> bodies.Service:
     port = bodies.ServicePort(
         name=PORT_NAME, port=spec.router.port, targetPort=PORT_NAME, protocol="TCP"
     )
-    return render.with_hash(
+    return owned.with_hash(
         bodies.Service(
             apiVersion="v1",
             kind="Service",
@@ -170,7 +170,7 @@ def service(ref: PolicyRef, spec: RoutingPolicySpec) -> bodies.Service:
 
 def disruption_budget(ref: PolicyRef) -> bodies.PodDisruptionBudget:
     """At most one router voluntarily disrupted at a time."""
-    return render.with_hash(
+    return owned.with_hash(
         bodies.PodDisruptionBudget(
             apiVersion="policy/v1",
             kind="PodDisruptionBudget",

@@ -1,93 +1,25 @@
 """The children of a ModelPool as server-side-apply intents: Deployments, Service, PDB.
 
-Pure. One Deployment ``<pool>-<variant>`` per feasible variant (pod from
-``controller.podspec``), one Service named after the pool over all its variants' pods,
-and one PodDisruptionBudget allowing one voluntary disruption at a time. Every child is
-owned by the pool (``ownerReferences``, so deleting the pool lets the garbage collector
-remove it) and carries ``gpufleet.io/spec-hash``: a digest of the intent itself, so a
-changed intent is seen without comparing bodies. ``replicas`` is part of the intent
-only while the operator owns the field (see ``controller.observe.replicas_owned_by_others``).
+Pure. One Deployment ``<pool>-<variant>`` per feasible variant (pod from ``podspec``),
+one Service named after the pool over all its variants' pods, and one
+PodDisruptionBudget allowing one voluntary disruption at a time. Every child is owned
+by the pool and carries the spec hash (``controller.owned``). ``replicas`` is part of
+the intent only while the operator owns the field (see ``plan.replicas_intent``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-from typing import TypeVar
-
 from gpufleet import labels as contract
-from gpufleet.api import common
 from gpufleet.api.modelpool import ModelPoolSpec
-from gpufleet.controller import bodies, podspec
-from gpufleet.controller.variants import VariantDecision
+from gpufleet.controller import bodies, owned
+from gpufleet.controller.modelpool import podspec
+from gpufleet.controller.modelpool.variants import VariantDecision
 from gpufleet.labels import deployment_name
 
+# A ModelPool is the owner of its children.
+PoolRef = owned.OwnerRef
+
 PROGRESS_DEADLINE_MARGIN_SECONDS = 600
-_C = TypeVar(
-    "_C",
-    bodies.Deployment,
-    bodies.Service,
-    bodies.PodDisruptionBudget,
-    bodies.ConfigMap,
-    bodies.ServiceAccount,
-    bodies.Role,
-    bodies.RoleBinding,
-    bodies.RouterDeployment,
-    bodies.NetworkPolicy,
-)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PoolRef:
-    """The identity of the ModelPool (or, in ``controller.policyrender``, the
-    RoutingPolicy) the children belong to."""
-
-    name: str
-    namespace: str
-    uid: str
-
-
-def owner_reference(pool: PoolRef, *, kind: str = "ModelPool") -> bodies.OwnerReference:
-    return bodies.OwnerReference(
-        apiVersion=common.API_VERSION,
-        kind=kind,
-        name=pool.name,
-        uid=pool.uid,
-        controller=True,
-        blockOwnerDeletion=True,
-    )
-
-
-def child_metadata(
-    pool: PoolRef, name: str, labels: dict[str, str], *, kind: str = "ModelPool"
-) -> bodies.Metadata:
-    """Metadata of a child named ``name``, controlled by the ``kind`` object ``pool``."""
-    return bodies.Metadata(
-        name=name,
-        namespace=pool.namespace,
-        labels=labels,
-        ownerReferences=[owner_reference(pool, kind=kind)],
-    )
-
-
-def spec_hash(child: bodies.Child) -> str:
-    """A digest of the intent, ignoring any spec-hash annotation already on it."""
-    doc = json.loads(json.dumps(child))
-    annotations = doc["metadata"].pop("annotations", {})
-    annotations.pop(contract.SPEC_HASH, None)
-    if annotations:
-        doc["metadata"]["annotations"] = annotations
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def with_hash(child: _C) -> _C:
-    digest = spec_hash(child)
-    child["metadata"]["annotations"] = child["metadata"].get("annotations", {}) | {
-        contract.SPEC_HASH: digest
-    }
-    return child
 
 
 def variant_labels(pool: str, spec: ModelPoolSpec, decision: VariantDecision) -> dict[str, str]:
@@ -141,11 +73,11 @@ def deployment(
     if replicas is not None:
         body_spec["replicas"] = replicas
     name = deployment_name(pool.name, decision.name)
-    return with_hash(
+    return owned.with_hash(
         bodies.Deployment(
             apiVersion="apps/v1",
             kind="Deployment",
-            metadata=child_metadata(pool, name, labels),
+            metadata=owned.child_metadata(pool, name, labels),
             spec=body_spec,
         )
     )
@@ -160,11 +92,11 @@ def service(pool: PoolRef, spec: ModelPoolSpec) -> bodies.Service:
     port = bodies.ServicePort(
         name=podspec.PORT_NAME, port=spec.serving.port, targetPort=podspec.PORT_NAME, protocol="TCP"
     )
-    return with_hash(
+    return owned.with_hash(
         bodies.Service(
             apiVersion="v1",
             kind="Service",
-            metadata=child_metadata(pool, pool.name, _pool_labels(pool.name)),
+            metadata=owned.child_metadata(pool, pool.name, _pool_labels(pool.name)),
             spec={
                 "type": "ClusterIP",
                 "selector": contract.pool_labels(pool.name),
@@ -176,11 +108,11 @@ def service(pool: PoolRef, spec: ModelPoolSpec) -> bodies.Service:
 
 def disruption_budget(pool: PoolRef) -> bodies.PodDisruptionBudget:
     """At most one of the pool's pods voluntarily disrupted (drained, evicted) at a time."""
-    return with_hash(
+    return owned.with_hash(
         bodies.PodDisruptionBudget(
             apiVersion="policy/v1",
             kind="PodDisruptionBudget",
-            metadata=child_metadata(pool, pool.name, _pool_labels(pool.name)),
+            metadata=owned.child_metadata(pool, pool.name, _pool_labels(pool.name)),
             spec={
                 "selector": {"matchLabels": contract.pool_labels(pool.name)},
                 "maxUnavailable": 1,

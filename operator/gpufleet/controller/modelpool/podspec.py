@@ -34,7 +34,7 @@ from gpufleet import labels, operatorconfig, podgpus
 from gpufleet.api import modelpool
 from gpufleet.api.modelpool import ModelPoolSpec
 from gpufleet.controller import bodies, restricted
-from gpufleet.controller.variants import VariantDecision
+from gpufleet.controller.modelpool.variants import VariantDecision
 from gpufleet.hardware import catalog, nccl
 from gpufleet.planning import batching
 

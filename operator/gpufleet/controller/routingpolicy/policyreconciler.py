@@ -1,8 +1,9 @@
-"""Reconcile one RoutingPolicy: parse → render (pure) → apply and prune → poll routers → status.
+"""Reconcile one RoutingPolicy: render (pure) → apply and prune → poll routers → status.
 
-The I/O half; decisions are ``controller.policyrender`` (children, problems),
-``controller.plan.diff`` (what to write) and ``controller.policystatus`` (the status).
-A policy the operator cannot realise — pydantic rejects it, or ``policyrender.problems``
+The I/O half; decisions are ``policyrender`` (children, problems),
+``controller.owned.diff`` (what to write) and ``policystatus`` (the status). The policy
+comes parsed from the watch (``controller.cache``). A policy the operator cannot
+realise — pydantic rejects it, or ``policyrender.problems``
 names a field — leaves every child as it is: the ConfigMap keeps the last good
 ``router.yaml``, so the routers keep serving it, and the status says Degraded and why.
 Nothing here raises ``kopf.PermanentError``: the policy is polled every few seconds
@@ -15,57 +16,21 @@ from __future__ import annotations
 import asyncio
 import datetime
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
 
 import kopf
-import pydantic
 
 from gpufleet import labels
 from gpufleet.api.resources import RoutingPolicy
 from gpufleet.api.routingpolicy import RoutingPolicySpec, RoutingPolicyStatus
-from gpufleet.controller import (
-    kube,
-    observe,
-    plan,
-    policyrender,
-    policystatus,
-    reconciler,
-    status,
-)
-from gpufleet.controller.routerstats import Poller
+from gpufleet.controller import conditions, kube, observe, owned, selection, writes
+from gpufleet.controller.cache import Cache, Cached
+from gpufleet.controller.routingpolicy import policyrender, policystatus
+from gpufleet.controller.routingpolicy.routerstats import Poller
 from gpufleet.controller.workqueue import Key
 from gpufleet.operatorconfig import OperatorConfig
 
-
-class Cache(Protocol):
-    """What the reconciler reads from the watches (``controller.runtime.KindState``)."""
-
-    def body(self, key: Key) -> Mapping[str, Any] | None: ...
-
-    def children(self, key: Key) -> dict[tuple[str, str], observe.ObservedChild]: ...
-
-    def owned_pods(self, key: Key, deployment: str) -> list[observe.ObservedPod]: ...
-
-    def remember_applied(self, obj: Mapping[str, Any]) -> None: ...
-
-    def forget_applied(self, kind: str, namespace: str, name: str) -> None: ...
-
-    def previous_status(self, key: Key, body: Mapping[str, Any]) -> RoutingPolicyStatus | None: ...
-
-    def remember_status(
-        self, key: Key, written: RoutingPolicyStatus, resource_version: str
-    ) -> None: ...
-
-
-def parse(raw: Mapping[str, Any]) -> RoutingPolicy | str:
-    """The policy, or why it is invalid (the field at fault and what is accepted)."""
-    body = {k: v for k, v in raw.items() if k != "status"}
-    try:
-        return RoutingPolicy.model_validate(body)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        return f"invalid RoutingPolicy: {where}: {first['msg']}"
+PolicyCache = Cache[RoutingPolicy, RoutingPolicyStatus]
+Policy = Cached[RoutingPolicy, RoutingPolicyStatus]
 
 
 async def _apply(
@@ -74,7 +39,7 @@ async def _apply(
     pools: tuple[str, ...],
     *,
     models: Mapping[str, str],
-    cache: Cache,
+    cache: PolicyCache,
     client: kube.Kube,
     config: OperatorConfig,
 ) -> None:
@@ -90,9 +55,9 @@ async def _apply(
         discovery=config.router_discovery,
     )
     observed = cache.children(key)
-    todo = plan.diff(intents, observed)
+    todo = owned.diff(intents, observed)
     try:
-        await asyncio.to_thread(reconciler.execute, client, cache, todo, observed)
+        await asyncio.to_thread(writes.execute, client, cache, todo, observed)
     except kube.Transient as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
 
@@ -102,7 +67,7 @@ async def _realise(
     policy: RoutingPolicy,
     pools: Mapping[str, Mapping[str, str]],
     models: Mapping[str, str],
-    cache: Cache,
+    cache: PolicyCache,
     client: kube.Kube,
     config: OperatorConfig,
 ) -> tuple[RoutingPolicySpec, tuple[str, ...], tuple[str, ...]]:
@@ -114,7 +79,7 @@ async def _realise(
         + policyrender.image_problems(spec, config.allowed_image_prefixes)
         + policyrender.prometheus_problems(spec, allow_local=config.allow_local_prometheus)
     )
-    resolved = policyrender.resolve_pools(spec, pools)
+    resolved = selection.resolve_pools(spec, pools)
     if not problems:
         try:
             await _apply(
@@ -125,7 +90,7 @@ async def _realise(
     return spec, problems, resolved
 
 
-def _routers(cache: Cache, key: Key) -> list[observe.ObservedPod]:
+def _routers(cache: PolicyCache, key: Key) -> list[observe.ObservedPod]:
     """The ready pods of the policy's own router Deployment (by owner, not by label)."""
     pods = cache.owned_pods(key, labels.router_name(key[1]))
     return [p for p in pods if p.ready and p.ip]
@@ -134,7 +99,7 @@ def _routers(cache: Cache, key: Key) -> list[observe.ObservedPod]:
 async def reconcile(
     key: Key,
     *,
-    cache: Cache,
+    cache: PolicyCache,
     pools: Mapping[str, Mapping[str, str]],
     client: kube.Kube,
     poller: Poller,
@@ -145,10 +110,10 @@ async def reconcile(
     """Bring policy ``key``'s children to its spec and write its status; ``pools`` are the
     labels of the ModelPools in its namespace, by name, ``models`` their served model
     names (for scale from zero). No-op if the policy is gone."""
-    raw = cache.body(key)
-    if raw is None:
+    found = cache.get(key)
+    if found is None:
         return
-    policy = parse(raw)
+    policy = found.obj if found.obj is not None else found.problem
     spec: RoutingPolicySpec | None
     problems: tuple[str, ...]
     resolved: tuple[str, ...]
@@ -160,27 +125,27 @@ async def reconcile(
         )
     port = spec.router.port if spec is not None else 8080
     reports = await poller.poll(_routers(cache, key), port=port)
-    await _report(key, raw, spec, resolved, problems, reports, cache, client, clock)
+    await _report(found, spec, resolved, problems, reports, cache, client, clock)
 
 
 async def _report(
-    key: Key,
-    raw: Mapping[str, Any],
+    found: Policy,
     spec: RoutingPolicySpec | None,
     pools: tuple[str, ...],
     problems: tuple[str, ...],
     reports: list[policystatus.RouterReport | str],
-    cache: Cache,
+    cache: PolicyCache,
     client: kube.Kube,
     clock: Callable[[], datetime.datetime],
 ) -> None:
     """Write the status when it changed, and an Event per condition that flipped."""
+    key = found.key
     children = cache.children(key)
     deployment = children.get(("Deployment", labels.router_name(key[1])))
-    previous = cache.previous_status(key, raw)
+    previous = cache.previous_status(key)
     new = policystatus.compute(
         spec,
-        generation=int(raw.get("metadata", {}).get("generation", 0) or 0),
+        generation=found.generation,
         pools=pools,
         deployment=deployment,
         reports=reports,
@@ -197,6 +162,6 @@ async def _report(
     except kube.Transient as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
     cache.remember_status(key, new, version)
-    at = status.rfc3339(clock())
+    at = conditions.rfc3339(clock())
     for event in policystatus.transitions(previous, new):
-        await asyncio.to_thread(client.event, raw, event, at=at)
+        await asyncio.to_thread(client.event, found, event, at=at)
