@@ -56,6 +56,26 @@ async def test_tokens_per_minute_and_concurrency(sims: tuple[Sim, Sim]) -> None:
     assert stats["outcomes"]["rejected_429"] == 2
 
 
+async def test_the_quota_is_settled_against_what_a_request_used(sims: tuple[Sim, Sim]) -> None:
+    """A request the model server refuses (max_tokens past the context: 400) gives its
+    charge back, and one the tenant's whole minute could not hold is charged a minute at
+    most: before, it put the tenant ~166 minutes into debt on its own."""
+    fast, _ = sims
+    small = {"Authorization": "Bearer key-small-000"}
+    async with serve_router(_tenants(fast)) as (url, _), aiohttp.ClientSession() as session:
+
+        async def send(tokens: int) -> tuple[int, str | None]:
+            async with session.post(url + URL, json=chat(max_tokens=tokens), headers=small) as r:
+                await r.read()
+                return r.status, r.headers.get("Retry-After")
+
+        assert (await send(100_000))[0] == 400  # refused upstream: the 600 come back
+        # Without the settlement the bucket stayed empty: 429 for the next one.
+        assert [await send(150) for _ in range(3)] == [(200, None)] * 3
+        stats = await settled(url)
+    assert stats["outcomes"].get("rejected_429", 0) == 0
+
+
 def _queued(sim: Sim, **queue: Any) -> dict[str, Any]:
     raw = router_config([sim.backend()], admission={"queue": queue})
     raw["limits"] = {"maxInFlightPerEndpoint": 1}

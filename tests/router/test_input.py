@@ -20,6 +20,7 @@ from aiohttp import web
 from gpufleet.ports import free_port
 from gpufleet.router import app, body, config, intake, pipeline
 from gpufleet.router.errors import RateLimited
+from gpufleet.router.outcome import Outcome
 from tests.router.peers import MODEL, Sim, chat, router_config, serve_router, settled
 from tests.router.routerproc import start_router
 
@@ -180,14 +181,14 @@ async def test_n_multiplies_the_estimate_the_quota_and_the_cost() -> None:
     assert sixteen.estimate.output_tokens == 16 * one.estimate.output_tokens
     prompt_cost = one.estimate.input_tokens * 0.1
     assert math.isclose(sixteen.estimate.cost - prompt_cost, 16 * (one.estimate.cost - prompt_cost))
-    async with pipeline.admitted(router, one):  # 300 of the tenant's 3,000 tokens a minute
+    async with pipeline.admitted(router, one, Outcome()):  # 300 of the 3,000 tokens a minute
         with pytest.raises(RateLimited):  # n=16 asks 3,300
-            async with pipeline.admitted(router, sixteen):
+            async with pipeline.admitted(router, sixteen, Outcome()):
                 pass
         assert router.quotas.in_flight("acme") == 1
     assert router.quotas.in_flight("acme") == 0  # given back when the scope ends
     with pytest.raises(ConnectionResetError):  # however it ends
-        async with pipeline.admitted(router, one):
+        async with pipeline.admitted(router, one, Outcome()):
             raise ConnectionResetError
     assert router.quotas.in_flight("acme") == 0
 

@@ -22,8 +22,11 @@ def test_keyring() -> None:
     ("takes", "expected_waits"),
     [
         ([(0.0, 60), (0.0, 60)], [0.0, 60.0]),
-        ([(0.0, 100), (1.0, 10)], [0.0, 49.0]),  # a full bucket lends once
-        ([(0.0, 100), (30.0, 10)], [0.0, 20.0]),
+        # A request above one minute's quota is charged one minute: it empties a full
+        # bucket, no more (no debt of days for everyone after it).
+        ([(0.0, 100), (1.0, 10)], [0.0, 9.0]),
+        ([(0.0, 100), (30.0, 10)], [0.0, 0.0]),
+        ([(0.0, 10**9), (0.0, 1)], [0.0, 1.0]),
         ([(0.0, 30), (0.0, 30), (0.0, 30), (15.0, 30)], [0.0, 0.0, 30.0, 15.0]),
     ],
 )
@@ -52,6 +55,60 @@ def test_quotas_concurrency_and_rate() -> None:
     assert not over.admitted and over.retry_after_s == pytest.approx(30.0)
     assert quotas.admit("anonymous", 10**9, 0.0).admitted
     assert quotas.in_flight("b") == 1
+
+
+@pytest.mark.parametrize(
+    ("charged", "used", "level"),
+    [
+        (60, 20, 40.0),  # over-estimated: the rest comes back
+        (20, 20, 40.0),  # as estimated
+        (10, 70, -10.0),  # under-estimated: the difference is taken, into debt
+        (10, 10**6, -60.0),  # ... the debt bounded by one minute's quota
+        (60, 0, 60.0),  # no answer: all of it back
+    ],
+)
+def test_bucket_settles_its_charge(charged: float, used: float, level: float) -> None:
+    bucket = admission.TokenBucket.full(60, 0.0)
+    assert bucket.take(charged, 0.0) == 0.0
+    bucket.settle(charged, used, 0.0)
+    assert bucket.level == pytest.approx(level)
+
+
+@pytest.mark.parametrize(
+    ("status", "usage", "expected"),
+    [
+        (200, 513, 513.0),
+        (None, None, 0.0),  # refused or failed before any answer
+        (400, None, 0.0),  # the model server refused it
+        (504, None, 0.0),
+        (200, None, None),  # served, usage unknown (a stream the client left): it stands
+        (200, 0, 0.0),
+    ],
+)
+def test_used_tokens(status: int | None, usage: int | None, expected: float | None) -> None:
+    assert admission.used_tokens(status, usage) == expected
+
+
+def test_a_refused_giant_leaves_the_shared_bucket_as_it_was() -> None:
+    """One anonymous request of 128 x 1e6 tokens, answered 400, left every anonymous
+    client waiting 21 hours: now it is charged one minute and given it back."""
+    quotas = admission.Quotas({}, anonymous_tokens_per_minute=6000)
+    giant = quotas.admit("anonymous", 128 * 10**6, 0.0)
+    assert giant.admitted and giant.charged == 6000
+    quotas.release("anonymous")
+    quotas.settle("anonymous", giant.charged, admission.used_tokens(400, None), 0.0)
+    assert quotas.admit("anonymous", 500, 0.0).admitted
+
+
+def test_settlement_trues_up_an_estimate_within_a_minute_of_debt() -> None:
+    quotas = admission.Quotas({"b": _tenant("b", tokens_per_minute=600)}, None)
+    small = quotas.admit("b", 513, 0.0)  # no max_tokens: the estimate is small
+    quotas.settle("b", small.charged, 20_005, 0.0)  # the model server reported 20,005
+    late = quotas.admit("b", 10, 0.0)
+    assert not late.admitted
+    assert late.retry_after_s == pytest.approx((600 + 10) / 10)  # a minute of debt, no more
+    quotas.settle("b", 0.0, 100, 0.0)  # nothing charged: nothing to settle
+    quotas.settle("nobody", 10.0, 0, 0.0)  # no bucket: nothing happens
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ from gpufleet.router.attempt import Retry, Watch
 from gpufleet.router.errors import BadRequest, RateLimited, Unavailable
 from gpufleet.router.outcome import Outcome
 from gpufleet.router.registry import Lease, Slot
-from gpufleet.routing import filters, picker, routeplan, verdicts, waitqueue
+from gpufleet.routing import admission, filters, picker, routeplan, verdicts, waitqueue
 from gpufleet.routing.model import Endpoint, RoutingRequest
 
 
@@ -69,15 +69,21 @@ async def run(
     outcome: Outcome,
 ) -> web.StreamResponse:
     """Admit, plan, execute; ``RateLimited`` when the tenant is over its quota."""
-    async with admitted(router, job):
+    async with admitted(router, job, outcome):
         ctx = context(router, job, http=http, client=client, outcome=outcome)
-        return await forward(router, ctx)
+        response = await forward(router, ctx)
+        outcome.status = outcome.status or response.status
+        return response
 
 
 @contextlib.asynccontextmanager
-async def admitted(router: service.Router, job: intake.Job) -> AsyncIterator[None]:
+async def admitted(
+    router: service.Router, job: intake.Job, outcome: Outcome
+) -> AsyncIterator[None]:
     """The tenant's tokens and a concurrency slot for the scope; ``RateLimited`` when
-    over. The slot is given back when the scope ends, however it ends."""
+    over. When the scope ends, however it ends, the slot is given back and the charge
+    settled against what the request used (``admission.used_tokens``: its usage, none
+    when it got no answer)."""
     e = job.estimate
     verdict = router.quotas.admit(job.tenant, e.input_tokens + e.output_tokens, router.clock())
     if not verdict.admitted:
@@ -86,6 +92,10 @@ async def admitted(router: service.Router, job: intake.Job) -> AsyncIterator[Non
         yield
     finally:
         router.quotas.release(job.tenant)
+        used = outcome.usage
+        tokens = used.prompt_tokens + used.completion_tokens if used is not None else None
+        spent = admission.used_tokens(outcome.status, tokens)
+        router.quotas.settle(job.tenant, verdict.charged, spent, router.clock())
 
 
 def context(

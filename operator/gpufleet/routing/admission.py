@@ -3,10 +3,15 @@ order in which queued requests get an endpoint is ``gpufleet.routing.waitqueue``
 
 - ``KeyRing`` maps SHA-256 digests of API keys to tenants (the keys themselves are not
   kept), compared in constant time;
-- ``TokenBucket`` enforces tokens per minute: it refills continuously, may go into
-  debt once when full (so a request larger than the quota is not starved), and says
-  how long until a request of a given size fits;
-- ``Quotas`` holds each tenant's bucket and its requests in flight.
+- ``TokenBucket`` enforces tokens per minute: it refills continuously, and says how
+  long until a request of a given size fits. A request is charged its estimate up to
+  one minute's quota (a larger one empties a full bucket, so it is not starved and
+  cannot put the tenant days into debt), then settled against what it used: the
+  difference is given back or taken, and the debt never passes one minute's quota;
+- ``Quotas`` holds each tenant's bucket and its requests in flight;
+- ``used_tokens`` says what a request used, for the settlement: its usage when known,
+  nothing when it got no answer (refused, failed, or a client gone before the first
+  byte), otherwise unknown (the charge stands).
 
 All time comes in as ``now`` (seconds, monotonic).
 """
@@ -67,17 +72,37 @@ class TokenBucket:
         self.level = min(self.per_minute, self.level + rate * max(0.0, now - self.updated))
         self.updated = now
 
-    def take(self, tokens: float, now: float) -> float:
-        """Take ``tokens`` and return 0, or take nothing and return seconds to wait."""
-        self._refill(now)
-        if tokens <= self.level or self.level >= self.per_minute:
-            self.level -= tokens
-            return 0.0
-        return (min(tokens, self.per_minute) - self.level) / (self.per_minute / 60)
+    def charge(self, tokens: float) -> float:
+        """What a request estimated at ``tokens`` is charged: at most one minute's quota."""
+        return min(tokens, self.per_minute)
 
-    def give_back(self, tokens: float) -> None:
-        """Return tokens taken for a request that was not served."""
-        self.level = min(self.per_minute, self.level + tokens)
+    def take(self, tokens: float, now: float) -> float:
+        """Take the charge for ``tokens`` and return 0, or take nothing and return
+        seconds until it fits."""
+        self._refill(now)
+        charged = self.charge(tokens)
+        if charged <= self.level:
+            self.level -= charged
+            return 0.0
+        return (charged - self.level) / (self.per_minute / 60)
+
+    def settle(self, charged: float, used: float, now: float) -> None:
+        """A request charged ``charged`` used ``used``: give back the difference, or take
+        it, the debt bounded by one minute's quota."""
+        self._refill(now)
+        self.level = min(self.per_minute, max(-self.per_minute, self.level + charged - used))
+
+
+def used_tokens(status: int | None, usage_tokens: int | None) -> float | None:
+    """The tokens a request used, for its settlement: its usage (reported, or counted
+    from its stream) when known; none when it got no answer — refused, failed before
+    the first byte (``status`` None or an error); None otherwise (served, usage unknown,
+    such as a stream the client left: the charge stands)."""
+    if usage_tokens is not None:
+        return float(usage_tokens)
+    if status is None or status >= 400:
+        return 0.0
+    return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,6 +111,7 @@ class Verdict:
 
     retry_after_s: float = 0.0
     reason: str = ""
+    charged: float = 0.0  # tokens taken from the tenant's bucket (none without a rate)
 
     @property
     def admitted(self) -> bool:
@@ -117,11 +143,22 @@ class Quotas:
             wait = bucket.take(tokens, now)
             if wait > 0:
                 return Verdict(wait, f"tenant {tenant} is over its {rate} tokens per minute")
+            charged = bucket.charge(tokens)
+        else:
+            charged = 0.0
         self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
-        return Verdict()
+        return Verdict(charged=charged)
 
     def release(self, tenant: str) -> None:
         self._in_flight[tenant] = max(0, self._in_flight.get(tenant, 0) - 1)
+
+    def settle(self, tenant: str, charged: float, used: float | None, now: float) -> None:
+        """Settle an admitted request's charge against what it ``used`` (None: unknown,
+        the charge stands). A bucket replaced since (a new rate) is not touched."""
+        bucket = self._buckets.get(tenant)
+        if used is None or not charged or bucket is None:
+            return
+        bucket.settle(charged, used, now)
 
     def reconfigure(
         self, tenants: Mapping[str, Tenant], anonymous_tokens_per_minute: int | None
