@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from gpufleet.ports import free_port
 from gpufleet.router import app, body, config, intake, pipeline, service
 from gpufleet.router.errors import RouterError
+from gpufleet.router.outcome import Outcome
 from tests.router.peers import MODEL, router_config
 
 KEY = "sk-fuzz-0123456789"
@@ -90,7 +91,7 @@ def router() -> service.Router:
 
 
 async def _admitted(router: service.Router, job: intake.Job) -> None:
-    async with pipeline.admitted(router, job):
+    async with pipeline.admitted(router, job, Outcome()):
         pass
 
 
